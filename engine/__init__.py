@@ -1,0 +1,1 @@
+"""danlu's training engine: PyTorch only, never imports the UI."""

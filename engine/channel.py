@@ -1,0 +1,98 @@
+"""The two queues between the engine thread and whoever watches it.
+
+The engine never waits here: `emit` appends and returns. Metrics batches are
+merged when the consumer falls behind, so memory stays bounded (the full record
+is on disk); every other event is kept. Imports no torch.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections import deque
+
+from .events import Command, Metrics
+
+# Past this many pending metrics batches, the oldest two are merged into one.
+MAX_PENDING_METRICS = 64
+# A merged batch longer than this is thinned (every other point kept, last kept).
+MAX_POINTS_PER_BATCH = 4096
+
+
+def merge_metrics(a: Metrics, b: Metrics) -> Metrics:
+    """One batch covering both a and b (b is later); thinned if it grows too long."""
+    steps = a.steps + b.steps
+    loss = a.loss + b.loss
+    grad = a.grad_norm + b.grad_norm
+    lr = a.lr + b.lr
+    if len(steps) > MAX_POINTS_PER_BATCH:
+        keep = list(range(len(steps) - 1, -1, -2))[::-1]
+        steps = [steps[i] for i in keep]
+        loss = [loss[i] for i in keep]
+        grad = [grad[i] for i in keep]
+        lr = [lr[i] for i in keep]
+    return Metrics(
+        steps=steps, loss=loss, grad_norm=grad, lr=lr, epoch=b.epoch, lrs=b.lrs,
+        clipped=a.clipped + b.clipped, phase=b.phase, steps_per_s=b.steps_per_s,
+        samples_per_s=b.samples_per_s, elapsed=b.elapsed, eta=b.eta,
+        total_steps=b.total_steps, memory=b.memory,
+    )
+
+
+class Channel:
+    """Commands from the UI to the engine; events from the engine to the UI."""
+
+    def __init__(self, max_pending_metrics: int = MAX_PENDING_METRICS):
+        self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
+        self._events: deque = deque()
+        self._lock = threading.Lock()
+        self._pending_metrics = 0
+        self._max_metrics = max_pending_metrics
+        self.merged = 0  # how many times batches were merged (for tests/benchmarks)
+
+    # -- UI side --
+    def send(self, command: Command) -> Command:
+        self._commands.put(command)
+        return command
+
+    def drain(self, limit: int | None = None) -> list:
+        """Take pending events, oldest first (all of them unless `limit`)."""
+        with self._lock:
+            n = len(self._events) if limit is None else min(limit, len(self._events))
+            out = [self._events.popleft() for _ in range(n)]
+            self._pending_metrics -= sum(isinstance(e, Metrics) for e in out)
+        return out
+
+    def pending(self) -> int:
+        return len(self._events)
+
+    # -- engine side --
+    def emit(self, event) -> None:
+        with self._lock:
+            if isinstance(event, Metrics):
+                self._pending_metrics += 1
+                if self._pending_metrics > self._max_metrics:
+                    self._merge_oldest_metrics()
+            self._events.append(event)
+
+    def _merge_oldest_metrics(self) -> None:
+        first = None
+        for i, ev in enumerate(self._events):
+            if isinstance(ev, Metrics):
+                if first is None:
+                    first = i
+                else:
+                    self._events[i] = merge_metrics(self._events[first], ev)
+                    del self._events[first]
+                    self._pending_metrics -= 1
+                    self.merged += 1
+                    return
+
+    def poll_command(self, timeout: float | None = None) -> Command | None:
+        """Next command, or None. Blocks up to `timeout` seconds when given."""
+        try:
+            if timeout is None:
+                return self._commands.get_nowait()
+            return self._commands.get(timeout=timeout)
+        except queue.Empty:
+            return None

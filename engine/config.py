@@ -1,0 +1,604 @@
+"""Run configuration: YAML in, typed and validated objects out. Imports no torch.
+
+Every problem is collected before raising, each named by its key path with the
+fix: `optim.lr: must be > 0, got -1`, `unknown key optim.learnig_rate, did you
+mean optim.lr?`.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError, UserError
+from .knobs import OPTIM_COMMON, OPTIMIZERS, SCHEDULE_COMMON, SCHEDULERS, Knob
+
+PACKAGED_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+BUILTIN_DATA = ("shapes", "mnist", "fashion_mnist", "cifar10", "image_folder")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+INITS = ("default", "kaiming", "xavier")
+NAN_POLICIES = ("pause", "skip", "stop")
+
+
+# --- the typed config ----------------------------------------------------------
+
+@dataclass
+class RunConfig:
+    name: str = "default"
+    seed: int = 0
+    deterministic: bool = False
+    device: str = "auto"
+    precision: str = "auto"
+    out_dir: str = "runs"
+
+
+@dataclass
+class DataConfig:
+    name: str = "shapes"
+    root: str | None = "data"
+    download: bool = False
+    batch_size: int = 64
+    num_workers: int = 2
+    val_fraction: float = 0.1
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ModelConfig:
+    name: str = "small_cnn"
+    args: dict[str, Any] = field(default_factory=dict)
+    init: str = "default"
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adamw"
+    lr: float = 1e-3
+    args: dict[str, Any] = field(default_factory=dict)  # the optimizer's own torch arguments
+    no_decay_bias_norm: bool = True
+    param_groups: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class ScheduleConfig:
+    name: str = "none"
+    warmup_steps: int = 0
+    warmup_start_factor: float = 0.0
+    interval: str | None = None  # None: the scheduler's natural granularity
+    args: dict[str, Any] = field(default_factory=dict)  # the scheduler's own torch arguments
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 3
+    max_steps: int | None = None
+    grad_accum: int = 1
+    grad_clip: float | None = 1.0
+    eval_every: int | None = None       # None: once per epoch
+    checkpoint_every: int | None = None  # None: at the end of each epoch
+    keep_last: int = 3
+
+
+@dataclass
+class MonitorConfig:
+    log_every: int = 10
+    layer_norms_every: int = 0
+    nan_policy: str = "pause"
+    spike_factor: float = 4.0
+
+
+@dataclass
+class Config:
+    run: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    notes: list[str] = field(default_factory=list)  # what resolution changed (e.g. keys dropped)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config as the nested dict a YAML file holds."""
+        out: dict[str, Any] = {}
+        for section in SECTIONS:
+            obj = getattr(self, section)
+            d = {k: copy.deepcopy(v) for k, v in vars(obj).items()}
+            if section in ("optim", "schedule"):
+                d.update(d.pop("args"))
+            out[section] = d
+        return out
+
+    def to_yaml(self) -> str:
+        return dump_yaml(self.to_dict())
+
+
+SECTIONS = ("run", "data", "model", "optim", "schedule", "train", "monitor")
+SECTION_TYPES = {
+    "run": RunConfig, "data": DataConfig, "model": ModelConfig, "optim": OptimConfig,
+    "schedule": ScheduleConfig, "train": TrainConfig, "monitor": MonitorConfig,
+}
+
+# Keys of the plain sections: key -> Knob (type, default, bounds, help).
+FIELDS: dict[str, dict[str, Knob]] = {
+    "run": {
+        "name": Knob("str", "default", "Run name; the run directory is <out_dir>/<name>-<time>."),
+        "seed": Knob("int", 0, "Seed for torch, the data split and shuffling.", min=0),
+        "deterministic": Knob("bool", False, "Use deterministic algorithms (slower; bit-exact reruns)."),
+        "device": Knob("str", "auto", "auto picks cuda, then mps, then cpu.", choices=DEVICES),
+        "precision": Knob("str", "auto", "auto: bf16 autocast where supported, fp16 with GradScaler on older CUDA, fp32 on CPU.", choices=PRECISIONS),
+        "out_dir": Knob("str", "runs", "Folder that holds run directories."),
+    },
+    "data": {
+        "name": Knob("str", "shapes", "shapes (built-in, offline), mnist, fashion_mnist, cifar10, image_folder, or module:callable."),
+        "root": Knob("str", "data", "Where the dataset files are (or go, with download).", optional=True),
+        "download": Knob("bool", False, "Download torchvision datasets into root if missing."),
+        "batch_size": Knob("int", 64, "Samples per step (per accumulation micro-step).", min=1),
+        "num_workers": Knob("int", 2, "DataLoader worker processes (0 loads in the training thread).", min=0),
+        "val_fraction": Knob("float", 0.1, "Fraction of the training set held out for validation.", min=0, lt=1),
+        "args": Knob("dict", {}, "Extra arguments for the dataset builder."),
+    },
+    "model": {
+        "name": Knob("str", "small_cnn", "small_cnn, mlp, any torchvision classifier (resnet18, ...), or module:callable."),
+        "args": Knob("dict", {}, "Extra arguments for the model builder."),
+        "init": Knob("str", "default", "Weight init: default (torch's), kaiming or xavier.", choices=INITS),
+    },
+    "train": {
+        "epochs": Knob("int", 3, "Passes over the training set.", min=1),
+        "max_steps": Knob("int", None, "Stop after this many optimizer steps, whatever epochs says.", min=1, optional=True),
+        "grad_accum": Knob("int", 1, "Micro-batches per optimizer step (loss is divided by this).", min=1),
+        "grad_clip": Knob("float", 1.0, "Clip the total grad norm to this; empty disables clipping (the norm is still reported).", gt=0, optional=True),
+        "eval_every": Knob("int", None, "Evaluate every N steps; empty = at the end of each epoch.", min=1, optional=True),
+        "checkpoint_every": Knob("int", None, "Checkpoint every N steps; empty = at the end of each epoch.", min=1, optional=True),
+        "keep_last": Knob("int", 3, "Periodic checkpoints kept (last and best are kept apart).", min=1),
+    },
+    "monitor": {
+        "log_every": Knob("int", 10, "Move per-step metrics from the device every N steps (one transfer).", min=1),
+        "layer_norms_every": Knob("int", 0, "Per-layer grad norms every N steps; 0 disables.", min=0),
+        "nan_policy": Knob("str", "pause", "On a non-finite loss or gradient: pause, skip the step, or stop.", choices=NAN_POLICIES),
+        "spike_factor": Knob("float", 4.0, "Alert when the loss exceeds this many times its recent running level.", gt=1),
+    },
+}
+
+OPTIM_FIELDS: dict[str, Knob] = {
+    "name": Knob("str", "adamw", "Optimizer: " + ", ".join(OPTIMIZERS) + ".", choices=tuple(OPTIMIZERS)),
+    "lr": Knob("float", 1e-3, "Learning rate (of the default param group).", gt=0, max=10),
+    "no_decay_bias_norm": Knob("bool", True, "Exclude biases and norm-layer weights from weight decay."),
+    "param_groups": Knob("list", [], "Differential LRs: [{match: '<regex>', lr_mult: 10}], first match wins."),
+}
+SCHEDULE_FIELDS: dict[str, Knob] = {
+    "name": Knob("str", "none", "Scheduler: " + ", ".join(SCHEDULERS) + ".", choices=tuple(SCHEDULERS)),
+    "warmup_steps": Knob("int", 0, "Linear warmup over this many optimizer steps before the schedule starts.", min=0),
+    "warmup_start_factor": Knob("float", 0.0, "Warmup starts at this fraction of the LR.", min=0, lt=1),
+    "interval": Knob("str", None, "Step the scheduler per step or per epoch; empty = its natural unit.", choices=("step", "epoch"), optional=True),
+}
+PARAM_GROUP_FIELDS: dict[str, Knob] = {
+    "match": Knob("str", None, "Regex searched in parameter names (e.g. '^fc\\.' or 'classifier')."),
+    "lr_mult": Knob("float", 1.0, "This group's LR = optim.lr * lr_mult.", gt=0),
+    "weight_decay": Knob("float", None, "This group's weight decay (default: the optimizer's).", min=0, optional=True),
+    "name": Knob("str", None, "Label shown in the dashboard (default: the regex).", optional=True),
+}
+
+
+# --- values --------------------------------------------------------------------
+
+def _fmt(v: Any) -> str:
+    return repr(v) if isinstance(v, str) else str(v)
+
+
+def _check_value(path: str, v: Any, knob: Knob, problems: list[str]) -> Any:
+    """The value coerced to the knob's type, or the problem appended and None returned."""
+    if v is None:
+        if knob.optional:
+            return None
+        problems.append(f"{path}: must be set ({knob.help})")
+        return None
+    t = knob.type
+    if t == "bool":
+        if not isinstance(v, bool):
+            problems.append(f"{path}: must be true or false, got {_fmt(v)}")
+            return None
+        return v
+    if t == "str":
+        if not isinstance(v, str):
+            problems.append(f"{path}: must be a string, got {_fmt(v)}")
+            return None
+        if knob.choices and v not in knob.choices:
+            hint = difflib.get_close_matches(v, knob.choices, n=1)
+            extra = f" Did you mean {hint[0]!r}?" if hint else ""
+            problems.append(f"{path}: must be one of {', '.join(knob.choices)}; got {v!r}.{extra}")
+            return None
+        return v
+    if t in ("int", "float"):
+        return _check_number(path, v, knob, problems)
+    if t in ("floats", "ints", "pair"):
+        if not isinstance(v, (list, tuple)):
+            problems.append(f"{path}: must be a list like [0.9, 0.999], got {_fmt(v)}")
+            return None
+        if t == "pair" and len(v) != 2:
+            problems.append(f"{path}: must be a pair like [0.9, 0.999], got {len(v)} values")
+            return None
+        item = Knob("int" if t == "ints" else "float", None, knob.help, min=knob.min, gt=knob.gt,
+                    max=knob.max, lt=knob.lt)
+        out = [_check_value(f"{path}[{i}]", x, item, problems) for i, x in enumerate(v)]
+        if any(x is None for x in out):
+            return None
+        if t == "ints" and out != sorted(set(out)):
+            problems.append(f"{path}: must be increasing without repeats, got {out}")
+            return None
+        return out
+    if t == "dict":
+        if not isinstance(v, dict):
+            problems.append(f"{path}: must be a mapping (key: value), got {_fmt(v)}")
+            return None
+        return dict(v)
+    if t == "list":
+        if not isinstance(v, list):
+            problems.append(f"{path}: must be a list, got {_fmt(v)}")
+            return None
+        return list(v)
+    raise AssertionError(f"unknown knob type {t}")
+
+
+def _check_number(path: str, v: Any, knob: Knob, problems: list[str]) -> Any:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        if isinstance(v, str):
+            try:  # YAML reads 1e-3 (no dot) as a string; accept what is plainly a number
+                v = float(v) if knob.type == "float" else int(v)
+            except ValueError:
+                problems.append(f"{path}: must be a number, got {_fmt(v)}")
+                return None
+        else:
+            problems.append(f"{path}: must be a number, got {_fmt(v)}")
+            return None
+    if knob.type == "int":
+        if isinstance(v, float):
+            if not v.is_integer():
+                problems.append(f"{path}: must be a whole number, got {v}")
+                return None
+            v = int(v)
+    else:
+        v = float(v)
+        if not math.isfinite(v):
+            problems.append(f"{path}: must be a finite number, got {v}")
+            return None
+    if knob.gt is not None and not v > knob.gt:
+        problems.append(f"{path}: must be > {knob.gt:g}, got {v:g}")
+        return None
+    if knob.min is not None and v < knob.min:
+        problems.append(f"{path}: must be >= {knob.min:g}, got {v:g}")
+        return None
+    if knob.lt is not None and not v < knob.lt:
+        problems.append(f"{path}: must be < {knob.lt:g}, got {v:g}")
+        return None
+    if knob.max is not None and v > knob.max:
+        problems.append(f"{path}: must be <= {knob.max:g}, got {v:g}")
+        return None
+    return v
+
+
+# Names people write for our keys (torch, Keras, other tools), and frequent typos of them.
+ALIASES = {
+    "learning_rate": "lr", "lr_rate": "lr", "wd": "weight_decay", "decay": "weight_decay",
+    "beta": "betas", "epsilon": "eps", "bs": "batch_size", "workers": "num_workers",
+    "num_epochs": "epochs", "max_epochs": "epochs", "steps": "max_steps", "clip": "grad_clip",
+    "gradient_clip_val": "grad_clip", "max_grad_norm": "grad_clip", "accumulate_grad_batches": "grad_accum",
+    "gradient_accumulation_steps": "grad_accum", "warmup": "warmup_steps", "scheduler": "name",
+    "optimizer": "name", "arch": "name", "dataset": "name", "tmax": "T_max", "t_max": "T_max", "t_0": "T_0",
+}
+
+
+def _unknown(path: str, key: str, allowed: list[str], problems: list[str], why: str = "") -> None:
+    hint = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    if not hint:
+        aliases = [a for a, target in ALIASES.items() if target in allowed]
+        near = difflib.get_close_matches(key.lower(), aliases, n=1, cutoff=0.75)
+        hint = [ALIASES[near[0]]] if near else []
+    full = f"{path}.{key}" if path else key
+    if hint:
+        target = f"{path}.{hint[0]}" if path else hint[0]
+        problems.append(f"unknown key {full}, did you mean {target}?")
+    else:
+        problems.append(f"unknown key {full}{why}; allowed: {', '.join(allowed)}")
+
+
+# --- building the typed config ---------------------------------------------------
+
+def _plain_section(name: str, raw: dict[str, Any], problems: list[str]) -> Any:
+    fields = FIELDS[name]
+    values = {}
+    for key, v in raw.items():
+        if key not in fields:
+            _unknown(name, key, list(fields), problems)
+            continue
+        values[key] = _check_value(f"{name}.{key}", v, fields[key], problems)
+    obj = SECTION_TYPES[name]()
+    for k, v in values.items():
+        if v is not None or fields[k].optional:
+            setattr(obj, k, v)
+    return obj
+
+
+def _kind_section(section: str, raw: dict[str, Any], common: dict[str, Knob],
+                  table: dict, problems: list[str]) -> tuple[str | None, dict, dict]:
+    """Validate a section whose allowed keys depend on its `name` (optim, schedule)."""
+    name = raw.get("name", common["name"].default)
+    name = _check_value(f"{section}.name", name, common["name"], problems)
+    own: dict[str, Knob] = table[name][-1] if name else {}
+    values, args = {}, {}
+    for key, v in raw.items():
+        if key == "name":
+            continue
+        if key in common:
+            values[key] = _check_value(f"{section}.{key}", v, common[key], problems)
+        elif key in own:
+            args[key] = _check_value(f"{section}.{key}", v, own[key], problems)
+        elif name is not None:
+            others = [n for n, entry in table.items() if key in entry[-1]]
+            why = f" ({name} does not take it; {', '.join(others)} do)" if others else ""
+            _unknown(section, key, list(common) + list(own), problems, why)
+    for key, knob in own.items():
+        args.setdefault(key, copy.deepcopy(knob.default))
+    return name, values, args
+
+
+def _optim_section(raw: dict[str, Any], problems: list[str]) -> OptimConfig:
+    name, values, args = _kind_section("optim", raw, OPTIM_FIELDS, OPTIMIZERS, problems)
+    cfg = OptimConfig()
+    if name:
+        cfg.name = name
+        cfg.lr = OPTIMIZERS[name][1]
+    for k, v in values.items():
+        if v is not None:
+            setattr(cfg, k, v)
+    cfg.args = args
+    if name == "sgd" and args.get("nesterov") and (args.get("momentum", 0) <= 0 or args.get("dampening", 0) != 0):
+        problems.append("optim.nesterov: needs momentum > 0 and dampening 0 (set optim.momentum=0.9)")
+    groups = []
+    for i, g in enumerate(cfg.param_groups):
+        path = f"optim.param_groups[{i}]"
+        if not isinstance(g, dict):
+            problems.append(f"{path}: must be a mapping like {{match: 'head', lr_mult: 10}}")
+            continue
+        out = {}
+        for key, v in g.items():
+            if key not in PARAM_GROUP_FIELDS:
+                _unknown(path, key, list(PARAM_GROUP_FIELDS), problems)
+                continue
+            out[key] = _check_value(f"{path}.{key}", v, PARAM_GROUP_FIELDS[key], problems)
+        if "match" not in g:
+            problems.append(f"{path}.match: must be set (a regex searched in parameter names)")
+        elif isinstance(out.get("match"), str):
+            import re
+            try:
+                re.compile(out["match"])
+            except re.error as e:
+                problems.append(f"{path}.match: not a valid regex ({e})")
+        out.setdefault("lr_mult", 1.0)
+        groups.append(out)
+    cfg.param_groups = groups
+    return cfg
+
+
+def _schedule_section(raw: dict[str, Any], problems: list[str]) -> ScheduleConfig:
+    name, values, args = _kind_section("schedule", raw, SCHEDULE_FIELDS, SCHEDULERS, problems)
+    cfg = ScheduleConfig()
+    if name:
+        cfg.name = name
+    for k, v in values.items():
+        if v is not None or SCHEDULE_FIELDS[k].optional:
+            setattr(cfg, k, v)
+    cfg.args = args
+    if name == "plateau" and cfg.interval not in (None,):
+        problems.append("schedule.interval: plateau steps on each evaluation; leave interval empty")
+    if name == "onecycle" and args.get("base_momentum") is not None and args.get("max_momentum") is not None \
+            and args["base_momentum"] > args["max_momentum"]:
+        problems.append("schedule.base_momentum: must be <= schedule.max_momentum")
+    return cfg
+
+
+def from_dict(raw: Any, source: str | None = None) -> Config:
+    """A validated Config from a nested dict; every problem reported at once."""
+    problems: list[str] = []
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([f"the file must hold a mapping of sections ({', '.join(SECTIONS)}), got {type(raw).__name__}"], source)
+    cfg = Config()
+    for key, section in raw.items():
+        if key not in SECTIONS:
+            _unknown("", str(key), list(SECTIONS), problems)
+            continue
+        if section is None:
+            section = {}
+        if not isinstance(section, dict):
+            problems.append(f"{key}: must be a mapping of keys, got {_fmt(section)}")
+            continue
+        if key == "optim":
+            cfg.optim = _optim_section(section, problems)
+        elif key == "schedule":
+            cfg.schedule = _schedule_section(section, problems)
+        else:
+            setattr(cfg, key, _plain_section(key, section, problems))
+    if "optim" not in raw:
+        cfg.optim = _optim_section({}, problems)
+    if "schedule" not in raw:
+        cfg.schedule = _schedule_section({}, problems)
+    _cross_checks(cfg, problems)
+    if problems:
+        raise ConfigError(problems, source)
+    return cfg
+
+
+def _cross_checks(cfg: Config, problems: list[str]) -> None:
+    d = cfg.data
+    if d.name not in BUILTIN_DATA and ":" not in d.name:
+        hint = difflib.get_close_matches(d.name, BUILTIN_DATA, n=1)
+        extra = f" Did you mean {hint[0]!r}?" if hint else ""
+        problems.append(f"data.name: unknown dataset {d.name!r}; use one of {', '.join(BUILTIN_DATA)} "
+                        f"or 'package.module:callable'.{extra}")
+    if d.name == "image_folder" and not d.root:
+        problems.append("data.root: image_folder needs the folder of class subfolders (data.root=path/to/images)")
+
+
+# --- YAML, files and overrides -----------------------------------------------------
+
+class _Loader(yaml.SafeLoader):
+    """safe_load, plus '1e-3' read as a float (YAML 1.1 wants a dot)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    __import__("re").compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str, source: str = "<config>") -> Any:
+    """yaml.safe_load with messages that give the line and column."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    except yaml.constructor.ConstructorError as e:
+        where = f" (line {e.problem_mark.line + 1})" if e.problem_mark else ""
+        raise UserError(f"{source}{where}: {e.problem}. danlu reads plain YAML only; python tags "
+                        "like !!python/object are refused because loading them could run code.") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise UserError(f"{source}:{where}: YAML syntax error: {problem}. Fix the file and run again "
+                        f"(check indentation and that every 'key: value' has a space after the colon).") from None
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style for mappings, [a, b] for short lists of plain values."""
+
+
+def _represent_list(dumper: yaml.SafeDumper, data: list) -> yaml.Node:
+    flow = all(not isinstance(x, (dict, list)) for x in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+_Dumper.add_representer(list, _represent_list)
+_Dumper.add_representer(tuple, _represent_list)
+
+
+def dump_yaml(d: dict[str, Any]) -> str:
+    return yaml.dump(d, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+def find_config(path: str | None) -> Path:
+    """The config file a user named: a path, or the name of a packaged config."""
+    if path is None:
+        return PACKAGED_CONFIGS / "default.yaml"
+    p = Path(path)
+    if p.is_file():
+        return p
+    for cand in (PACKAGED_CONFIGS / path, PACKAGED_CONFIGS / f"{path}.yaml"):
+        if cand.is_file():
+            return cand
+    shipped = ", ".join(sorted(x.stem for x in PACKAGED_CONFIGS.glob("*.yaml")))
+    raise UserError(f"config file not found: {path}. Give a path to a YAML file, or one of the "
+                    f"packaged configs: {shipped}.")
+
+
+def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
+    """'optim.lr=3e-4' pairs, values parsed as YAML scalars."""
+    out = []
+    for item in items:
+        if "=" not in item:
+            raise UserError(f"override {item!r} is not key=value. Write it like optim.lr=3e-4.")
+        key, _, text = item.partition("=")
+        key = key.strip()
+        if not key or any(not part for part in key.split(".")):
+            raise UserError(f"override {item!r}: the key must be dotted like optim.lr")
+        value = parse_yaml(text, source=f"override {key}") if text.strip() else None
+        out.append((key, value))
+    return out
+
+
+def _drop_foreign_keys(raw: dict, section: str, table: dict, common: tuple, notes: list[str]) -> None:
+    """After an override switched a section's kind, drop keys only the old kind took."""
+    sec = raw.get(section) or {}
+    name = sec.get("name")
+    if not isinstance(name, str) or name not in table:
+        return
+    own = table[name][-1]
+    for key in list(sec):
+        if key in common or key in own:
+            continue
+        if any(key in entry[-1] for entry in table.values()):
+            notes.append(f"{section}.{key} dropped: {name} does not take it")
+            del sec[key]
+
+
+def apply_overrides(raw: dict, overrides: list[tuple[str, Any]]) -> list[str]:
+    """Set dotted keys in the raw dict; returns notes on keys dropped by a kind switch."""
+    notes: list[str] = []
+    switched = set()
+    for key, value in overrides:
+        parts = key.split(".")
+        node = raw
+        for part in parts[:-1]:
+            nxt = node.get(part)
+            if not isinstance(nxt, dict):
+                nxt = {}
+                node[part] = nxt
+            node = nxt
+        node[parts[-1]] = value
+        if len(parts) == 2 and parts[1] == "name":
+            switched.add(parts[0])
+    overridden = {k for k, _ in overrides}
+    if "optim" in switched:
+        _drop_foreign_keys(raw, "optim", OPTIMIZERS, OPTIM_COMMON, notes)
+    if "schedule" in switched:
+        _drop_foreign_keys(raw, "schedule", SCHEDULERS, SCHEDULE_COMMON, notes)
+    if "model" in switched and "model.args" not in overridden:
+        notes.extend(_drop_model_args(raw))
+    if "data" in switched and "data.args" not in overridden:
+        sec = raw.get("data") or {}
+        if sec.get("args") and not any(k.startswith("data.args.") for k in overridden):
+            notes.append(f"data.args dropped: they were for the previous dataset ({', '.join(sec['args'])})")
+            sec["args"] = {}
+    return notes
+
+
+def _drop_model_args(raw: dict) -> list[str]:
+    sec = raw.get("model") or {}
+    args = sec.get("args") or {}
+    if not args:
+        return []
+    try:  # the builtin models' arguments live beside torch code; only their names are needed
+        from .models import BUILTIN_MODEL_ARGS
+    except Exception:  # torch missing: drop everything rather than guess
+        BUILTIN_MODEL_ARGS = {}
+    keep = BUILTIN_MODEL_ARGS.get(sec.get("name"), {})
+    dropped = [k for k in args if k not in keep]
+    for k in dropped:
+        del args[k]
+    return [f"model.args.{k} dropped: {sec.get('name')} does not take it" for k in dropped]
+
+
+def load_config(path: str | None = None, overrides: list[str] | None = None) -> Config:
+    """Read, override and validate a config; raises UserError/ConfigError for bad input."""
+    file = find_config(path)
+    try:
+        text = file.read_text()
+    except OSError as e:
+        raise UserError(f"cannot read config {file}: {e.strerror}") from None
+    raw = parse_yaml(text, source=str(file))
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([f"the file must hold a mapping of sections ({', '.join(SECTIONS)})"], str(file))
+    notes = apply_overrides(raw, parse_overrides(overrides or []))
+    cfg = from_dict(raw, source=str(file))
+    cfg.notes = notes
+    return cfg

@@ -1,0 +1,1 @@
+"""danlu's terminal UI. Importing this package loads neither textual nor torch."""

@@ -1,0 +1,121 @@
+"""The `danlu` command line. Loads neither torch nor textual until a command needs them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+USAGE_EXAMPLES = """\
+examples:
+  danlu run                                  train the default config with the live dashboard
+  danlu run configs/my.yaml optim.lr=3e-4    a config file plus dotted overrides
+  danlu run --headless schedule.name=onecycle
+  danlu run --resume runs/default-20260101-120000
+  danlu check configs/my.yaml optim.name=sgd  validate and print the resolved config
+  danlu edit configs/my.yaml                 the config editor
+
+exit codes: 0 finished or stopped on request, 1 the run failed, 2 bad input.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="danlu",
+        description="danlu (丹炉): train a PyTorch model with a live terminal dashboard, and steer it mid-run.",
+        epilog=USAGE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="train a config with the live dashboard (or --headless)",
+                         description="Train CONFIG (default: the packaged configs/default.yaml). "
+                                     "Extra key=value words override config keys, e.g. optim.lr=3e-4.")
+    run.add_argument("words", nargs="*", metavar="[CONFIG] [key=value ...]")
+    run.add_argument("--headless", action="store_true", help="no dashboard: one compact progress line")
+    run.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its newest good checkpoint")
+
+    check = sub.add_parser("check", help="validate a config and print it resolved")
+    check.add_argument("words", nargs="*", metavar="[CONFIG] [key=value ...]")
+
+    edit = sub.add_parser("edit", help="open the config editor")
+    edit.add_argument("config", nargs="?")
+    return p
+
+
+def split_words(words: list[str]) -> tuple[str | None, list[str]]:
+    """The first word is the config unless it is a key=value override."""
+    if words and "=" not in words[0]:
+        return words[0], words[1:]
+    return None, words
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - bad input is a message, not a traceback
+        from danlu.engine.errors import UserError
+        if isinstance(e, UserError):
+            print(f"danlu: {e}", file=sys.stderr)
+            return e.exit_code
+        raise
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "check":
+        return _check(args.words)
+    if args.command == "run":
+        return _run(args)
+    if args.command == "edit":
+        return _edit(args.config)
+    return _launcher()
+
+
+def _check(words: list[str]) -> int:
+    from danlu.engine.config import find_config, load_config
+    path, overrides = split_words(words)
+    cfg = load_config(path, overrides)
+    print(f"# {find_config(path)}: valid")
+    for note in cfg.notes:
+        print(f"# note: {note}")
+    print(cfg.to_yaml(), end="")
+    return 0
+
+
+def _load_run_config(args: argparse.Namespace):
+    path, overrides = split_words(args.words)
+    if args.resume:
+        if path is not None:
+            from danlu.engine.errors import UserError
+            raise UserError("--resume takes its config from the run directory; give only key=value overrides.")
+        from danlu.engine.trainer import config_for_resume
+        return config_for_resume(args.resume, overrides)
+    from danlu.engine.config import load_config
+    return load_config(path, overrides)
+
+
+def _run(args: argparse.Namespace) -> int:
+    cfg = _load_run_config(args)
+    if args.headless or not sys.stdout.isatty():
+        if not args.headless:
+            print("danlu: stdout is not a terminal; running headless", file=sys.stderr)
+        from danlu.engine.headless import run_headless
+        return run_headless(cfg, resume=args.resume)
+    from danlu.tui.run_dashboard import run_dashboard
+    return run_dashboard(cfg, resume=args.resume)
+
+
+def _edit(config: str | None) -> int:
+    print("danlu edit: the config editor is not built yet (issue 4). "
+          "For now edit the YAML and validate it with: danlu check CONFIG", file=sys.stderr)
+    return 2
+
+
+def _launcher() -> int:
+    build_parser().print_help()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
