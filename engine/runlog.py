@@ -1,0 +1,99 @@
+"""The run directory: resolved config, metrics.jsonl, events.jsonl, state.json."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+
+
+def _clean(v: Any) -> Any:
+    # JSON has no NaN/inf; a null keeps the line parseable and says "not a number".
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
+    return v
+
+
+def new_run_dir(out_dir: str, name: str) -> Path:
+    """A fresh runs/<name>-<YYYYmmdd-HHMMSS>/ (suffixed if that second is taken)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path(out_dir)
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"run.out_dir: cannot create {base} ({e.strerror}). "
+                        "Point run.out_dir at a folder you can write to.") from None
+    if not os.access(base, os.W_OK):
+        raise UserError(f"run.out_dir: {base} is not writable. Point run.out_dir at a folder you can write to.")
+    for i in range(1000):
+        path = base / (f"{name}-{stamp}" + (f"-{i}" if i else ""))
+        try:
+            path.mkdir()
+            (path / "checkpoints").mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise UserError(f"could not create a run directory under {base}")
+
+
+class RunLog:
+    """Appends JSON lines to metrics.jsonl and events.jsonl; keeps state.json current."""
+
+    def __init__(self, run_dir: Path):
+        self.dir = Path(run_dir)
+        self._metrics = open(self.dir / "metrics.jsonl", "a", buffering=1 << 16)
+        self._events = open(self.dir / "events.jsonl", "a", buffering=1)
+        self.state: dict[str, Any] = {}
+        p = self.dir / "state.json"
+        if p.exists():
+            try:
+                self.state = json.loads(p.read_text())
+            except (OSError, ValueError):
+                self.state = {}
+
+    def metric(self, record: dict[str, Any]) -> None:
+        self._metrics.write(json.dumps(_clean(record)) + "\n")
+
+    def flush(self) -> None:
+        self._metrics.flush()
+
+    def event(self, kind: str, step: int, **details: Any) -> None:
+        rec = {"step": step, "time": round(time.time(), 3), "kind": kind, **details}
+        self._events.write(json.dumps(_clean(rec)) + "\n")
+
+    def set_state(self, **values: Any) -> None:
+        """state.json: what a launcher lists (state, step, best val loss, pid)."""
+        self.state.update(values)
+        self.state["updated"] = round(time.time(), 3)
+        tmp = self.dir / "state.json.tmp"
+        tmp.write_text(json.dumps(_clean(self.state)))
+        os.replace(tmp, self.dir / "state.json")
+
+    def close(self) -> None:
+        for f in (self._metrics, self._events):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    out = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    continue  # a line cut by a crash
+    return out

@@ -1,0 +1,624 @@
+"""The training loop: device-aware, steerable between optimizer steps, never stalling on telemetry.
+
+Lifecycle (after torchtune's recipes): setup -> train -> save_checkpoint -> cleanup.
+The loop talks to the outside only through a Channel: it applies commands at
+step boundaries and emits events; it never waits on whoever reads them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from . import checkpoint as ckpt
+from . import events as ev
+from .channel import Channel
+from .config import Config, from_dict
+from .data import build_datasets
+from .device import place
+from .errors import UserError
+from .models import build_model, count_parameters
+from .optim import build_optimizer, set_hparam
+from .runlog import RunLog, new_run_dir
+from .sampler import EpochSampler
+from .schedule import LRSchedule
+from .telemetry import SystemSampler
+
+FLUSH_SECONDS = 0.5
+
+
+class StopRun(Exception):
+    """Raised inside the loop to leave it at a step boundary."""
+
+
+def _total_norm(params: list[torch.Tensor]) -> torch.Tensor:
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    get_total_norm = getattr(torch.nn.utils, "get_total_norm", None)
+    if get_total_norm is not None:
+        return get_total_norm(grads, 2.0, foreach=None)
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+
+
+class Trainer:
+    """One run: built from a Config, driven by commands, reporting through events."""
+
+    def __init__(self, cfg: Config, channel: Channel | None = None, *,
+                 resume: str | os.PathLike | None = None):
+        self.cfg = cfg
+        self.channel = channel or Channel()
+        self.resume_dir = Path(resume) if resume else None
+        self.state = "starting"
+        self.step = 0                 # optimizer steps completed
+        self.epoch = 0                # current epoch (0-based)
+        self.batch_in_epoch = 0       # micro-batches of this epoch already consumed
+        self.best_val_loss = math.inf
+        self.paused = False
+        self._stop_requested: bool | None = None  # None: no stop; True/False: save or not
+        self._external_stop = threading.Event()   # set by signal handlers (flag only)
+        self.final_state = "failed"
+        self.error: str | None = None
+
+    # ------------------------------------------------------------------ setup
+    def setup(self) -> None:
+        cfg = self.cfg
+        resume_obj = None
+        if self.resume_dir is not None:
+            path, resume_obj = ckpt.find_latest(self.resume_dir, warn=self._warn)
+            self._resume_path = path
+        self._seed(cfg.run.seed, cfg.run.deterministic)
+        self.placement = place(cfg.run.device, cfg.run.precision)
+        self.device = self.placement.device
+
+        bundle = build_datasets(cfg.data, cfg.run.seed)
+        self.bundle = bundle
+        torch.manual_seed(cfg.run.seed)  # model init does not depend on how the data was built
+        self.model = build_model(cfg.model, bundle.num_classes, bundle.input_shape).to(self.device)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = build_optimizer(self.model, cfg.optim)
+
+        bs = cfg.data.batch_size
+        n_micro = len(bundle.train) // bs
+        if n_micro < cfg.train.grad_accum:
+            raise UserError(f"data.batch_size: {bs} x train.grad_accum {cfg.train.grad_accum} needs more "
+                            f"samples than the training set has ({len(bundle.train)}). Lower one of them.")
+        self.micro_per_epoch = n_micro
+        self.steps_per_epoch = n_micro // cfg.train.grad_accum
+        self.total_steps = cfg.train.epochs * self.steps_per_epoch
+        if cfg.train.max_steps:
+            self.total_steps = min(self.total_steps, cfg.train.max_steps)
+        self.schedule = LRSchedule(self.optimizer, cfg.schedule, self.steps_per_epoch, self.total_steps)
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.placement.use_scaler else None
+
+        # hot settings, changeable mid-run
+        self.grad_clip = cfg.train.grad_clip
+        self.log_every = cfg.monitor.log_every
+        self.eval_every = cfg.train.eval_every
+        self.checkpoint_every = cfg.train.checkpoint_every
+
+        if resume_obj is not None:
+            self.run_dir = self.resume_dir
+            self._restore(resume_obj)
+        else:
+            self.run_dir = new_run_dir(cfg.run.out_dir, cfg.run.name)
+            (self.run_dir / "config.yaml").write_text(cfg.to_yaml())
+        self.log = RunLog(self.run_dir)
+        if resume_obj is not None:
+            self.log.event("resumed", self.step, checkpoint=str(self._resume_path))
+        self.log.set_state(state="running", step=self.step, total_steps=self.total_steps,
+                           pid=os.getpid(), name=cfg.run.name)
+
+        pin = self.device.type == "cuda"
+        self.val_loader = None
+        if bundle.val is not None and len(bundle.val) > 0:
+            # its own generator: creating its iterator must not draw from the global RNG,
+            # or a resumed run (which evaluates at other moments) would diverge
+            self.val_loader = DataLoader(bundle.val, batch_size=bs * 2, shuffle=False,
+                                         num_workers=cfg.data.num_workers, pin_memory=pin,
+                                         persistent_workers=cfg.data.num_workers > 0,
+                                         generator=torch.Generator().manual_seed(cfg.run.seed))
+        self.sampler = SystemSampler(self.device)
+        self.sampler.start()
+
+        self.emit(ev.RunStarted(
+            run_dir=str(self.run_dir), device=self.placement.label, precision=self.placement.precision,
+            total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch, epochs=cfg.train.epochs,
+            start_step=self.step, batch_size=bs * cfg.train.grad_accum,
+            groups=[g.get("name", str(i)) for i, g in enumerate(self.optimizer.param_groups)],
+            schedule=self.schedule.describe(), grad_clip=self.grad_clip,
+            num_params=count_parameters(self.model), config=cfg.to_dict()))
+        if cfg.notes:
+            for note in cfg.notes:
+                self._log("info", note)
+
+    def _seed(self, seed: int, deterministic: bool) -> None:
+        import random
+        random.seed(seed)
+        torch.manual_seed(seed)
+        try:
+            import numpy as np
+            np.random.seed(seed)
+        except ImportError:
+            pass
+        if deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+        elif torch.cuda.is_available():
+            torch.backends.cudnn.benchmark = True
+
+    # ------------------------------------------------------------------ events
+    def emit(self, event: Any) -> None:
+        self.channel.emit(event)
+
+    def _set_state(self, state: str, detail: str = "") -> None:
+        if state != self.state:
+            self.state = state
+            self.emit(ev.StatusChanged(state, self.step, detail))
+
+    def _log(self, level: str, message: str) -> None:
+        self.emit(ev.LogLine(self.step, level, message))
+
+    def _warn(self, message: str) -> None:
+        self.emit(ev.LogLine(self.step, "warning", message))
+
+    def _alert(self, kind: str, message: str, details: str = "") -> None:
+        self.emit(ev.Alert(self.step, kind, message, details))
+        if hasattr(self, "log"):
+            self.log.event(kind, self.step, message=message, details=details)
+
+    def request_stop(self, save: bool = True) -> None:
+        """Thread-safe: ask the loop to stop at the next step boundary (signal handlers use this)."""
+        self._external_stop.set()
+        self._stop_requested = save if self._stop_requested is None else (self._stop_requested and save)
+
+    # ------------------------------------------------------------------ loop
+    def run(self) -> str:
+        """Set up and train; returns the final state (finished, stopped, failed)."""
+        try:
+            self.setup()
+        except UserError as e:
+            self.error = str(e)
+            self.emit(ev.Alert(0, "error", str(e)))
+            self._set_state("failed", str(e))
+            self.final_state = "failed"
+            raise
+        try:
+            self._set_state("running")
+            self._train()
+            self.final_state = "stopped" if self._stop_requested is not None else "finished"
+            if self._stop_requested is not False:
+                self.save_checkpoint("last")
+            self.log.set_state(state=self.final_state, step=self.step, best_val_loss=self.best_val_loss)
+            self._set_state(self.final_state, f"{self.final_state} at step {self.step}")
+        except BaseException as e:  # noqa: BLE001 - report everything, re-raise nothing into the thread
+            tb = traceback.format_exc()
+            self.error = f"{type(e).__name__}: {e}"
+            self.final_state = "failed"
+            self._alert("error", f"the run failed at step {self.step}: {self.error}", tb)
+            self.log.set_state(state="failed", step=self.step, error=self.error)
+            self._set_state("failed", self.error)
+        finally:
+            self._cleanup()
+        return self.final_state
+
+    def _cleanup(self) -> None:
+        if hasattr(self, "sampler"):
+            self.sampler.stop()
+        if hasattr(self, "log"):
+            self.log.flush()
+            self.log.close()
+        self.val_loader = None  # lets persistent workers exit
+
+    def _train_loader(self) -> DataLoader:
+        cfg = self.cfg
+        sampler = EpochSampler(len(self.bundle.train), cfg.run.seed, self.epoch,
+                               start=self.batch_in_epoch * cfg.data.batch_size)
+        g = torch.Generator()
+        g.manual_seed(cfg.run.seed * 7919 + self.epoch)  # worker seeds do not touch the global RNG
+        return DataLoader(self.bundle.train, batch_size=cfg.data.batch_size, sampler=sampler,
+                          num_workers=cfg.data.num_workers, pin_memory=self.device.type == "cuda",
+                          drop_last=True, generator=g)
+
+    def _train(self) -> None:
+        cfg = self.cfg
+        accum = cfg.train.grad_accum
+        self._reset_buffers()
+        self._t_start = time.monotonic()
+        self._t_flush = self._t_start
+        self._steps_at_flush = self.step
+        self._start_step = self.step
+        while self.step < self.total_steps and self.epoch < cfg.train.epochs:
+            loader = self._train_loader()
+            micro = 0
+            loss_acc = None
+            for x, y in loader:
+                if self.batch_in_epoch >= self.steps_per_epoch * accum:
+                    break  # leftover micro-batches that cannot fill an optimizer step
+                if micro == 0:
+                    self._boundary()
+                    if self._stop_requested is not None:
+                        return
+                x = x.to(self.device, non_blocking=True)
+                y = y.to(self.device, non_blocking=True)
+                with self.placement.autocast():
+                    logits = self.model(x)
+                    loss = F.cross_entropy(logits, y) / accum
+                if self.scaler is not None:
+                    self.scaler.scale(loss).backward()
+                else:
+                    loss.backward()
+                d = loss.detach().float()
+                loss_acc = d if loss_acc is None else loss_acc + d
+                micro += 1
+                self.batch_in_epoch += 1
+                if micro == accum:
+                    self._optimizer_step(loss_acc)
+                    micro, loss_acc = 0, None
+                    if self.step >= self.total_steps:
+                        break
+                    self._after_step()
+            if self.step >= self.total_steps and self.batch_in_epoch < self.steps_per_epoch * accum:
+                break  # max_steps reached mid-epoch
+            self._epoch_end()
+        self._flush()
+        if self.val_loader is not None and self._last_eval_step != self.step:
+            self.evaluate()
+
+    def _optimizer_step(self, loss: torch.Tensor) -> None:
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        if self.grad_clip is not None:
+            norm = torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip, foreach=None)
+        else:
+            norm = _total_norm(self.params)
+        if self.cfg.monitor.nan_policy == "skip":
+            # skip needs the verdict before the update: one host sync per step, by the user's choice
+            if not bool(torch.isfinite(loss) & torch.isfinite(norm)):
+                self.optimizer.zero_grad(set_to_none=True)
+                self._alert("nonfinite", f"step {self.step + 1} skipped: non-finite loss or gradient")
+                self.log.event("skip", self.step + 1)
+                return
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.schedule.on_step()
+        self._buf_loss.append(loss)
+        self._buf_norm.append(norm.detach().float())
+        self._buf_steps.append(self.step)
+        self._buf_lrs.append(self.schedule.lrs())
+        self._buf_epoch.append(self.epoch)
+
+    def _after_step(self) -> None:
+        now = time.monotonic()
+        if len(self._buf_steps) >= self.log_every or now - self._t_flush >= FLUSH_SECONDS:
+            self._flush(now)
+        if self.eval_every and self.step % self.eval_every == 0:
+            self.evaluate()
+        if self.checkpoint_every and self.step % self.checkpoint_every == 0:
+            self.save_checkpoint("periodic")
+
+    def _epoch_end(self) -> None:
+        self.epoch += 1
+        self.batch_in_epoch = 0
+        self.schedule.on_epoch_end()
+        self._flush()
+        if not self.eval_every:
+            self.evaluate()
+        if not self.checkpoint_every and self.step < self.total_steps:
+            self.save_checkpoint("periodic")
+
+    # ------------------------------------------------------------------ metrics
+    def _reset_buffers(self) -> None:
+        self._buf_loss: list[torch.Tensor] = []
+        self._buf_norm: list[torch.Tensor] = []
+        self._buf_steps: list[int] = []
+        self._buf_lrs: list[list[float]] = []
+        self._buf_epoch: list[int] = []
+        self._ema: float | None = None
+        self._last_eval_step = -1
+
+    def _flush(self, now: float | None = None) -> None:
+        """Move the buffered per-step values to the host in one transfer and report them."""
+        if not self._buf_steps:
+            return
+        now = time.monotonic() if now is None else now
+        # The one host sync per flush: both series in a single transfer.
+        both = torch.stack([torch.stack(self._buf_loss), torch.stack(self._buf_norm)]).cpu().tolist()
+        losses, norms = both
+        steps, lrs, epochs = self._buf_steps, self._buf_lrs, self._buf_epoch
+        self._buf_loss, self._buf_norm, self._buf_steps, self._buf_lrs, self._buf_epoch = [], [], [], [], []
+        dt = max(now - self._t_flush, 1e-9)
+        steps_per_s = (steps[-1] - self._steps_at_flush) / dt
+        self._t_flush, self._steps_at_flush = now, steps[-1]
+        elapsed = now - self._t_start
+        done = steps[-1] - self._start_step
+        rate = done / elapsed if elapsed > 0 else 0.0
+        eta = (self.total_steps - steps[-1]) / rate if rate > 0 else None
+        for s, l_, n, lr, e in zip(steps, losses, norms, lrs, epochs):
+            self.log.metric({"step": s, "epoch": e, "loss": l_, "lr": lr[0], "lrs": lr, "grad_norm": n})
+        clipped = sum(1 for n in norms if self.grad_clip is not None and n > self.grad_clip)
+        batch = self.cfg.data.batch_size * self.cfg.train.grad_accum
+        self.emit(ev.Metrics(
+            steps=steps, loss=losses, grad_norm=norms, lr=[lr[0] for lr in lrs], epoch=epochs[-1],
+            lrs=lrs[-1], clipped=clipped, phase=self.schedule.phase, steps_per_s=steps_per_s,
+            samples_per_s=steps_per_s * batch, elapsed=elapsed, eta=eta, total_steps=self.total_steps,
+            memory=self.sampler.memory()))
+        self._check_values(steps, losses, norms)
+
+    def _check_values(self, steps: list[int], losses: list[float], norms: list[float]) -> None:
+        for s, l_, n in zip(steps, losses, norms):
+            if not (math.isfinite(l_) and math.isfinite(n)):
+                bad = "loss" if not math.isfinite(l_) else "grad norm"
+                value = l_ if bad == "loss" else n
+                self._alert("nonfinite", f"non-finite {bad} ({value}) at step {s}",
+                            f"nan_policy={self.cfg.monitor.nan_policy}")
+                self._nonfinite = True
+                return
+            if self._ema is not None and l_ > self.cfg.monitor.spike_factor * self._ema and s > 20:
+                self._alert("spike", f"loss spike at step {s}: {l_:.4g} vs recent {self._ema:.4g}")
+            self._ema = l_ if self._ema is None else 0.95 * self._ema + 0.05 * l_
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate(self) -> tuple[float, float] | None:
+        if self.val_loader is None:
+            return None
+        self._flush()
+        prev = self.state
+        self._set_state("evaluating")
+        was_training = self.model.training
+        self.model.eval()
+        total = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        count = 0
+        for x, y in self.val_loader:
+            x = x.to(self.device, non_blocking=True)
+            y = y.to(self.device, non_blocking=True)
+            with self.placement.autocast():
+                logits = self.model(x)
+            total += F.cross_entropy(logits.float(), y, reduction="sum")
+            correct += (logits.argmax(1) == y).sum()
+            count += y.numel()
+        self.model.train(was_training)
+        val_loss, n_correct = torch.stack([total, correct.to(total.dtype)]).cpu().tolist()
+        val_loss /= max(count, 1)
+        val_acc = n_correct / max(count, 1)
+        is_best = val_loss < self.best_val_loss
+        if is_best:
+            self.best_val_loss = val_loss
+        self._last_eval_step = self.step
+        self.log.metric({"step": self.step, "epoch": self.epoch, "val_loss": val_loss, "val_acc": val_acc})
+        self.log.flush()
+        self.emit(ev.EvalDone(self.step, self.epoch, val_loss, val_acc, self.best_val_loss, is_best))
+        self.schedule.on_eval(val_loss)
+        self.log.set_state(step=self.step, best_val_loss=self.best_val_loss)
+        self._set_state(prev if prev != "evaluating" else "running")
+        if is_best and self.step > 0:
+            self.save_checkpoint("best")
+        return val_loss, val_acc
+
+    # ------------------------------------------------------------------ commands
+    def _boundary(self) -> None:
+        """Between optimizer steps: apply commands; stay here while paused."""
+        if getattr(self, "_nonfinite", False):
+            self._nonfinite = False
+            self._on_nonfinite()
+        if self._external_stop.is_set() and self._stop_requested is not None:
+            return
+        while True:
+            cmd = self.channel.poll_command()
+            while cmd is not None:
+                self._apply(cmd)
+                cmd = self.channel.poll_command()
+            if not self.paused or self._stop_requested is not None:
+                return
+            cmd = self.channel.poll_command(timeout=0.1)
+            if cmd is not None:
+                self._apply(cmd)
+
+    def _on_nonfinite(self) -> None:
+        policy = self.cfg.monitor.nan_policy
+        if policy == "stop":
+            self._stop_requested = False
+            self.log.event("stop", self.step, reason="nonfinite")
+        elif policy == "pause":
+            self.paused = True
+            self._set_state("paused", "non-finite values: lower the LR or load a checkpoint, then resume")
+            self.log.event("pause", self.step, reason="nonfinite")
+
+    def _apply(self, cmd: ev.Command) -> None:
+        try:
+            handler = getattr(self, f"_cmd_{cmd.kind}")
+        except AttributeError:
+            self._reject(cmd, f"unknown command {cmd.kind!r}")
+            return
+        try:
+            handler(cmd)
+        except (ValueError, TypeError, UserError) as e:
+            self._reject(cmd, str(e))
+
+    def _ack(self, cmd: ev.Command, old: Any = None, new: Any = None, detail: str = "", **log: Any) -> None:
+        self.emit(ev.CommandApplied(cmd.id, cmd.kind, self.step, old, new, detail))
+        self.log.event(cmd.kind, self.step, old=old, new=new, **({"detail": detail} if detail else {}), **log)
+
+    def _reject(self, cmd: ev.Command, reason: str) -> None:
+        self.emit(ev.CommandRejected(cmd.id, cmd.kind, self.step, reason))
+        self.log.event("rejected", self.step, command=cmd.kind, args=cmd.args, reason=reason)
+
+    def _cmd_pause(self, cmd: ev.Command) -> None:
+        if self.paused:
+            raise ValueError("already paused")
+        self.paused = True
+        self._flush()
+        self._ack(cmd, detail=f"paused after step {self.step}")
+        self._set_state("paused")
+
+    def _cmd_resume(self, cmd: ev.Command) -> None:
+        if not self.paused:
+            raise ValueError("not paused")
+        self.paused = False
+        self._t_flush, self._steps_at_flush = time.monotonic(), self.step
+        self._ack(cmd, detail=f"resumed at step {self.step + 1}")
+        self._set_state("running")
+
+    def _cmd_set_lr(self, cmd: ev.Command) -> None:
+        a = cmd.args
+        old, new = self.schedule.set_lr(value=a.get("value"), factor=a.get("factor"),
+                                        group=a.get("group"), mode=a.get("mode", "rescale"))
+        self._ack(cmd, old, new, detail=f"{a.get('mode', 'rescale')}; from step {self.step + 1}",
+                  mode=a.get("mode", "rescale"), group=a.get("group"))
+
+    def _cmd_set_hparam(self, cmd: ev.Command) -> None:
+        name, value, group = cmd.args.get("name"), cmd.args.get("value"), cmd.args.get("group")
+        if name == "grad_clip":
+            if value is not None:
+                value = float(value)
+                if not (math.isfinite(value) and value > 0):
+                    raise ValueError(f"grad_clip must be a positive number (or none to disable), got {value}")
+            old, self.grad_clip = self.grad_clip, value
+        elif name in ("log_every", "eval_every", "checkpoint_every"):
+            if value is not None:
+                if isinstance(value, bool) or not float(value).is_integer() or int(value) < 1:
+                    raise ValueError(f"{name} must be a whole number >= 1, got {value}")
+                value = int(value)
+            elif name == "log_every":
+                raise ValueError("log_every must be a whole number >= 1")
+            old = getattr(self, name)
+            setattr(self, name, value)
+        elif name in ev.HOT_HPARAMS:
+            old, value = set_hparam(self.optimizer, name, value, group=group, schedule=self.schedule)
+        else:
+            raise ValueError(f"{name!r} cannot change mid-run; hot settings are: {', '.join(ev.HOT_HPARAMS)}. "
+                             "Change others in the config and restart from a checkpoint.")
+        self._ack(cmd, old, value, name=name)
+
+    def _cmd_save_checkpoint(self, cmd: ev.Command) -> None:
+        path = self.save_checkpoint("request")
+        if path is None:
+            raise ValueError("checkpoint not written (see the alert)")
+        self.emit(ev.CommandApplied(cmd.id, cmd.kind, self.step, None, str(path), f"saved {path}"))
+
+    def _cmd_eval_now(self, cmd: ev.Command) -> None:
+        res = self.evaluate()
+        if res is None:
+            raise ValueError("no validation set (data.val_fraction is 0)")
+        self._ack(cmd, None, {"val_loss": res[0], "val_acc": res[1]})
+
+    def _cmd_stop(self, cmd: ev.Command) -> None:
+        save = bool(cmd.args.get("save", True))
+        self._stop_requested = save
+        self._ack(cmd, detail="saving and stopping" if save else "stopping without saving", save=save)
+        self._set_state("stopping")
+
+    # ------------------------------------------------------------------ checkpoints
+    def _weights_finite(self) -> bool:
+        return bool(torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format": ckpt.FORMAT,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "rng": ckpt.rng_state(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "best_val_loss": self.best_val_loss,
+            "hot": {"grad_clip": self.grad_clip, "log_every": self.log_every,
+                    "eval_every": self.eval_every, "checkpoint_every": self.checkpoint_every},
+            "config": self.cfg.to_dict(),
+        }
+
+    def save_checkpoint(self, reason: str) -> Path | None:
+        """Write a checkpoint atomically; a failure raises an alert and training goes on."""
+        self._flush()
+        name = {"last": "last.pt", "best": "best.pt"}.get(reason, f"step-{self.step:07d}.pt")
+        path = self.run_dir / "checkpoints" / name
+        if not self._weights_finite():
+            self._alert("nonfinite", f"checkpoint at step {self.step} not written: the weights hold NaN/inf; "
+                                     "the previous checkpoint is the last good state")
+            return None
+        prev = self.state
+        self._set_state("saving")
+        try:
+            ckpt.atomic_save(self.state_dict(), path)
+        except OSError as e:
+            self._alert("save_failed", f"could not write checkpoint {path}: {e.strerror or e}. "
+                                       "The previous checkpoint is intact; training goes on.")
+            self._set_state(prev)
+            return None
+        if reason in ("periodic", "request"):
+            ckpt.prune(self.run_dir, self.cfg.train.keep_last)
+        self.log.event("checkpoint", self.step, path=str(path), reason=reason)
+        self.log.set_state(last_checkpoint=str(path), step=self.step)
+        self.emit(ev.CheckpointSaved(self.step, str(path), reason))
+        self._set_state(prev)
+        return path
+
+    def _restore(self, obj: dict[str, Any]) -> None:
+        src = str(self._resume_path)
+        ckpt.load_model_state(self.model, obj["model"], src)
+        self.model.to(self.device)
+        self.optimizer.load_state_dict(obj["optimizer"])
+        self.schedule.load_state_dict(obj["schedule"])
+        if self.scaler is not None and obj.get("scaler"):
+            self.scaler.load_state_dict(obj["scaler"])
+        self.step = int(obj["step"])
+        self.epoch = int(obj["epoch"])
+        self.batch_in_epoch = int(obj["batch_in_epoch"])
+        self.best_val_loss = float(obj.get("best_val_loss", math.inf))
+        hot = obj.get("hot") or {}
+        self.grad_clip = hot.get("grad_clip", self.grad_clip)
+        self.log_every = hot.get("log_every", self.log_every)
+        self.eval_every = hot.get("eval_every", self.eval_every)
+        self.checkpoint_every = hot.get("checkpoint_every", self.checkpoint_every)
+        ckpt.set_rng_state(obj["rng"])
+
+
+def config_for_resume(run_dir: str | os.PathLike, overrides: list[str] | None = None) -> Config:
+    """The config a run was made with (its config.yaml), with overrides applied."""
+    from .config import apply_overrides, parse_overrides, parse_yaml
+    p = Path(run_dir) / "config.yaml"
+    if not Path(run_dir).is_dir():
+        raise UserError(f"resume: {run_dir} is not a run directory. Give one under runs/, "
+                        "e.g. danlu run --resume runs/default-20260101-120000")
+    if not p.is_file():
+        raise UserError(f"resume: {run_dir} has no config.yaml, so it is not a danlu run directory.")
+    raw = parse_yaml(p.read_text(), str(p)) or {}
+    notes = apply_overrides(raw, parse_overrides(overrides or []))
+    cfg = from_dict(raw, source=str(p))
+    cfg.notes = notes
+    return cfg
+
+
+def start_in_thread(cfg: Config, channel: Channel, *, resume: str | None = None) -> threading.Thread:
+    """Run a Trainer in a daemon-free thread; the thread's `trainer` attribute is the Trainer."""
+    trainer = Trainer(cfg, channel, resume=resume)
+
+    def target() -> None:
+        try:
+            trainer.run()
+        except UserError:
+            pass  # already reported as an Alert and a failed status
+
+    t = threading.Thread(target=target, name="danlu-engine")
+    t.trainer = trainer  # type: ignore[attr-defined]
+    t.start()
+    return t
