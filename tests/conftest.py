@@ -1,0 +1,56 @@
+"""Shared test helpers: tiny configs that train in seconds on a CPU."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+TINY = {
+    "run": {"name": "t", "seed": 0, "deterministic": True, "device": "cpu", "precision": "fp32"},
+    "data": {"name": "shapes", "batch_size": 16, "num_workers": 0, "val_fraction": 0.25,
+             "args": {"size": 256, "image_size": 16}},
+    "model": {"name": "small_cnn", "args": {"width": 8}},
+    "optim": {"name": "adamw", "lr": 0.003},
+    "schedule": {"name": "none"},
+    "train": {"epochs": 2, "eval_every": None, "checkpoint_every": None},
+    "monitor": {"log_every": 4},
+}
+
+
+def merge(base: dict, over: dict) -> dict:
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    """A factory: tiny_config(**section_overrides) -> validated Config writing under tmp_path."""
+    from danlu.engine.config import from_dict
+
+    def make(over: dict | None = None):
+        raw = merge(TINY, {"run": {"out_dir": str(tmp_path / "runs")}})
+        raw = merge(raw, over or {})
+        return from_dict(raw)
+
+    return make
+
+
+def wait_until(predicate, timeout: float = 30.0, interval: float = 0.02):
+    """Poll `predicate` until it is truthy or the deadline passes (then fail)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+REPO = Path(__file__).resolve().parent.parent

@@ -1,0 +1,131 @@
+"""Config: strict schema, all problems at once, overrides, kind switches, packaged configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from danlu.engine.config import (PACKAGED_CONFIGS, apply_overrides, find_config, from_dict,
+                                 load_config, parse_overrides)
+from danlu.engine.errors import ConfigError, UserError
+from danlu.engine.knobs import OPTIMIZERS, SCHEDULERS
+
+BAD = Path(__file__).resolve().parent.parent / "fixtures" / "bad_configs"
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGED_CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_loads(path):
+    cfg = load_config(str(path))
+    assert cfg.to_dict()["optim"]["name"] in OPTIMIZERS
+
+
+def test_default_config_found_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert find_config(None).name == "default.yaml"
+    assert load_config().data.name == "shapes"
+    assert find_config("default") == find_config(None)
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("unknown_key.yaml", "unknown key optim.learnig_rate, did you mean optim.lr?"),
+    ("negative_lr.yaml", "optim.lr: must be > 0, got -1"),
+    ("nan_lr.yaml", "optim.lr: must be a finite number, got nan"),
+    ("wrong_type.yaml", "train.epochs: must be a number, got 'three'"),
+    ("unknown_optimizer.yaml", "optim.name: must be one of sgd, adam, adamw, rmsprop, adagrad, adadelta; got 'adamx'. Did you mean 'adam"),
+    ("unknown_scheduler.yaml", "Did you mean 'cosine'?"),
+    ("foreign_arg.yaml", "unknown key optim.betas (sgd does not take it; adam, adamw do)"),
+])
+def test_bad_config_message_names_key_and_fix(name, expected):
+    with pytest.raises(ConfigError) as e:
+        load_config(str(BAD / name))
+    assert expected in str(e.value)
+
+
+def test_all_problems_reported_at_once():
+    with pytest.raises(ConfigError) as e:
+        load_config(str(BAD / "many_problems.yaml"))
+    msg = str(e.value)
+    assert len(e.value.problems) == 5, msg
+    for part in ("optim.lr: must be > 0, got -1", "did you mean optim.lr?", "train.epochs: must be >= 1, got 0",
+                 "train.grad_accum: must be a whole number, got 1.5", "data.batch_size: must be a number, got 'x'"):
+        assert part in msg
+
+
+def test_yaml_syntax_error_gives_line_and_column():
+    with pytest.raises(UserError) as e:
+        load_config(str(BAD / "yaml_syntax.yaml"))
+    assert "line 3" in str(e.value) and "column" in str(e.value)
+
+
+def test_python_tag_refused_and_never_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError) as e:
+        load_config(str(BAD / "python_tag.yaml"))
+    assert "refused" in str(e.value)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_overrides_parse_yaml_scalars():
+    pairs = dict(parse_overrides(["optim.lr=3e-4", "train.max_steps=10", "run.deterministic=true",
+                                  "optim.betas=[0.9, 0.95]", "train.grad_clip=null"]))
+    assert pairs == {"optim.lr": 3e-4, "train.max_steps": 10, "run.deterministic": True,
+                     "optim.betas": [0.9, 0.95], "train.grad_clip": None}
+    with pytest.raises(UserError, match="key=value"):
+        parse_overrides(["optim.lr"])
+
+
+@pytest.mark.parametrize("override", ["optim.name=sgd", "optim.name=rmsprop", "optim.name=adadelta",
+                                      "schedule.name=onecycle", "schedule.name=plateau",
+                                      "schedule.name=cosine_restarts", "model.name=mlp"])
+def test_switching_kind_on_default_config_needs_no_deleting(override):
+    cfg = load_config(None, [override])
+    key, value = override.split("=")
+    section, field = key.split(".")
+    assert getattr(getattr(cfg, section), field) == value
+
+
+def test_kind_switch_drops_only_foreign_keys_and_says_so():
+    cfg = load_config(None, ["optim.name=sgd", "optim.momentum=0.9"])
+    assert cfg.optim.args["momentum"] == 0.9
+    assert cfg.optim.args["weight_decay"] == 0.01  # sgd takes it too: kept
+    assert "betas" not in cfg.optim.args
+    assert any("optim.betas dropped" in n for n in cfg.notes)
+
+
+def test_each_optimizer_and_scheduler_accepts_exactly_its_own_arguments():
+    for name, (_, _, own) in OPTIMIZERS.items():
+        cfg = from_dict({"optim": {"name": name}})
+        assert set(cfg.optim.args) == set(own)
+    for name, (_, _, own) in SCHEDULERS.items():
+        cfg = from_dict({"schedule": {"name": name}})
+        assert set(cfg.schedule.args) == set(own)
+    with pytest.raises(ConfigError, match="unknown key schedule.T_0"):
+        from_dict({"schedule": {"name": "cosine", "T_0": 5}})
+
+
+def test_resolved_config_round_trips():
+    cfg = load_config(None, ["optim.name=sgd", "optim.momentum=0.9", "schedule.name=step"])
+    again = from_dict(cfg.to_dict())
+    assert again.to_dict() == cfg.to_dict()
+
+
+def test_param_groups_validated():
+    with pytest.raises(ConfigError) as e:
+        from_dict({"optim": {"param_groups": [{"match": "(", "lr_mult": -1}, {"lr_mult": 2}]}})
+    msg = str(e.value)
+    assert "optim.param_groups[0].match: not a valid regex" in msg
+    assert "optim.param_groups[0].lr_mult: must be > 0" in msg
+    assert "optim.param_groups[1].match: must be set" in msg
+
+
+def test_apply_overrides_creates_sections():
+    raw: dict = {}
+    apply_overrides(raw, [("train.max_steps", 5)])
+    assert raw == {"train": {"max_steps": 5}}
+
+
+def test_missing_config_file_lists_packaged_ones():
+    with pytest.raises(UserError) as e:
+        load_config("nope.yaml")
+    assert "config file not found: nope.yaml" in str(e.value) and "default" in str(e.value)
