@@ -1,0 +1,307 @@
+"""LRSchedule: the single owner of the learning rate during a run (warmup, torch scheduler, a person's changes)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import Counter
+from typing import Any
+
+import torch
+
+from .errors import CheckpointError, UserError
+from .events import LR_MODES
+from .knobs import SCHEDULERS, scheduler_defaults
+
+MAX_LR = 10.0
+
+
+class LRSchedule:
+    """Linear warmup in front of any torch scheduler, plus per-group rescale/override set by a person.
+
+    Effective LR of group g = override[g] if set, else sched_lr[g] * scale[g] * warmup_factor.
+    torch's chainable schedulers compute the next LR from group["lr"], so the scheduler's own
+    (unscaled) LR is kept in `_sched_lrs` and put back in the group around each wrapped step.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, cfg: Any, steps_per_epoch: int, total_steps: int):
+        self.optimizer = optimizer
+        self.name: str = cfg.name
+        cls_name, default_interval, _ = SCHEDULERS[cfg.name]
+        self.warmup_steps = max(0, int(cfg.warmup_steps or 0))
+        self.warmup_start_factor = float(getattr(cfg, "warmup_start_factor", 0.0) or 0.0)
+        self.steps_per_epoch = max(1, int(steps_per_epoch))
+        self.total_steps = max(1, int(total_steps))
+        # Plateau reacts to evaluations whatever the config says: it has nothing else to watch.
+        self.interval: str = "eval" if cfg.name == "plateau" else (getattr(cfg, "interval", None) or default_interval)
+        self.step_count = 0
+        n = len(optimizer.param_groups)
+        self._scale: list[float] = [1.0] * n
+        self._override: list[float | None] = [None] * n
+        self._sched: Any = None
+        self._rise_end = -1.0
+        if cls_name is not None:
+            args = self._derive_args(cfg)
+            cls = getattr(torch.optim.lr_scheduler, cls_name)
+            try:
+                self._sched = cls(optimizer, **args)
+            except ValueError as e:
+                if "cycle_momentum" in str(e):
+                    raise UserError(f"schedule.cycle_momentum: {type(optimizer).__name__.lower()} has no "
+                                    f"momentum or beta1 to cycle; set schedule.cycle_momentum=false") from None
+                raise UserError(f"schedule: {cfg.name}: {e}") from None
+            if cfg.name == "onecycle":
+                self._rise_end = float(args["pct_start"] * self._sched.total_steps) - 1
+        self._sched_lrs: list[float] = [float(g["lr"]) for g in optimizer.param_groups]
+        self._write()
+
+    # --- construction ---------------------------------------------------------
+
+    def _remaining(self) -> int:
+        """Run length after warmup in the wrapped scheduler's own units (steps or epochs)."""
+        if self.interval == "epoch":
+            epochs = math.ceil(self.total_steps / self.steps_per_epoch)
+            # An epoch counts if at least one of its steps comes after warmup.
+            return max(1, epochs - self.warmup_steps // self.steps_per_epoch)
+        return max(1, self.total_steps - self.warmup_steps)
+
+    def _derive_args(self, cfg: Any) -> dict[str, Any]:
+        args = scheduler_defaults(cfg.name)
+        args.update(cfg.args or {})
+        groups = self.optimizer.param_groups
+        if cfg.name == "cosine" and args.get("T_max") is None:
+            args["T_max"] = self._remaining()
+        if cfg.name == "onecycle":
+            if args.get("total_steps") is None:
+                args["total_steps"] = self._remaining()
+            if args.get("max_lr") is None:
+                args["max_lr"] = [float(g["lr"]) for g in groups]
+            else:
+                # One peak for the run, kept in the groups' lr_mult ratios.
+                args["max_lr"] = [float(args["max_lr"]) * float(g.get("lr_mult", 1.0)) for g in groups]
+            args["pct_start"] = float(args["pct_start"])
+        return {k: v for k, v in args.items() if v is not None}
+
+    # --- the run's clock ------------------------------------------------------
+
+    def on_step(self) -> None:
+        """Call after each optimizer step."""
+        self.step_count += 1
+        if self._sched is not None and self.step_count > self.warmup_steps:
+            if self.interval == "step":
+                if not self._cycle_done():
+                    self._advance()
+            elif self.name == "cosine_restarts" and self.interval == "epoch":
+                # torch's recommended use: fractional epochs, so each cycle is smooth within an epoch.
+                self._advance((self.step_count - self.warmup_steps) / self.steps_per_epoch)
+        self._write()
+
+    def on_epoch_end(self) -> None:
+        """Call after each epoch."""
+        if (self._sched is not None and self.interval == "epoch" and self.name != "cosine_restarts"
+                and self.step_count > self.warmup_steps):
+            self._advance()
+            self._write()
+
+    def on_eval(self, val_loss: float) -> None:
+        """Call after each evaluation with its (host float) validation loss."""
+        if self.interval == "eval" and self._sched is not None and self.step_count > self.warmup_steps:
+            self._advance(float(val_loss))
+            self._write()
+
+    def _cycle_done(self) -> bool:
+        # OneCycleLR raises past its last step; hold its final LR instead of killing the run.
+        return self.name == "onecycle" and self._sched.last_epoch >= self._sched.total_steps
+
+    def _advance(self, *args: Any) -> None:
+        groups = self.optimizer.param_groups
+        for g, group in enumerate(groups):
+            group["lr"] = self._sched_lrs[g]
+        self._sched.step(*args)
+        self._sched_lrs = [float(group["lr"]) for group in groups]
+
+    def _warmup_factor(self) -> float:
+        if self.step_count >= self.warmup_steps:
+            return 1.0
+        # step k (1-based) of the warmup runs at start + (1 - start) * k / warmup_steps, so even
+        # the first step learns something and the last warmup step reaches the full LR
+        s = self.warmup_start_factor
+        return s + (1.0 - s) * (self.step_count + 1) / self.warmup_steps
+
+    def _write(self) -> None:
+        f = self._warmup_factor()
+        for g, group in enumerate(self.optimizer.param_groups):
+            o = self._override[g]
+            group["lr"] = o if o is not None else self._sched_lrs[g] * self._scale[g] * f
+
+    # --- a person's changes ---------------------------------------------------
+
+    def set_lr(self, value: float | None = None, factor: float | None = None, group: int | None = None,
+               mode: str = "rescale") -> tuple[list[float], list[float]]:
+        """Set the LR by value or factor, for all groups (one ratio) or one; returns (old, new) per group."""
+        if mode not in LR_MODES:
+            raise ValueError(f"mode must be one of {', '.join(LR_MODES)}, got {mode!r}")
+        if (value is None) == (factor is None):
+            raise ValueError("give exactly one of value or factor")
+        x = _positive("lr" if value is not None else "factor", value if value is not None else factor)
+        groups = self.optimizer.param_groups
+        if group is not None and (isinstance(group, bool) or not isinstance(group, int)
+                                  or not 0 <= group < len(groups)):
+            names = ", ".join(f"{i} {g.get('name', '')}".strip() for i, g in enumerate(groups))
+            raise ValueError(f"group {group!r} does not exist; groups are: {names}")
+        idx = list(range(len(groups))) if group is None else [group]
+        old = self.lrs()
+        ref = idx[0]
+        zero_hint = (f"the LR is 0 right now{' (warmup starts from 0)' if self.step_count < self.warmup_steps else ''}, "
+                     f"so there is no level to scale from; use mode='override', or try again after the next step")
+        if factor is not None:
+            target = {g: old[g] * x for g in idx}
+        elif old[ref] > 0:
+            target = {g: old[g] * (x / old[ref]) for g in idx}
+        elif mode == "override":
+            # No current level to keep ratios from: fall back on the configured lr_mult ratios.
+            mult = [float(gr.get("lr_mult", 1.0)) for gr in groups]
+            target = {g: x * mult[g] / mult[ref] for g in idx}
+        else:
+            raise ValueError(zero_hint)
+        for g, t in target.items():
+            if t > MAX_LR:
+                if g == ref and value is not None:
+                    raise ValueError(f"lr {t:g} looks like a typo; max is {MAX_LR:g}")
+                who = f"group {g}" + (f" ({groups[g]['name']})" if "name" in groups[g] else "")
+                raise ValueError(f"{who} would get lr {t:g}, which looks like a typo; max is {MAX_LR:g}")
+            if mode == "override" and not t > 0:
+                raise ValueError(f"the LR of group {g} is 0 right now, so a factor would hold it at 0; give a value")
+
+        f = self._warmup_factor()
+        new_scale = {}
+        if mode == "rescale":
+            for g in idx:
+                level = self._sched_lrs[g] * f
+                if factor is not None and (self._override[g] is None or level <= 0):
+                    new_scale[g] = self._scale[g] * x
+                elif level > 0:
+                    new_scale[g] = target[g] / level
+                else:
+                    raise ValueError(zero_hint)
+        for g in idx:
+            if mode == "override":
+                self._override[g] = target[g]
+            else:
+                # A rescale on an overridden group rejoins the schedule's shape at the new level.
+                self._override[g] = None
+                self._scale[g] = new_scale[g]
+        self._write()
+        return old, self.lrs()
+
+    # --- what the dashboard reads ---------------------------------------------
+
+    def lrs(self) -> list[float]:
+        """Effective LR per group (host floats, no device sync)."""
+        return [float(g["lr"]) for g in self.optimizer.param_groups]
+
+    @property
+    def cycles_momentum(self) -> bool:
+        """True when the wrapped scheduler writes momentum/beta1 every step (onecycle)."""
+        return bool(self.name == "onecycle" and self._sched.cycle_momentum)
+
+    @property
+    def phase(self) -> str:
+        """warmup, override, constant, rise (onecycle) or decay."""
+        if any(o is not None for o in self._override):
+            return "override"
+        if self.step_count < self.warmup_steps:
+            return "warmup"
+        if self.name == "none":
+            return "constant"
+        if self.name == "onecycle" and self._sched.last_epoch <= self._rise_end:
+            return "rise"
+        return "decay"
+
+    def describe(self) -> str:
+        """A short line such as 'cosine, warmup 100 steps'."""
+        parts = ["constant" if self.name == "none" else self.name]
+        if self._sched is not None and self.interval != SCHEDULERS[self.name][1]:
+            parts[0] += f" per {self.interval}"
+        if self.warmup_steps:
+            parts.append(f"warmup {self.warmup_steps} steps")
+        return ", ".join(parts)
+
+    # --- checkpoints ----------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain numbers, strings, lists and dicts: loads with torch.load(weights_only=True)."""
+        sched = None
+        if self._sched is not None:
+            sched = {k: (dict(v) if isinstance(v, Counter) else v) for k, v in self._sched.state_dict().items()}
+        return {
+            "name": self.name,
+            "step": self.step_count,
+            "scale": list(self._scale),
+            "override": list(self._override),
+            "sched_lrs": list(self._sched_lrs),
+            "scheduler": sched,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore after optimizer.load_state_dict, so the effective LRs written here win."""
+        if state.get("name") != self.name:
+            raise CheckpointError(f"the checkpoint's schedule is {state.get('name')!r} but the config says "
+                                  f"{self.name!r}; resume with schedule.name={state.get('name')}, "
+                                  f"or start a new run from the checkpoint's weights")
+        n = len(self.optimizer.param_groups)
+        if len(state["scale"]) != n:
+            raise CheckpointError(f"the checkpoint's schedule has {len(state['scale'])} param groups but the "
+                                  f"optimizer has {n}; resume with the optim.param_groups the run used")
+        if self._sched is not None:
+            self._sched.load_state_dict(dict(state["scheduler"]))
+            if isinstance(getattr(self._sched, "milestones", None), dict):
+                self._sched.milestones = Counter(self._sched.milestones)
+        self.step_count = int(state["step"])
+        self._scale = [float(v) for v in state["scale"]]
+        self._override = [None if v is None else float(v) for v in state["override"]]
+        self._sched_lrs = [float(v) for v in state["sched_lrs"]]
+        self._write()
+
+
+def _positive(name: str, v: Any) -> float:
+    if isinstance(v, bool):
+        raise ValueError(f"{name} must be a number > 0, got {v!r}")
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number > 0, got {v!r}") from None
+    if not (math.isfinite(x) and x > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {v}")
+    return x
+
+
+def preview(cfg: Any, base_lr: float, steps_per_epoch: int, total_steps: int,
+            val_losses: list[float] | dict[int, float] | None = None) -> list[float]:
+    """LR of the first group at every step of the run, warmup included, on a dummy parameter.
+
+    val_losses (plateau only): a list means one evaluation per epoch end, a dict maps step -> loss.
+    """
+    p = torch.nn.Parameter(torch.zeros(1))
+    # SGD with momentum, so onecycle's cycle_momentum has something to cycle.
+    opt = torch.optim.SGD([p], lr=float(base_lr), momentum=0.9)
+    sched = LRSchedule(opt, cfg, steps_per_epoch, total_steps)
+    spe = sched.steps_per_epoch
+    by_step = dict(val_losses) if isinstance(val_losses, dict) else {}
+    per_epoch = list(val_losses) if isinstance(val_losses, (list, tuple)) else []
+    out = []
+    group = opt.param_groups[0]
+    with warnings.catch_warnings():
+        # No real optimizer step happens here, which torch would otherwise warn about.
+        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
+        for s in range(1, int(total_steps) + 1):
+            out.append(group["lr"])
+            sched.on_step()
+            if s % spe == 0:
+                sched.on_epoch_end()
+                e = s // spe - 1
+                if e < len(per_epoch):
+                    sched.on_eval(per_epoch[e])
+            if s in by_step:
+                sched.on_eval(by_step[s])
+    return out

@@ -1,0 +1,281 @@
+"""LRSchedule against torch's own schedulers stepped by hand, plus set_lr, resume and preview."""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from types import SimpleNamespace as NS
+
+import pytest
+import torch
+
+from danlu.engine.errors import CheckpointError, UserError
+from danlu.engine.knobs import SCHEDULERS, scheduler_defaults
+from danlu.engine.schedule import LRSchedule, preview
+
+SPE, TOTAL = 10, 60
+BASE = (0.1, 0.01)                  # two groups, so differential LRs are checked too
+VAL = [1.0, 0.9, 0.95, 0.97, 0.5, 0.8, 0.9]   # one per epoch end; plateau reduces on the bad ones
+
+# Arguments that make each curve move within 60 steps; derived ones stay None.
+ARGS = {
+    "step": {"step_size": 2, "gamma": 0.5},
+    "multistep": {"milestones": [2, 4], "gamma": 0.5},
+    "exponential": {"gamma": 0.8},
+    "cosine_restarts": {"T_0": 2, "T_mult": 2},
+    "plateau": {"patience": 0, "factor": 0.5},
+}
+# (name, interval): every scheduler at its default interval, and the other unit where it means something.
+CASES = [(n, None) for n in SCHEDULERS] + [("cosine", "epoch"), ("cosine_restarts", "step"), ("step", "step")]
+WARMUPS = [(0, 0.0), (7, 0.0), (12, 0.25)]   # 7: warmup ends mid-epoch
+
+
+def sched_cfg(name, warmup=0, start=0.0, interval=None, **over):
+    args = scheduler_defaults(name)
+    args.update(ARGS.get(name, {}))
+    args.update(over)
+    return NS(name=name, warmup_steps=warmup, warmup_start_factor=start, interval=interval, args=args)
+
+
+def make_opt():
+    ps = [torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2))]
+    return torch.optim.SGD([{"params": [ps[0]], "lr": BASE[0], "lr_mult": 1.0},
+                            {"params": [ps[1]], "lr": BASE[1], "lr_mult": 0.1}], lr=BASE[0], momentum=0.9)
+
+
+def drive(sched, opt, start, stop, actions=None):
+    """LRs (all groups) used at steps [start, stop), with actions[s](sched) applied just before step s."""
+    out = []
+    for s in range(start, stop):
+        if actions and s in actions:
+            actions[s](sched)
+        out.append(sched.lrs())
+        opt.step()
+        sched.on_step()
+        if (s + 1) % SPE == 0:
+            sched.on_epoch_end()
+            sched.on_eval(VAL[(s + 1) // SPE - 1])
+    return out
+
+
+def trace(cfg, actions=None):
+    opt = make_opt()
+    sched = LRSchedule(opt, cfg, SPE, TOTAL)
+    return drive(sched, opt, 0, TOTAL, actions)
+
+
+def reference(cfg):
+    """torch's scheduler stepped by hand at its documented granularity, with warmup in front."""
+    opt = make_opt()
+    cls_name, default_interval, _ = SCHEDULERS[cfg.name]
+    interval = "eval" if cfg.name == "plateau" else (cfg.interval or default_interval)
+    w = cfg.warmup_steps
+    args = {k: v for k, v in cfg.args.items() if v is not None}
+    epochs = math.ceil(TOTAL / SPE)
+    left = epochs - w // SPE if interval == "epoch" else TOTAL - w
+    if cfg.name == "cosine":
+        args["T_max"] = left
+    if cfg.name == "onecycle":
+        args.update(total_steps=left, max_lr=list(BASE))
+    sched = getattr(torch.optim.lr_scheduler, cls_name)(opt, **args) if cls_name else None
+    out = []
+    for s in range(TOTAL):
+        f = 1.0 if s >= w else cfg.warmup_start_factor + (1 - cfg.warmup_start_factor) * (s + 1) / w
+        out.append([g["lr"] * f for g in opt.param_groups])
+        opt.step()
+        n = s + 1
+        if sched is not None and n > w:
+            if interval == "step":
+                sched.step()
+            elif cfg.name == "cosine_restarts":
+                sched.step((n - w) / SPE)   # torch docs: fractional epochs, stepped every batch
+        if n % SPE == 0 and sched is not None and n > w:
+            if interval == "epoch" and cfg.name != "cosine_restarts":
+                sched.step()
+            if interval == "eval":
+                sched.step(VAL[n // SPE - 1])
+    return out
+
+
+def close(a, b):
+    assert len(a) == len(b)
+    for s, (x, y) in enumerate(zip(a, b)):
+        assert x == pytest.approx(y, rel=1e-9, abs=1e-15), f"step {s}: {x} != {y}"
+
+
+def flat(trace_, g=0):
+    return [row[g] for row in trace_]
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # a torch warning here means we drive it wrong
+        yield
+
+
+# --- (a) the curve is torch's ----------------------------------------------------
+
+
+@pytest.mark.parametrize("warmup,start", WARMUPS)
+@pytest.mark.parametrize("name,interval", CASES)
+def test_curve_matches_torch(name, interval, warmup, start):
+    cfg = sched_cfg(name, warmup, start, interval)
+    got = trace(cfg)
+    close(got, reference(cfg))
+    close(flat(got), preview(cfg, BASE[0], SPE, TOTAL, VAL))
+    if warmup:
+        first = start + (1 - start) / warmup   # the first warmup step already learns
+        assert got[0][0] == pytest.approx(BASE[0] * first if name != "onecycle" else BASE[0] / 25 * first)
+    assert len(set(round(x, 12) for x in flat(got))) >= (1 if name == "none" and not warmup else 3)
+
+
+def test_known_values():
+    got = flat(trace(sched_cfg("cosine", warmup=10)))
+    assert got[:11] == pytest.approx([BASE[0] * s / 10 for s in range(1, 11)] + [BASE[0]])
+    assert got[35] == pytest.approx(BASE[0] * (1 + math.cos(math.pi * 25 / 50)) / 2)
+    got = flat(trace(sched_cfg("step")))   # step_size 2 epochs, gamma 0.5
+    assert got[19] == pytest.approx(0.1) and got[20] == pytest.approx(0.05) and got[59] == pytest.approx(0.025)
+
+
+# --- (b) rescale, (c) override ----------------------------------------------------
+
+
+@pytest.mark.parametrize("k", [3, 25])
+@pytest.mark.parametrize("name,interval", CASES)
+def test_rescale_keeps_the_shape(name, interval, k):
+    cfg = sched_cfg(name, 7, 0.0, interval)
+    orig = trace(cfg)
+    got = trace(cfg, {k: lambda s: s.set_lr(0.03)})
+    ratio = 0.03 / orig[k][0]
+    assert got[k][0] == pytest.approx(0.03, rel=1e-12)
+    close(got[:k], orig[:k])
+    close(got[k:], [[x * ratio for x in row] for row in orig[k:]])
+    got = trace(cfg, {k: lambda s: s.set_lr(factor=0.5, group=1)})
+    close([r[1] for r in got[k:]], [r[1] * 0.5 for r in orig[k:]])
+    close(flat(got), flat(orig))
+
+
+@pytest.mark.parametrize("name,interval", CASES)
+def test_override_holds_then_rescale_rejoins(name, interval):
+    cfg = sched_cfg(name, 7, 0.0, interval)
+    orig = trace(cfg)
+    got = trace(cfg, {20: lambda s: s.set_lr(0.002, group=1, mode="override")})
+    assert all(r[1] == 0.002 for r in got[20:])
+    close(flat(got), flat(orig))
+    rejoin = {20: lambda s: s.set_lr(0.002, group=1, mode="override"),
+              40: lambda s: s.set_lr(factor=2.0, group=1)}
+    got = trace(cfg, rejoin)
+    ratio = 0.004 / orig[40][1]
+    close([r[1] for r in got[40:]], [r[1] * ratio for r in orig[40:]])
+
+    got = trace(cfg, {3: lambda s: s.set_lr(0.05, mode="override")})   # all groups, ratio kept
+    assert all(r == pytest.approx([0.05, 0.05 * orig[3][1] / orig[3][0]]) for r in got[3:])
+
+
+def test_phase_and_describe():
+    opt = make_opt()
+    sched = LRSchedule(opt, sched_cfg("onecycle", warmup=5), SPE, TOTAL)
+    assert sched.describe() == "onecycle, warmup 5 steps"
+    seen = []
+    for _ in range(TOTAL):
+        seen.append(sched.phase)
+        opt.step()
+        sched.on_step()
+    assert seen[:5] == ["warmup"] * 5 and seen[5] == "rise" and seen[-1] == "decay"
+    sched.set_lr(0.01, mode="override")
+    assert sched.phase == "override"
+    none = LRSchedule(make_opt(), sched_cfg("none"), SPE, TOTAL)
+    assert none.phase == "constant" and none.describe() == "constant"
+    assert LRSchedule(make_opt(), sched_cfg("cosine", interval="epoch"), SPE, TOTAL).describe() == "cosine per epoch"
+
+
+# --- (d) resume -----------------------------------------------------------------------
+
+
+def roundtrip(obj):
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=True)
+
+
+@pytest.mark.parametrize("k", [4, 33])
+@pytest.mark.parametrize("name,interval", CASES)
+def test_resume_continues_exactly(name, interval, k):
+    cfg = sched_cfg(name, 7, 0.0, interval)
+    actions = {2: lambda s: s.set_lr(factor=0.5), 30: lambda s: s.set_lr(0.001, group=1, mode="override"),
+               40: lambda s: s.set_lr(factor=3.0)}
+    full = trace(cfg, actions)
+
+    opt = make_opt()
+    sched = LRSchedule(opt, cfg, SPE, TOTAL)
+    head = drive(sched, opt, 0, k, actions)
+    momentum = opt.param_groups[0]["momentum"]   # onecycle cycles it
+    saved = roundtrip({"opt": opt.state_dict(), "sched": sched.state_dict()})
+
+    opt2 = make_opt()
+    sched2 = LRSchedule(opt2, cfg, SPE, TOTAL)
+    opt2.load_state_dict(saved["opt"])
+    sched2.load_state_dict(saved["sched"])
+    assert opt2.param_groups[0]["momentum"] == momentum
+    tail = drive(sched2, opt2, k, TOTAL, actions)
+    close(head + tail, full)
+
+
+def test_resume_refuses_another_schedule():
+    sd = LRSchedule(make_opt(), sched_cfg("cosine"), SPE, TOTAL).state_dict()
+    with pytest.raises(CheckpointError, match="the checkpoint's schedule is 'cosine' but the config says 'step'"):
+        LRSchedule(make_opt(), sched_cfg("step"), SPE, TOTAL).load_state_dict(sd)
+
+
+# --- (e) bad input ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"value": 0}, "lr must be a finite number > 0, got 0"),
+    ({"value": -1e-3}, "lr must be a finite number > 0"),
+    ({"value": float("nan")}, "lr must be a finite number > 0, got nan"),
+    ({"factor": float("inf")}, "factor must be a finite number > 0, got inf"),
+    ({"value": "fast"}, "lr must be a number > 0, got 'fast'"),
+    ({}, "give exactly one of value or factor"),
+    ({"value": 0.1, "factor": 2}, "give exactly one of value or factor"),
+    ({"value": 0.1, "group": 2}, "group 2 does not exist; groups are: 0, 1"),
+    ({"value": 0.1, "mode": "hold"}, "mode must be one of rescale, override, got 'hold'"),
+    ({"value": 50}, "lr 50 looks like a typo; max is 10"),
+    ({"factor": 200}, "group 0 would get lr 20, which looks like a typo; max is 10"),
+])
+def test_set_lr_rejections(kwargs, message):
+    sched = LRSchedule(make_opt(), sched_cfg("cosine"), SPE, TOTAL)
+    before = sched.lrs()
+    with pytest.raises(ValueError, match=message):
+        sched.set_lr(**kwargs)
+    assert sched.lrs() == before   # a rejected change changes nothing
+
+
+def test_rescale_from_zero_lr_says_what_to_do():
+    opt = make_opt()
+    sched = LRSchedule(opt, sched_cfg("cosine"), SPE, TOTAL)
+    sched.set_lr(1e-30, mode="override")
+    for g in opt.param_groups:   # an LR driven to 0 (e.g. by a schedule ending at eta_min 0)
+        g["lr"] = 0.0
+    sched._override = [0.0 for _ in opt.param_groups]
+    with pytest.raises(ValueError, match=r"the LR is 0 right now.*mode='override'"):
+        sched.set_lr(0.05)
+    old, new = sched.set_lr(0.05, mode="override")
+    assert old == [0.0, 0.0] and new == pytest.approx([0.05, 0.005])   # lr_mult ratio kept
+
+
+def test_onecycle_needs_something_to_cycle():
+    opt = torch.optim.Adagrad([torch.nn.Parameter(torch.zeros(1))], lr=0.01)
+    with pytest.raises(UserError, match="adagrad has no momentum or beta1 to cycle; set schedule.cycle_momentum=false"):
+        LRSchedule(opt, sched_cfg("onecycle"), SPE, TOTAL)
+    LRSchedule(opt, sched_cfg("onecycle", cycle_momentum=False), SPE, TOTAL)
+
+
+def test_onecycle_holds_its_last_lr_past_the_cycle():
+    opt = make_opt()
+    sched = LRSchedule(opt, sched_cfg("onecycle", total_steps=20), SPE, TOTAL)
+    lrs = drive(sched, opt, 0, TOTAL)
+    assert flat(lrs)[20:] == [flat(lrs)[20]] * 40
