@@ -1,0 +1,227 @@
+"""Pilot tests: a real Channel fed by a scripted stream or a fake engine thread."""
+
+from __future__ import annotations
+
+import pytest
+from textual.widgets import Input, Static
+
+from danlu.engine import events as ev
+from danlu.tui.app import create_app
+from danlu.tui.screens.lr_dialog import LrDialog
+from danlu.tui.screens.quit_dialog import QuitDialog
+from danlu.tui.widgets.event_log import EventLog
+from danlu.tui.widgets.progress_panel import ProgressPanel
+from danlu.tui.widgets.status_line import StatusLine
+
+from .conftest import drain_commands, wait_for
+from .fake_engine import FakeEngine, emit_run
+
+SIZE = (120, 40)
+
+
+def rendered(widget) -> str:
+    return str(widget.render())
+
+
+@pytest.mark.asyncio
+async def test_metrics_update_the_widgets(channel):
+    emit_run(channel, steps=600)
+    app = create_app(channel)
+    async with app.run_test(size=SIZE) as pilot:
+        state = app.pump.state
+        await wait_for(pilot, lambda: state.step == 600, what="step 600")
+        await pilot.pause()
+        assert state.loss.count == 600 and state.val is not None
+        assert "step 600/2000" in rendered(app.screen.query_one(ProgressPanel))
+        assert "RUNNING" in rendered(app.screen.query_one(StatusLine))
+        assert "0.332" not in rendered(app.screen.query_one("#val", Static))
+        log = app.screen.query_one(EventLog).lines_text
+        assert any("lr 0.001 → 5.00e-04" in line for line in log)
+        assert len(state.markers) == 1  # the LR change, drawn on the loss chart
+
+
+@pytest.mark.asyncio
+async def test_space_sends_pause_then_resume(channel):
+    engine = FakeEngine(channel)
+    app = create_app(channel, engine.start)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.pump.state.state == "running", what="running")
+        await pilot.press("space")
+        await wait_for(pilot, lambda: app.pump.state.state == "paused", what="paused")
+        await pilot.press("space")
+        await wait_for(pilot, lambda: len(engine.received) == 2, what="2 commands")
+        assert [c.kind for c in engine.received] == ["pause", "resume"]
+
+
+@pytest.mark.asyncio
+async def test_space_twice_before_the_engine_answers(channel):
+    app = create_app(channel)  # no engine: nothing answers
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("space", "space")
+        assert [c.kind for c in drain_commands(channel)] == ["pause", "resume"]
+
+
+@pytest.mark.asyncio
+async def test_lr_dialog_sends_set_lr_and_toasts_the_step(channel):
+    engine = FakeEngine(channel, step=41)
+    app = create_app(channel, engine.start)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.pump.state.run is not None, what="RunStarted")
+        await pilot.press("l")
+        await wait_for(pilot, lambda: isinstance(app.screen, LrDialog), what="LR dialog")
+        await pilot.press(*"x0.5", "enter")
+        await wait_for(pilot, lambda: engine.received, what="set_lr")
+        cmd = engine.received[0]
+        assert cmd.kind == "set_lr"
+        assert cmd.args == {"value": None, "factor": 0.5, "group": None, "mode": "rescale"}
+        await wait_for(pilot, lambda: any("at step 42" in t for t in app.toasts), what="toast")
+        assert any("lr 0.001 → 5.00e-04" in t for t in app.toasts)
+        assert not isinstance(app.screen, LrDialog)
+
+
+@pytest.mark.asyncio
+async def test_lr_dialog_one_group_override(channel):
+    emit_run(channel, steps=100)
+    app = create_app(channel)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.pump.state.lrs, what="LRs")
+        await pilot.press("l")
+        await wait_for(pilot, lambda: isinstance(app.screen, LrDialog), what="LR dialog")
+        app.screen.query_one("#lr-group").value = 1
+        app.screen.query_one("#mode-override").value = True
+        await pilot.press(*"3e-4", "enter")
+        await wait_for(pilot, lambda: not isinstance(app.screen, LrDialog), what="closed")
+        (cmd,) = drain_commands(channel)
+        assert cmd.args == {"value": 3e-4, "factor": None, "group": 1, "mode": "override"}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("bad", ["0", "-1", "nan", "inf", "fast"])
+async def test_bad_lr_shows_a_message_and_sends_nothing(channel, bad):
+    app = create_app(channel)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("l")
+        await wait_for(pilot, lambda: isinstance(app.screen, LrDialog), what="LR dialog")
+        app.screen.query_one("#lr-input", Input).value = bad
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, LrDialog)
+        assert rendered(app.screen.query_one("#lr-error", Static)).strip()
+        assert drain_commands(channel) == []
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, LrDialog), what="closed")
+        assert drain_commands(channel) == []
+
+
+@pytest.mark.asyncio
+async def test_hparam_dialog_sends_set_hparam(channel):
+    app = create_app(channel)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("h")
+        await wait_for(pilot, lambda: app.screen.id == "hparam-dialog", what="dialog")
+        app.screen.query_one("#hp-name").value = "grad_clip"
+        await pilot.pause()
+        await pilot.press(*"0", "enter")
+        await pilot.pause()
+        assert "off" in rendered(app.screen.query_one("#hp-error", Static))
+        app.screen.query_one("#hp-input", Input).value = "0.5"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen.id == "dashboard", what="closed")
+        (cmd,) = drain_commands(channel)
+        assert (cmd.kind, cmd.args) == ("set_hparam", {"name": "grad_clip", "value": 0.5, "group": None})
+
+
+@pytest.mark.asyncio
+async def test_s_saves_and_toasts_the_path(channel):
+    engine = FakeEngine(channel, step=9)
+    app = create_app(channel, engine.start)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.pump.state.run is not None, what="RunStarted")
+        await pilot.press("s")
+        await wait_for(pilot, lambda: any("runs/x/ckpt-10.pt" in t for t in app.toasts),
+                       what="checkpoint toast")
+        assert [c.kind for c in engine.received] == ["save_checkpoint"]
+        await pilot.press("e")
+        await wait_for(pilot, lambda: len(engine.received) == 2, what="eval_now")
+        assert engine.received[1].kind == "eval_now"
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("key", ["q", "ctrl+c"])
+async def test_quit_default_saves_stops_and_joins(channel, key):
+    engine = FakeEngine(channel)
+    app = create_app(channel, engine.start)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.pump.state.state == "running", what="running")
+        await pilot.press(key)
+        await wait_for(pilot, lambda: isinstance(app.screen, QuitDialog), what="quit dialog")
+        assert app.screen.focused.id == "quit-save"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: not app.is_running, what="app exit")
+    assert engine.received[-1].kind == "stop" and engine.received[-1].args == {"save": True}
+    assert not engine.thread.is_alive()
+
+
+@pytest.mark.asyncio
+async def test_quit_without_saving_and_cancel(channel):
+    engine = FakeEngine(channel)
+    app = create_app(channel, engine.start)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, QuitDialog), what="quit dialog")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen.id == "dashboard", what="cancelled")
+        assert engine.thread.is_alive() and not engine.received
+        await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, QuitDialog), what="quit dialog")
+        await pilot.press("down", "enter")
+        await wait_for(pilot, lambda: not app.is_running, what="app exit")
+    assert engine.received[-1].args == {"save": False}
+    assert not engine.thread.is_alive()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("final", ["finished", "failed"])
+async def test_final_state_stays_displayed(channel, final):
+    emit_run(channel, steps=400, final=final)
+    app = create_app(channel)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.pump.state.final, what="final state")
+        for _ in range(5):  # it stays up: several ticks later, still there
+            await pilot.pause(0.05)
+        assert app.is_running
+        status = rendered(app.screen.query_one(StatusLine))
+        assert final.upper() in status and "press q to quit" in status
+        assert ("reached max_steps" if final == "finished" else "out of memory") in status
+        await pilot.press("space", "s")  # dead keys once the engine is gone
+        assert drain_commands(channel) == []
+
+
+@pytest.mark.asyncio
+async def test_unmount_stops_an_engine_left_running(channel):
+    engine = FakeEngine(channel)
+    app = create_app(channel, engine.start)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.pump.state.state == "running", what="running")
+    assert not engine.thread.is_alive()
+    assert engine.received[-1].kind == "stop"
+
+
+@pytest.mark.asyncio
+async def test_palette_lists_dashboard_commands(channel):
+    app = create_app(channel)
+    async with app.run_test(size=SIZE) as pilot:
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert any(t.startswith("LR") for t in titles)
+        assert any(t.startswith("Save ckpt") for t in titles)
+        _ = pilot
+
+
+@pytest.mark.asyncio
+async def test_compact_layout_at_80x24(channel):
+    emit_run(channel, steps=200)
+    app = create_app(channel)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.pump.state.step == 200, what="step 200")
+        assert app.screen.has_class("-compact")
+        assert app.screen.query_one("#loss").size.height >= 8

@@ -1,0 +1,79 @@
+import math
+import time
+
+from danlu.tui.series import Series
+
+
+def test_recent_window_is_exact():
+    s = Series(recent=100, buckets=16)
+    for i in range(50):
+        s.append(i, float(i))
+    cols = s.columns(0, 49, 50)
+    assert [c[2] for c in cols] == [float(i) for i in range(50)]
+
+
+def test_buckets_stay_bounded_and_keep_extremes():
+    s = Series(recent=64, buckets=32)
+    n = 100_000
+    for i in range(n):
+        s.append(i, math.sin(i / 1000))
+    s.append(n, 50.0)  # a spike at the very end
+    assert len(s.buckets) <= 32
+    assert len(s.recent) == 64
+    assert s.width >= n // 32
+    lo = min(b.lo for b in s.buckets)
+    hi = max(b.hi for b in s.buckets)
+    assert lo < -0.99 and hi == 50.0
+    assert s.count == n + 1
+
+
+def test_a_spike_survives_decimation():
+    s = Series(recent=16, buckets=64)
+    for i in range(10_000):
+        s.append(i, 100.0 if i == 4321 else 1.0)
+    cols = s.columns(0, 9_999, 40)
+    assert max(c[1] for c in cols if c) == 100.0
+    assert min(c[0] for c in cols if c) == 1.0
+
+
+def test_columns_use_recent_points_when_they_cover_the_range():
+    s = Series(recent=100, buckets=8)
+    for i in range(1000):
+        s.append(i, float(i))
+    cols = s.columns(950, 999, 50)
+    assert cols[0] == (950.0, 950.0, 950.0)
+    assert cols[-1] == (999.0, 999.0, 999.0)
+
+
+def test_nonfinite_values_are_counted_not_stored():
+    s = Series()
+    s.extend([1, 2, 3, 4], [1.0, float("nan"), float("inf"), 2.0])
+    assert s.count == 2 and s.skipped == 2 and s.last == 2.0
+    assert all(c is None or math.isfinite(c[0]) for c in s.columns(1, 4, 4))
+
+
+def test_resumed_run_starts_at_its_step():
+    s = Series()
+    s.extend(range(5000, 5010), [1.0] * 10)
+    assert s.first_step == 5000 and s.last_step == 5009
+    assert s.columns(5000, 5009, 10)[0] == (1.0, 1.0, 1.0)
+
+
+def test_draw_cost_does_not_grow_with_run_length():
+    """columns() over 10^7 steps costs about what it costs over 10^3."""
+    def build(n):
+        s = Series()
+        step = max(n // 200_000, 1)  # feed 10^7 steps in strides to keep the test fast
+        for i in range(0, n, step):
+            s.append(i, 1.0 / (1 + i))
+        return s
+
+    def cost(s):
+        t = time.perf_counter()
+        for _ in range(20):
+            s.columns(s.first_step, s.last_step, 240)
+        return time.perf_counter() - t
+
+    small, big = build(1_000), build(10_000_000)
+    assert len(big.buckets) <= big.max_buckets and len(big.recent) <= big.recent.maxlen
+    assert cost(big) < 5 * cost(small) + 0.05

@@ -1,0 +1,127 @@
+"""The App: composes the dashboard, owns the engine thread's lifecycle, handles quitting.
+
+Build it with `create_app(channel, start_engine)`; the CLI and the tests share
+this one factory. The engine thread is started on mount and, on any way out,
+asked to stop and joined with a bounded wait, so no thread is left behind.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Callable
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from danlu.engine import events as ev
+from danlu.engine.channel import Channel
+
+from .pump import EventPump
+from .screens.dashboard import DashboardScreen
+from .screens.quit_dialog import QuitDialog
+
+# How long quitting waits for the engine to stop (a final save can take a while).
+STOP_TIMEOUT_S = 120.0
+# After that, at unmount, a last short join.
+FINAL_JOIN_S = 5.0
+
+StartEngine = Callable[[], threading.Thread]
+
+
+class DanluApp(App):
+    """Thin: screens do the work; the app routes quit and owns the engine thread."""
+
+    CSS_PATH = [Path(__file__).parent / "app.tcss", Path(__file__).parent / "dashboard.tcss"]
+    ENABLE_COMMAND_PALETTE = True
+    BINDINGS = [
+        # ctrl+c must not kill a run mid-step; it opens the same dialog as q.
+        Binding("ctrl+c", "request_quit", "Quit", show=False, priority=True, id="quit-ctrl-c"),
+        Binding("ctrl+q", "request_quit", "Quit", show=False, priority=True, id="quit-ctrl-q"),
+    ]
+
+    def __init__(self, channel: Channel, start_engine: StartEngine | None = None,
+                 *, title: str = "danlu"):
+        super().__init__()
+        self.title = title
+        self.channel = channel
+        self.pump = EventPump(channel)
+        self.start_engine = start_engine
+        self.engine_thread: threading.Thread | None = None
+        self.toasts: deque[str] = deque(maxlen=200)  # every toast shown, newest last
+        self.quitting = False
+        self._stop_deadline = 0.0
+
+    def on_mount(self) -> None:
+        self.push_screen(DashboardScreen(self.pump))
+        if self.start_engine is not None:
+            self.engine_thread = self.start_engine()
+
+    @property
+    def engine_alive(self) -> bool:
+        return self.engine_thread is not None and self.engine_thread.is_alive()
+
+    def toast(self, message: str, *, title: str = "", severity="information",
+              timeout: float | None = None) -> None:
+        """notify(), remembered in `toasts` so tests and the log can read them back."""
+        self.toasts.append(message)
+        self.notify(message, title=title, severity=severity, timeout=timeout, markup=False)
+
+    # -- quitting ------------------------------------------------------------
+    def action_request_quit(self) -> None:
+        if self.quitting or isinstance(self.screen, QuitDialog):
+            return
+        running = self.engine_alive or (self.engine_thread is None and not self.pump.state.final)
+        self.push_screen(QuitDialog(running), self._quit_chosen)
+
+    def action_quit(self) -> None:  # the palette's "Quit" goes through the dialog too
+        self.action_request_quit()
+
+    def _quit_chosen(self, choice) -> None:
+        if choice is not None:
+            self.stop_and_exit(save=(choice == "save"))
+
+    def stop_and_exit(self, save: bool = True) -> None:
+        """Ask the engine to stop, keep the dashboard live until it has, then exit."""
+        self.quitting = True
+        if self.engine_thread is None and not self.pump.state.final:
+            self.pump.send(ev.stop(save=save))  # an engine we did not start may be listening
+        if not self.engine_alive:
+            self.exit()
+            return
+        self.pump.send(ev.stop(save=save))
+        self.toast("stopping: finishing the current step" + (" and saving" if save else ""))
+        self._stop_deadline = time.monotonic() + STOP_TIMEOUT_S
+        self.set_interval(0.1, self._wait_for_engine)
+
+    def _wait_for_engine(self) -> None:
+        if not self.engine_alive:
+            self.exit()
+        elif time.monotonic() > self._stop_deadline:
+            self.exit(return_code=1,
+                      message=f"danlu: the engine did not stop within {STOP_TIMEOUT_S:.0f}s.")
+
+    def on_unmount(self) -> None:
+        # Any other way out (an exception, the test harness): still stop and join.
+        if self.engine_alive:
+            self.pump.send(ev.stop(save=True))
+            self.engine_thread.join(FINAL_JOIN_S)
+
+    # -- command palette: every dashboard key is also a command ---------------
+    def get_system_commands(self, screen: Screen):
+        yield from super().get_system_commands(screen)
+        if isinstance(screen, DashboardScreen):
+            for b in screen.BINDINGS:
+                if b.action.startswith("app.") or not b.description:
+                    continue
+                yield SystemCommand(f"{b.description} ({b.key})", b.tooltip or b.description,
+                                    lambda a=b.action: screen.run_action(a))
+
+
+def create_app(channel: Channel, start_engine: StartEngine | None = None,
+               *, title: str = "danlu") -> DanluApp:
+    """The dashboard for one run: events come from `channel`; `start_engine()` starts it."""
+    return DanluApp(channel, start_engine, title=title)

@@ -1,0 +1,88 @@
+"""A braille-dot canvas: each terminal cell holds 2x4 dots, so a 120x40 chart is 240x160 dots.
+
+Renders to rich Segments (one list per row) so a widget can hand Strips to
+Textual without going through a layout pass. Torch- and Textual-free.
+"""
+
+from __future__ import annotations
+
+from rich.segment import Segment
+from rich.style import Style
+
+# Dot bit for (row within cell 0-3, column within cell 0-1), per the Unicode braille block.
+_BITS = ((0x01, 0x08), (0x02, 0x10), (0x04, 0x20), (0x40, 0x80))
+_BLANK = 0x2800
+
+
+class BrailleCanvas:
+    """Dots in braille cells; each cell takes the style of the last thing drawn in it."""
+
+    def __init__(self, width: int, height: int):
+        self.width, self.height = max(width, 0), max(height, 0)
+        self.dots_w, self.dots_h = self.width * 2, self.height * 4
+        n = self.width * self.height
+        self.bits = [0] * n
+        self.style: list[Style | None] = [None] * n
+        self.chars: dict[int, tuple[str, Style]] = {}  # cell -> glyph drawn over the dots
+
+    def dot(self, x: int, y: int, style: Style) -> None:
+        """Set the dot at (x, y); y = 0 is the top row."""
+        if 0 <= x < self.dots_w and 0 <= y < self.dots_h:
+            cell = (y >> 2) * self.width + (x >> 1)
+            self.bits[cell] |= _BITS[y & 3][x & 1]
+            self.style[cell] = style
+
+    def vspan(self, x: int, y0: int, y1: int, style: Style, every: int = 1) -> None:
+        """Dots from y0 to y1 inclusive in column x (either order), every `every` rows."""
+        if not 0 <= x < self.dots_w:
+            return
+        if y0 > y1:
+            y0, y1 = y1, y0
+        y0, y1 = max(y0, 0), min(y1, self.dots_h - 1)
+        col, bit_col = x >> 1, x & 1
+        width, bits, styles = self.width, self.bits, self.style
+        for y in range(y0, y1 + 1, every):
+            cell = (y >> 2) * width + col
+            bits[cell] |= _BITS[y & 3][bit_col]
+            styles[cell] = style
+
+    def hline(self, y: int, style: Style, every: int = 2) -> None:
+        """A dotted horizontal line at dot row y."""
+        for x in range(0, self.dots_w, every):
+            self.dot(x, y, style)
+
+    def glyph(self, x: int, y: int, char: str, style: Style) -> None:
+        """Put one character over the cell holding dot (x, y)."""
+        if 0 <= x < self.dots_w and 0 <= y < self.dots_h:
+            self.chars[(y >> 2) * self.width + (x >> 1)] = (char, style)
+
+    def rows(self, base: Style | None = None) -> list[list[Segment]]:
+        """One list of Segments per cell row, runs of equal style joined."""
+        out = []
+        w = self.width
+        for r in range(self.height):
+            segs: list[Segment] = []
+            run: list[str] = []
+            run_style = None
+            for c in range(r * w, r * w + w):
+                ch = self.chars.get(c)
+                if ch is not None:
+                    char, st = ch
+                else:
+                    b = self.bits[c]
+                    char, st = (chr(_BLANK + b), self.style[c]) if b else (" ", None)
+                if st is not run_style and run:
+                    segs.append(Segment("".join(run), _join(base, run_style)))
+                    run = []
+                run_style = st
+                run.append(char)
+            if run:
+                segs.append(Segment("".join(run), _join(base, run_style)))
+            out.append(segs)
+        return out
+
+
+def _join(base: Style | None, st: Style | None) -> Style | None:
+    if base is None:
+        return st
+    return base if st is None else base + st

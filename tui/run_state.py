@@ -1,0 +1,131 @@
+"""Everything the dashboard shows, folded from engine events. Torch- and Textual-free.
+
+The EventPump feeds events in; widgets read plain attributes out. Holding the
+model here (not in widgets) keeps each widget a pure view and lets tests check
+the fold without a terminal.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from danlu.engine import events as ev
+
+from .series import Series
+
+EMA_WEIGHT = 0.98  # smoothing of the train-loss line (TensorBoard-style, bias-corrected)
+
+
+@dataclass
+class RunState:
+    """The latest known value of everything on screen; `version` bumps on each change."""
+
+    run: ev.RunStarted | None = None
+    state: str = "starting"
+    detail: str = ""
+    step: int = 0
+    epoch: int = 0
+    total_steps: int | None = None
+    steps_per_s: float | None = None
+    samples_per_s: float | None = None
+    elapsed: float | None = None
+    eta: float | None = None
+    phase: str = ""
+    lrs: list[float] = field(default_factory=list)
+    grad_clip: float | None = None
+    clipped: int = 0            # clipped steps since the start of this UI
+    seen_steps: int = 0
+    recent_clipped: float | None = None  # fraction in the last Metrics batch
+    memory: dict[str, Any] = field(default_factory=dict)
+    last_loss: float | None = None
+    last_grad: float | None = None
+    nonfinite: int = 0
+    val: ev.EvalDone | None = None
+    best_val_loss: float | None = None
+    best_val_acc: float | None = None
+    last_checkpoint: ev.CheckpointSaved | None = None
+    loss: Series = field(default_factory=Series)
+    ema: Series = field(default_factory=Series)
+    grad: Series = field(default_factory=Series)
+    lr: Series = field(default_factory=Series)
+    val_points: deque = field(default_factory=lambda: deque(maxlen=2000))  # (step, val_loss)
+    markers: deque = field(default_factory=lambda: deque(maxlen=500))      # (step, kind)
+    version: int = 0
+    _ema: float = 0.0
+    _ema_n: int = 0
+
+    @property
+    def final(self) -> bool:
+        return self.state in ev.FINAL_STATES
+
+    @property
+    def groups(self) -> list[str]:
+        if self.run and self.run.groups:
+            return list(self.run.groups)
+        return [f"group {i}" for i in range(len(self.lrs))]
+
+    def apply(self, e: Any, commands: dict[int, ev.Command] | None = None) -> None:
+        """Fold one event in. `commands` maps ids to sent commands, to interpret answers."""
+        handler = getattr(self, "_on_" + type(e).__name__, None)
+        if handler is not None:
+            handler(e, commands or {})
+            self.version += 1
+
+    def _on_RunStarted(self, e: ev.RunStarted, _):
+        self.run = e
+        self.total_steps = e.total_steps
+        self.step = e.start_step
+        self.grad_clip = e.grad_clip
+
+    def _on_Metrics(self, e: ev.Metrics, _):
+        for s, v in zip(e.steps, e.loss):
+            self.loss.append(s, v)
+            if v is not None and math.isfinite(v):
+                self._ema_n += 1
+                self._ema = EMA_WEIGHT * self._ema + (1 - EMA_WEIGHT) * v
+                self.ema.append(s, self._ema / (1 - EMA_WEIGHT ** self._ema_n))
+            else:
+                self.nonfinite += 1
+        self.grad.extend(e.steps, e.grad_norm)
+        self.lr.extend(e.steps, e.lr)
+        self.step, self.epoch = e.step, e.epoch
+        self.last_loss = e.loss[-1] if e.loss else self.last_loss
+        self.last_grad = e.grad_norm[-1] if e.grad_norm else self.last_grad
+        self.lrs = list(e.lrs)
+        self.phase = e.phase
+        self.steps_per_s, self.samples_per_s = e.steps_per_s, e.samples_per_s
+        self.elapsed, self.eta, self.total_steps = e.elapsed, e.eta, e.total_steps
+        self.clipped += e.clipped
+        self.seen_steps += len(e.steps)
+        self.recent_clipped = e.clipped / len(e.steps) if e.steps else None
+        self.memory = dict(e.memory or {})
+
+    def _on_EvalDone(self, e: ev.EvalDone, _):
+        self.val = e
+        self.val_points.append((e.step, e.val_loss))
+        self.best_val_loss = e.best_val_loss
+        if e.val_acc is not None and math.isfinite(e.val_acc):
+            self.best_val_acc = max(self.best_val_acc or e.val_acc, e.val_acc)
+
+    def _on_StatusChanged(self, e: ev.StatusChanged, _):
+        self.state, self.detail = e.state, e.detail
+        self.step = max(self.step, e.step)
+
+    def _on_CommandApplied(self, e: ev.CommandApplied, commands):
+        cmd = commands.get(e.command_id)
+        if e.kind in ("set_lr", "pause"):
+            self.markers.append((e.step, e.kind))
+        elif e.kind == "set_hparam":
+            self.markers.append((e.step, "hparam"))
+            if cmd is not None and cmd.args.get("name") == "grad_clip":
+                self.grad_clip = e.new if isinstance(e.new, (int, float)) else None
+
+    def _on_CheckpointSaved(self, e: ev.CheckpointSaved, _):
+        self.last_checkpoint = e
+        self.markers.append((e.step, "checkpoint"))
+
+    def _on_Alert(self, e: ev.Alert, _):
+        self.markers.append((e.step, "alert"))

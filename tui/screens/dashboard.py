@@ -1,0 +1,165 @@
+"""The live dashboard: charts and panels fed by the EventPump, keys that send commands."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.events import Resize
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from danlu.engine import events as ev
+
+from ..describe import applied_text, describe
+from ..pump import EventPump
+from ..widgets.event_log import EventLog
+from ..widgets.grad_panel import GradPanel
+from ..widgets.loss_chart import LossChart
+from ..widgets.lr_panel import LrPanel
+from ..widgets.memory_panel import MemoryPanel
+from ..widgets.progress_panel import ProgressPanel
+from ..widgets.status_line import StatusLine
+from ..widgets.val_panel import ValPanel
+from .hparam_dialog import HparamDialog
+from .lr_dialog import LrDialog
+
+TICK_S = 0.1  # drain the channel ~10 times a second
+COMPACT_W, COMPACT_H = 100, 30  # below either, the compact layout
+# Actions that talk to a live engine; disabled once the run has ended.
+LIVE_ACTIONS = ("toggle_pause", "set_lr", "set_hparam", "save", "evaluate")
+# Answers worth a toast (the rest go to the event log only).
+TOAST_KINDS = ("set_lr", "set_hparam")
+
+
+class DashboardScreen(Screen):
+    """Reads a RunState the pump keeps current; sends commands through the pump."""
+
+    BINDINGS = [
+        Binding("space", "toggle_pause", "Pause/Resume", id="pause"),
+        Binding("l", "set_lr", "LR", tooltip="Change the learning rate", id="lr"),
+        Binding("h", "set_hparam", "Hparams", tooltip="Change a hot hyperparameter", id="hparams"),
+        Binding("s", "save", "Save ckpt", tooltip="Save a checkpoint now", id="save"),
+        Binding("e", "evaluate", "Eval", tooltip="Evaluate on the validation set now", id="eval"),
+        Binding("g", "toggle_log", "Log scale", tooltip="Loss chart: linear/log y axis", id="log-scale"),
+        Binding("q", "app.request_quit", "Quit", tooltip="Stop training and quit", id="quit"),
+    ]
+
+    def __init__(self, pump: EventPump):
+        super().__init__(id="dashboard")
+        self.pump = pump
+        self.log_scale = False
+        self._pause_intent: bool | None = None  # what space last asked for, until the engine says
+        self._shown_version = -1
+        self._was_final = False
+
+    @property
+    def state(self):
+        return self.pump.state
+
+    def compose(self) -> ComposeResult:
+        yield StatusLine(id="status")
+        with Horizontal(id="top"):
+            yield LossChart(id="loss")
+            with Vertical(id="side"):
+                yield ProgressPanel(id="progress")
+                yield ValPanel(id="val")
+                yield MemoryPanel(id="memory")
+        with Horizontal(id="bottom"):
+            yield LrPanel(id="lr")
+            yield GradPanel(id="grad")
+        yield EventLog(id="log")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.set_interval(TICK_S, self.tick)
+        self.redraw()
+
+    def on_resize(self, event: Resize) -> None:
+        w, h = event.size
+        self.set_class(w < COMPACT_W or h < COMPACT_H, "-compact")
+
+    # -- events in ---------------------------------------------------------
+    def tick(self) -> None:
+        """Drain the channel, log what happened, redraw if anything changed."""
+        log = self.query_one(EventLog)
+        for e in self.pump.tick():
+            line = describe(e, self.pump.sent)
+            if line is not None:
+                log.add(*line)
+            self._toast(e)
+            if isinstance(e, ev.StatusChanged):
+                self._pause_intent = None
+        if self.state.version != self._shown_version:
+            self.redraw()
+
+    def _toast(self, e) -> None:
+        notify = self.app.toast
+        if isinstance(e, ev.CommandApplied) and e.kind in TOAST_KINDS:
+            notify(f"{applied_text(e, self.pump.sent.get(e.command_id))} at step {e.step}")
+        elif isinstance(e, ev.CommandRejected):
+            notify(f"{e.kind} rejected: {e.reason}", severity="warning")
+        elif isinstance(e, ev.CheckpointSaved) and e.reason != "periodic":
+            notify(f"checkpoint saved at step {e.step}: {e.path}")
+        elif isinstance(e, ev.Alert):
+            notify(f"step {e.step}: {e.message}", title=e.kind,
+                   severity="warning" if e.kind in ("spike", "nonfinite") else "error")
+        elif isinstance(e, ev.StatusChanged) and e.state in ev.FINAL_STATES:
+            notify(f"run {e.state} at step {e.step}" + (f": {e.detail}" if e.detail else ""),
+                   severity="error" if e.state == "failed" else "information")
+
+    def redraw(self) -> None:
+        s = self.state
+        self._shown_version = s.version
+        self.query_one(StatusLine).show(s)
+        self.query_one(LossChart).show(s, log=self.log_scale)
+        self.query_one(ProgressPanel).show(s)
+        self.query_one(ValPanel).show(s)
+        self.query_one(MemoryPanel).show(s)
+        self.query_one(LrPanel).show(s)
+        self.query_one(GradPanel).show(s)
+        if s.final != self._was_final:
+            self._was_final = s.final
+            self.refresh_bindings()
+
+    # -- commands out ------------------------------------------------------
+    def check_action(self, action: str, parameters) -> bool | None:
+        if action in LIVE_ACTIONS and self.state.final:
+            return None  # shown dimmed in the Footer: the engine is gone
+        return True
+
+    def action_toggle_pause(self) -> None:
+        paused = self._pause_intent if self._pause_intent is not None else self.state.state == "paused"
+        self.pump.send(ev.resume() if paused else ev.pause())
+        self._pause_intent = not paused
+
+    def action_set_lr(self) -> None:
+        self.app.push_screen(LrDialog(self.state.groups, list(self.state.lrs)), self._send)
+
+    def action_set_hparam(self) -> None:
+        self.app.push_screen(HparamDialog(self.state.groups, self._current_hparams()), self._send)
+
+    def action_save(self) -> None:
+        self.pump.send(ev.save_checkpoint())
+        self.app.toast("checkpoint requested…", timeout=2)
+
+    def action_evaluate(self) -> None:
+        self.pump.send(ev.eval_now())
+
+    def action_toggle_log(self) -> None:
+        self.log_scale = not self.log_scale
+        self.query_one(LossChart).show(self.state, log=self.log_scale)
+
+    def _send(self, command: ev.Command | None) -> None:
+        if command is not None:
+            self.pump.send(command)
+
+    def _current_hparams(self) -> dict[str, object]:
+        """Best guess at current values, from the resolved config the run started with."""
+        cfg = self.state.run.config if self.state.run else {}
+        optim, train, mon = (cfg.get(k) or {} for k in ("optim", "train", "monitor"))
+        out = {k: optim.get(k) for k in ("weight_decay", "momentum", "betas")}
+        out.update({k: train.get(k) for k in ("eval_every", "checkpoint_every")})
+        out["log_every"] = mon.get("log_every")
+        out["grad_clip"] = self.state.grad_clip if self.state.run else train.get("grad_clip")
+        return {k: v for k, v in out.items() if v is not None}

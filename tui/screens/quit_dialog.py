@@ -1,0 +1,55 @@
+"""Ask how to leave: save and quit (the default, on Enter), quit without saving, or stay."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Static
+
+QuitChoice = Literal["save", "nosave"] | None
+
+
+class QuitDialog(ModalScreen[QuitChoice]):
+    """Returns "save", "nosave", or None (cancel)."""
+
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", id="quit-cancel"),
+        Binding("down,j", "app.focus_next", "Next", show=False, id="quit-next"),
+        Binding("up,k", "app.focus_previous", "Previous", show=False, id="quit-prev"),
+    ]
+
+    def __init__(self, running: bool = True):
+        super().__init__(id="quit-dialog")
+        self.running = running
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog") as box:
+            box.border_title = "Quit danlu"
+            msg = ("Training is still running. It stops at the next step boundary."
+                   if self.running else "The run has ended; its checkpoints are in the run directory.")
+            yield Static(msg, classes="hint")
+            # once the run has ended the engine has already written its last checkpoint
+            label = "Save checkpoint and quit" if self.running else "Quit"
+            yield Button(label, variant="primary", id="quit-save")
+            yield Button("Quit without saving", variant="error", id="quit-nosave")
+            yield Button("Cancel", id="quit-cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#quit-save", Button).focus()
+
+    @on(Button.Pressed, "#quit-save")
+    def _save(self) -> None:
+        self.dismiss("save")
+
+    @on(Button.Pressed, "#quit-nosave")
+    def _nosave(self) -> None:
+        self.dismiss("nosave")
+
+    @on(Button.Pressed, "#quit-cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,114 @@
+"""A bounded, decimated history of one metric, so charts cost the same at step 10³ and 10⁷.
+
+Two levels: the last `recent` points exactly, and the whole run in at most
+`buckets` buckets of min/max/last. When the buckets fill, neighbours are merged
+pairwise and the bucket width doubles, so memory and the cost of `columns()`
+are bounded by `recent + buckets` whatever the run length. Torch-free.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class Bucket:
+    """All points whose step falls in [index*width, (index+1)*width)."""
+
+    index: int
+    lo: float
+    hi: float
+    last: float
+    last_step: int
+
+
+# What one chart column shows: (lowest, highest, last value) among its points.
+Column = tuple[float, float, float]
+
+
+class Series:
+    """Append (step, value) pairs; ask for `columns()` covering any step range."""
+
+    def __init__(self, recent: int = 4096, buckets: int = 1024):
+        if buckets < 2:
+            raise ValueError("buckets must be >= 2")
+        self.recent: deque[tuple[int, float]] = deque(maxlen=recent)
+        self.buckets: list[Bucket] = []
+        self.max_buckets = buckets
+        self.width = 1          # steps per bucket; doubles when the buckets fill
+        self.count = 0          # finite points ever appended
+        self.skipped = 0        # NaN/inf points, counted but never drawn
+        self.first_step: int | None = None
+        self.last_step: int | None = None
+        self.last: float | None = None
+
+    def __len__(self) -> int:
+        return self.count
+
+    def append(self, step: int, value: float) -> None:
+        if value is None or not math.isfinite(value):
+            self.skipped += 1
+            return
+        value = float(value)
+        if self.first_step is None:
+            self.first_step = step
+        self.last_step, self.last = step, value
+        self.count += 1
+        self.recent.append((step, value))
+        idx = step // self.width
+        b = self.buckets[-1] if self.buckets else None
+        if b is not None and b.index == idx:
+            b.lo = min(b.lo, value)
+            b.hi = max(b.hi, value)
+            b.last, b.last_step = value, step
+        else:
+            self.buckets.append(Bucket(idx, value, value, value, step))
+            if len(self.buckets) > self.max_buckets:
+                self._coarsen()
+
+    def extend(self, steps, values) -> None:
+        for s, v in zip(steps, values):
+            self.append(s, v)
+
+    def _coarsen(self) -> None:
+        """Double the bucket width, merging buckets that now share an index."""
+        self.width *= 2
+        merged: list[Bucket] = []
+        for b in self.buckets:
+            idx = b.index // 2
+            if merged and merged[-1].index == idx:
+                m = merged[-1]
+                m.lo, m.hi = min(m.lo, b.lo), max(m.hi, b.hi)
+                m.last, m.last_step = b.last, b.last_step
+            else:
+                b.index = idx
+                merged.append(b)
+        self.buckets = merged
+
+    def columns(self, x0: float, x1: float, n: int) -> list[Column | None]:
+        """`n` columns spanning steps [x0, x1]; None where no point falls.
+
+        Uses the exact recent points when they cover x0, else the buckets.
+        """
+        out: list[Column | None] = [None] * n
+        if n <= 0 or not self.count:
+            return out
+        span = max(x1 - x0, 1e-9)
+        scale = (n - 1) / span if n > 1 else 0.0
+        if self.recent and self.recent[0][0] <= x0:
+            points = ((s, v, v, v) for s, v in self.recent)
+        else:
+            # A bucket is drawn at its last step, where its `last` value lives.
+            points = ((b.last_step, b.lo, b.hi, b.last) for b in self.buckets)
+        for s, lo, hi, last in points:
+            if s < x0 or s > x1:
+                continue
+            i = int((s - x0) * scale + 0.5)
+            c = out[i]
+            if c is None:
+                out[i] = (lo, hi, last)
+            else:
+                out[i] = (min(c[0], lo), max(c[1], hi), last)
+        return out

@@ -1,0 +1,62 @@
+"""A braille line chart drawn with the line API, so only changed frames are rebuilt."""
+
+from __future__ import annotations
+
+from rich.style import Style
+from textual.strip import Strip
+from textual.widget import Widget
+
+from ..plot import PlotSpec, render_plot
+
+# Roles a PlotSpec may name; each is a CSS component class `chart--<role>`.
+ROLES = ("train", "ema", "val", "lr", "grad", "clip", "axis",
+         "mark-set_lr", "mark-pause", "mark-checkpoint", "mark-hparam", "mark-alert")
+
+
+class Chart(Widget):
+    """Draws one PlotSpec. Set it with `plot(spec, key)`; a changed key redraws."""
+
+    COMPONENT_CLASSES = {f"chart--{r}" for r in ROLES}
+
+    DEFAULT_CSS = """
+    Chart { height: 1fr; min-height: 3; }
+    Chart > .chart--train { color: $primary; }
+    Chart > .chart--ema { color: $warning; text-style: bold; }
+    Chart > .chart--val { color: $error; text-style: bold; }
+    Chart > .chart--lr { color: $secondary; }
+    Chart > .chart--grad { color: $accent; }
+    Chart > .chart--clip { color: $error; }
+    Chart > .chart--axis { color: $foreground-muted; }
+    Chart > .chart--mark-set_lr { color: $secondary; }
+    Chart > .chart--mark-pause { color: $warning; }
+    Chart > .chart--mark-checkpoint { color: $success; }
+    Chart > .chart--mark-hparam { color: $accent; }
+    Chart > .chart--mark-alert { color: $error; }
+    """
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None):
+        super().__init__(id=id, classes=classes)
+        self.spec = PlotSpec()
+        self._key: object = None
+        self._lines: list[Strip] = []
+        self._lines_key: object = None
+
+    def plot(self, spec: PlotSpec, key: object) -> None:
+        """Show `spec`; `key` identifies its data so an unchanged chart is not redrawn."""
+        if key != self._key:
+            self.spec, self._key = spec, key
+            self.refresh()
+
+    def _styles(self) -> dict[str, Style]:
+        return {r: self.get_component_rich_style(f"chart--{r}") for r in ROLES}
+
+    def render_line(self, y: int) -> Strip:
+        w, h = self.size
+        key = (self._key, w, h, self.app.theme)
+        if key != self._lines_key:
+            rows = render_plot(self.spec, w, h, self._styles(), self.rich_style)
+            self._lines = [Strip(r).adjust_cell_length(w, self.rich_style) for r in rows]
+            self._lines_key = key
+        if 0 <= y < len(self._lines):
+            return self._lines[y]
+        return Strip.blank(w, self.rich_style)

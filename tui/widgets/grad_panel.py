@@ -1,0 +1,32 @@
+"""Total grad norm per step, the clip threshold as a line, and how often it clipped."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Static
+
+from ..format import num
+from ..plot import PlotSpec
+from ..run_state import RunState
+from .chart import Chart
+
+
+class GradPanel(Vertical):
+    def compose(self) -> ComposeResult:
+        yield Static(id="grad-text", classes="panel-text")
+        yield Chart(id="grad-plot")
+
+    def on_mount(self) -> None:
+        self.border_title = "Grad norm"
+
+    def show(self, state: RunState) -> None:
+        clip = "off" if state.grad_clip is None else num(state.grad_clip)
+        frac = f"{100 * state.clipped / state.seen_steps:.0f}%" if state.seen_steps else "–"
+        recent = (f" (last batch {100 * state.recent_clipped:.0f}%)"
+                  if state.recent_clipped is not None and state.grad_clip is not None else "")
+        self.query_one("#grad-text", Static).update(
+            f"[b]{num(state.last_grad)}[/b]  clip {clip}\nclipped {frac}{recent}")
+        hlines = [(state.grad_clip, "clip")] if state.grad_clip is not None else []
+        self.query_one(Chart).plot(PlotSpec(lines=[(state.grad, "grad")], hlines=hlines),
+                                   state.version)

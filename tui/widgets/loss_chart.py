@@ -1,0 +1,34 @@
+"""Train loss per step, its EMA, val loss at each eval, and intervention markers."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+
+from ..plot import PlotSpec
+from ..run_state import RunState
+from .chart import Chart
+
+
+class LossChart(Vertical):
+    """The big chart. `show(state, log=...)` redraws when the state changed."""
+
+    def compose(self) -> ComposeResult:
+        yield Chart(id="loss-plot")
+
+    def on_mount(self) -> None:
+        self.border_title = "Loss"
+
+    def show(self, state: RunState, log: bool = False) -> None:
+        spec = PlotSpec(
+            lines=[(state.loss, "train"), (state.ema, "ema")],
+            points=[(s, v, "val", "●") for s, v in state.val_points],
+            vmarks=[(s, "mark-" + k) for s, k in state.markers],
+            log=log,
+        )
+        self.border_title = "Loss · log" if log else "Loss"
+        self.border_subtitle = ("[$primary]⣿ train[/] [$warning]━ ema[/] [$error]● val[/]"
+                                " [$secondary]┊ lr[/] [$warning]┊ pause[/] [$success]┊ ckpt[/]")
+        if state.loss.skipped:
+            self.border_title += f" · {state.loss.skipped} non-finite"
+        self.query_one(Chart).plot(spec, (state.version, log))

@@ -1,0 +1,31 @@
+"""Current LR of every param group, the schedule and its phase, and the LR curve."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Static
+
+from ..plot import PlotSpec
+from ..run_state import RunState
+from .chart import Chart
+
+
+class LrPanel(Vertical):
+    def compose(self) -> ComposeResult:
+        yield Static(id="lr-text", classes="panel-text")
+        yield Chart(id="lr-plot")
+
+    def on_mount(self) -> None:
+        self.border_title = "Learning rate"
+
+    def show(self, state: RunState) -> None:
+        schedule = state.run.schedule if state.run else "–"
+        groups = state.groups
+        parts = [f"[b]{lr:.2e}[/b] {groups[i] if i < len(groups) else i}"
+                 for i, lr in enumerate(state.lrs)] or ["–"]
+        phase = f" · {state.phase}" if state.phase else ""
+        self.query_one("#lr-text", Static).update(f"{'  '.join(parts)}\n{schedule}{phase}")
+        spec = PlotSpec(lines=[(state.lr, "lr")],
+                        vmarks=[(s, "mark-set_lr") for s, k in state.markers if k == "set_lr"])
+        self.query_one(Chart).plot(spec, state.version)

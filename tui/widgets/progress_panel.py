@@ -1,0 +1,44 @@
+"""Epoch and step with a bar, throughput, elapsed and ETA (all from events, not the clock)."""
+
+from __future__ import annotations
+
+from textual.widgets import Static
+
+from ..format import duration, rate
+from ..run_state import RunState
+
+
+def bar(fraction: float, width: int) -> str:
+    """A text progress bar of `width` cells, with half-cell resolution."""
+    fraction = min(max(fraction, 0.0), 1.0)
+    halves = int(fraction * width * 2)
+    full, half = divmod(halves, 2)
+    s = "━" * full + ("╸" if half else "")
+    return f"[$accent]{s}[/][$foreground-muted]{'━' * (width - len(s))}[/]"
+
+
+class ProgressPanel(Static):
+    def on_mount(self) -> None:
+        self.border_title = "Progress"
+
+    def show(self, state: RunState) -> None:
+        self._state = state
+        total = state.total_steps
+        epochs = state.run.epochs if state.run else None
+        epoch = f"epoch {state.epoch}" + (f"/{epochs}" if epochs else "")
+        step = f"step {state.step}" + (f"/{total}" if total else "")
+        frac = state.step / total if total else 0.0
+        width = max(self.content_size.width - 6, 4)
+        lines = [
+            f"{epoch}  {step}",
+            f"{bar(frac, width)} {100 * frac:3.0f}%",
+            f"{rate(state.steps_per_s)} step/s  {rate(state.samples_per_s)} samples/s",
+            f"elapsed {duration(state.elapsed)}  ETA {duration(state.eta)}",
+        ]
+        self.update("\n".join(lines))
+
+    def on_resize(self) -> None:
+        # the bar's width follows the panel's; redraw from the last state we were shown
+        state = getattr(self, "_state", None)
+        if state is not None:
+            self.show(state)

@@ -1,0 +1,27 @@
+"""The last evaluation and the best so far."""
+
+from __future__ import annotations
+
+from textual.widgets import Static
+
+from ..format import num
+from ..run_state import RunState
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else (f"{100 * x:.1f}%" if 0 <= x <= 1 else num(x))
+
+
+class ValPanel(Static):
+    def on_mount(self) -> None:
+        self.border_title = "Validation"
+
+    def show(self, state: RunState) -> None:
+        v = state.val
+        if v is None:
+            self.update("[dim]no evaluation yet (e: evaluate now)[/]")
+            return
+        star = " [$success]★ best[/]" if v.is_best else ""
+        self.update(f"loss [b]{num(v.val_loss)}[/b]  best {num(state.best_val_loss)}\n"
+                    f"acc  [b]{_pct(v.val_acc)}[/b]  best {_pct(state.best_val_acc)}\n"
+                    f"at step {v.step}, epoch {v.epoch}{star}")
