@@ -289,6 +289,7 @@ class Trainer:
                 self._alert("nonfinite", f"step {self.step + 1} skipped: non-finite loss or gradient")
                 self.log.event("skip", self.step + 1)
                 return
+        lrs = self.schedule.lrs()  # the LRs this step uses (host floats, no sync)
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -300,7 +301,7 @@ class Trainer:
         self._buf_loss.append(loss)
         self._buf_norm.append(norm.detach().float())
         self._buf_steps.append(self.step)
-        self._buf_lrs.append(self.schedule.lrs())
+        self._buf_lrs.append(lrs)
         self._buf_epoch.append(self.epoch)
 
     def _after_step(self) -> None:

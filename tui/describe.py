@@ -17,6 +17,10 @@ def _val(x: Any) -> str:
     return str(x)
 
 
+# States the engine passes through around evals and saves; the status line shows them.
+TRANSIENT_STATES = ("running", "evaluating", "saving", "starting")
+
+
 def describe(e: Any, commands: dict[int, ev.Command] | None = None) -> tuple[str, str] | None:
     """(level, text) for events a person wants in the log; None for metrics."""
     commands = commands or {}
@@ -24,6 +28,8 @@ def describe(e: Any, commands: dict[int, ev.Command] | None = None) -> tuple[str
         return "info", (f"run started: {e.run_dir} on {e.device} ({e.precision}), "
                         f"{e.total_steps} steps, {e.num_params:,} params")
     if isinstance(e, ev.StatusChanged):
+        if e.state in TRANSIENT_STATES and not e.detail:
+            return None  # evaluating/saving blips: their results have log lines of their own
         text = f"step {e.step}: {e.state}" + (f" — {e.detail}" if e.detail else "")
         return ("error" if e.state == "failed" else "info"), text
     if isinstance(e, ev.CommandApplied):

@@ -16,7 +16,7 @@ from danlu.engine import events as ev
 
 from .series import Series
 
-EMA_WEIGHT = 0.98  # smoothing of the train-loss line (TensorBoard-style, bias-corrected)
+EMA_WEIGHT = 0.9  # smoothing of the train-loss line (TensorBoard-style, bias-corrected)
 
 
 @dataclass

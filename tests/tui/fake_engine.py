@@ -37,8 +37,8 @@ def metrics(start: int, n: int, rnd: random.Random) -> ev.Metrics:
         lrs=[lr[-1], lr[-1] * 10], clipped=sum(g > 1 for g in grad), phase="decay",
         steps_per_s=42.0, samples_per_s=2688.0, elapsed=last / 42, eta=(TOTAL - last) / 42,
         total_steps=TOTAL,
-        memory={"cuda_allocated": 1.5e9, "cuda_reserved": 2e9, "cuda_peak": 1.8e9,
-                "gpu_util": 87.0, "gpu_temp": 64.0, "rss": 3.2e9})
+        memory={"cuda_allocated_mb": 1430.0, "cuda_reserved_mb": 1907.0, "cuda_peak_mb": 1716.0,
+                "gpu_util": 87.0, "gpu_temp_c": 64.0, "rss_mb": 3052.0})
 
 
 def emit_run(ch: Channel, steps: int = 1200, per: int = 20, seed: int = 0,

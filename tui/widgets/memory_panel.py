@@ -10,10 +10,11 @@ from ..format import nbytes, num
 from ..run_state import RunState
 
 # Known keys in display order with a label; anything else follows, sorted.
+# The engine's keys (engine/telemetry.py) and their labels, in display order.
 _KNOWN = {
-    "cuda_allocated": "allocated", "cuda_reserved": "reserved", "cuda_peak": "peak",
-    "gpu_util": "gpu util", "gpu_mem_util": "mem util", "gpu_temp": "gpu temp",
-    "gpu_power": "gpu power", "rss": "rss", "cpu": "cpu",
+    "cuda_allocated_mb": "allocated", "cuda_reserved_mb": "reserved", "cuda_peak_mb": "peak",
+    "cuda_total_mb": "gpu total", "gpu_util": "gpu util", "gpu_temp_c": "gpu temp",
+    "gpu_power_w": "gpu power", "rss_mb": "rss", "cpu_percent": "cpu",
 }
 
 

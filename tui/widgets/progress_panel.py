@@ -25,7 +25,10 @@ class ProgressPanel(Static):
         self._state = state
         total = state.total_steps
         epochs = state.run.epochs if state.run else None
-        epoch = f"epoch {state.epoch}" + (f"/{epochs}" if epochs else "")
+        shown = state.epoch + 1 if state.step else state.epoch  # events count epochs from 0
+        if epochs:
+            shown = min(max(shown, 1), epochs)
+        epoch = f"epoch {shown}" + (f"/{epochs}" if epochs else "")
         step = f"step {state.step}" + (f"/{total}" if total else "")
         frac = state.step / total if total else 0.0
         width = max(self.content_size.width - 6, 4)

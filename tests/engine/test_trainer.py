@@ -1,0 +1,175 @@
+"""The loop: learns, runs every optimizer and scheduler, answers every command, resumes exactly."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+
+import pytest
+import torch
+
+from danlu.engine import events as ev
+from danlu.engine.channel import Channel
+from danlu.engine.config import load_config
+from danlu.engine.knobs import OPTIMIZERS, SCHEDULERS
+from danlu.engine.runlog import read_jsonl
+from danlu.engine.trainer import Trainer, config_for_resume
+
+from ..conftest import wait_until
+from .helpers import of_type, run_trainer
+
+
+def _train_records(run_dir):
+    return [r for r in read_jsonl(run_dir / "metrics.jsonl") if "loss" in r]
+
+
+def test_default_config_loss_falls(tmp_path):
+    cfg = load_config(None, [f"run.out_dir={tmp_path}", "train.max_steps=120", "data.num_workers=0",
+                             "run.device=cpu", "train.eval_every=120"])
+    t, ch = run_trainer(cfg)
+    assert t.final_state == "finished"
+    losses = [r["loss"] for r in _train_records(t.run_dir)]
+    assert len(losses) == 120
+    first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
+    assert last < 0.6 * first, (first, last)
+    evals = of_type(ch.seen, ev.EvalDone)
+    assert evals and evals[-1].val_acc > 0.4  # chance is 1/6
+
+
+def test_run_directory_is_complete(tiny_config):
+    t, _ = run_trainer(tiny_config({"train": {"max_steps": 10}}))
+    d = t.run_dir
+    for name in ("config.yaml", "metrics.jsonl", "events.jsonl", "state.json", "checkpoints/last.pt"):
+        assert (d / name).exists(), name
+    rec = _train_records(d)[0]
+    assert {"step", "epoch", "loss", "lr", "lrs", "grad_norm"} <= set(rec)
+    assert json.loads((d / "state.json").read_text())["state"] == "finished"
+    assert any(e["kind"] == "checkpoint" for e in read_jsonl(d / "events.jsonl"))
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_every_optimizer_runs(tiny_config, name):
+    t, _ = run_trainer(tiny_config({"optim": {"name": name, "lr": OPTIMIZERS[name][1] / 10},
+                                    "train": {"max_steps": 5}}))
+    assert t.final_state == "finished" and t.step == 5
+
+
+@pytest.mark.parametrize("name", list(SCHEDULERS))
+@pytest.mark.parametrize("warmup", [0, 3])
+def test_every_scheduler_runs(tiny_config, name, warmup):
+    t, _ = run_trainer(tiny_config({"schedule": {"name": name, "warmup_steps": warmup},
+                                    "train": {"max_steps": 12, "eval_every": 4}}))
+    assert t.final_state == "finished" and t.step == 12
+    lrs = [r["lr"] for r in _train_records(t.run_dir)]
+    assert all(math.isfinite(x) and x > 0 for x in lrs)
+    if warmup:
+        assert lrs[0] < lrs[2]
+
+
+def test_grad_norm_reported_without_clipping(tiny_config):
+    t, ch = run_trainer(tiny_config({"train": {"max_steps": 8, "grad_clip": None}}))
+    norms = [r["grad_norm"] for r in _train_records(t.run_dir)]
+    assert len(norms) == 8 and all(n > 0 for n in norms)
+
+
+def test_grad_accum_scales_steps(tiny_config):
+    t, _ = run_trainer(tiny_config({"train": {"grad_accum": 3, "epochs": 1}}))
+    # 192 training samples / 16 = 12 micro-batches = 4 optimizer steps
+    assert t.steps_per_epoch == 4 and t.step == 4
+
+
+@pytest.mark.parametrize("mode", ["rescale", "override"])
+@pytest.mark.parametrize("sched", ["none", "step", "cosine", "onecycle", "plateau", "cosine_restarts",
+                                   "exponential", "multistep"])
+def test_set_lr_takes_effect_next_step_and_survives_resume(tiny_config, sched, mode):
+    over = {"schedule": {"name": sched}, "train": {"max_steps": 16, "eval_every": 2, "checkpoint_every": 8}}
+    base, _ = run_trainer(tiny_config(over))
+    base_lr = [r["lr"] for r in _train_records(base.run_dir)]
+
+    t, ch = run_trainer(tiny_config(over), script={5: [ev.set_lr(factor=0.5, mode=mode)]})
+    applied = of_type(ch.seen, ev.CommandApplied)
+    assert applied and applied[0].step == 5
+    lr = [r["lr"] for r in _train_records(t.run_dir)]
+    assert lr[:5] == pytest.approx(base_lr[:5])
+    assert lr[5] == pytest.approx(base_lr[5] * 0.5, rel=1e-6)
+    if mode == "override":
+        assert all(x == pytest.approx(base_lr[5] * 0.5) for x in lr[5:])
+    elif sched != "plateau":  # plateau's later cuts depend on the (now different) val loss
+        assert lr[5:] == pytest.approx([x * 0.5 for x in base_lr[5:]], rel=1e-6)
+
+    # the change survives a save and a resume: cut at step 8, resume, compare the rest
+    cut, _ = run_trainer(tiny_config(over), script={5: [ev.set_lr(factor=0.5, mode=mode)],
+                                                    8: [ev.stop(save=True)]})
+    assert cut.final_state == "stopped" and cut.step == 8
+    resumed, _ = run_trainer(config_for_resume(cut.run_dir), resume=cut.run_dir)
+    lr_resumed = {r["step"]: r["lr"] for r in _train_records(resumed.run_dir)}
+    for s in range(9, 17):
+        assert lr_resumed[s] == pytest.approx(lr[s - 1], rel=1e-9), s
+
+
+def test_every_command_is_answered(tiny_config):
+    cmds = [ev.pause(), ev.set_lr(0.01), ev.set_lr(-1.0), ev.set_lr(factor=float("nan")),
+            ev.set_hparam("weight_decay", 0.05), ev.set_hparam("grad_clip", 0.5), ev.set_hparam("batch_size", 3),
+            ev.set_hparam("eval_every", 0), ev.save_checkpoint(), ev.eval_now(), ev.resume(), ev.resume(),
+            ev.Command("explode")]
+    t, ch = run_trainer(tiny_config({"train": {"max_steps": 6}}), script={2: cmds})
+    answers = {e.command_id: e for e in ch.seen if isinstance(e, (ev.CommandApplied, ev.CommandRejected))}
+    assert set(answers) == {c.id for c in cmds}
+    rejected = {answers[c.id].kind for c in cmds if isinstance(answers[c.id], ev.CommandRejected)}
+    assert rejected == {"set_lr", "set_hparam", "resume", "explode"}
+    reasons = " ".join(e.reason for e in of_type(ch.seen, ev.CommandRejected))
+    assert "batch_size" in reasons and "restart" in reasons
+    assert t.grad_clip == 0.5
+    logged = read_jsonl(t.run_dir / "events.jsonl")
+    kinds = [e["kind"] for e in logged]
+    assert "set_lr" in kinds and "rejected" in kinds and "pause" in kinds
+
+
+def test_pause_stops_steps_and_resume_continues(tiny_config):
+    cfg = tiny_config({"train": {"epochs": 50}})
+    ch = Channel()
+    t = Trainer(cfg, ch)
+    th = threading.Thread(target=t.run)
+    th.start()
+    try:
+        wait_until(lambda: t.step >= 3)
+        cmd = ch.send(ev.pause())
+        wait_until(lambda: t.state == "paused")
+        held = t.step
+        # while paused the engine still answers commands
+        q = ch.send(ev.set_lr(0.001))
+        seen: list = []
+        wait_until(lambda: seen.extend(ch.drain()) or any(getattr(e, "command_id", None) == q.id for e in seen))
+        assert t.step == held
+        assert any(isinstance(e, ev.CommandApplied) and e.command_id == cmd.id for e in seen)
+        ch.send(ev.resume())
+        wait_until(lambda: t.step > held + 2)
+    finally:
+        ch.send(ev.stop(save=False))
+        th.join(timeout=30)
+    assert not th.is_alive()
+    assert t.final_state == "stopped"
+
+
+def _final_params(run_dir):
+    obj = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    return obj["model"]
+
+
+def test_resume_reproduces_uninterrupted_run(tiny_config):
+    over = {"data": {"num_workers": 2}, "model": {"args": {"dropout": 0.2}},
+            "schedule": {"name": "cosine", "warmup_steps": 4}, "train": {"epochs": 2, "eval_every": 5}}
+    full, _ = run_trainer(tiny_config(over))
+    spe = full.steps_per_epoch
+    cut_at = spe + spe // 2  # in the middle of the second epoch
+    cut, _ = run_trainer(tiny_config(over), script={cut_at: [ev.stop(save=True)]})
+    assert cut.step == cut_at and cut.batch_in_epoch not in (0, spe)
+    resumed, _ = run_trainer(config_for_resume(cut.run_dir), resume=cut.run_dir)
+    assert resumed.final_state == "finished"
+    a = {r["step"]: r["loss"] for r in _train_records(full.run_dir)}
+    b = {r["step"]: r["loss"] for r in _train_records(resumed.run_dir)}
+    assert sorted(a) == sorted(b)
+    assert [a[s] for s in sorted(a)] == [b[s] for s in sorted(b)]  # bit-exact
+    pa, pb = _final_params(full.run_dir), _final_params(resumed.run_dir)
+    assert all(torch.equal(pa[k], pb[k]) for k in pa)

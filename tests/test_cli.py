@@ -1,0 +1,76 @@
+"""The command line as a user meets it: exit codes, messages without tracebacks, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO, wait_until
+
+BAD = REPO / "tests" / "fixtures" / "bad_configs"
+FAST = ["data.num_workers=0", "run.device=cpu", "data.args.size=256", "data.args.image_size=16",
+        "model.args.width=8", "data.batch_size=16"]
+
+
+def danlu(*args, cwd=None, timeout=180):
+    return subprocess.run([sys.executable, "-m", "danlu.tui.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout)
+
+
+def test_check_prints_resolved_config():
+    out = danlu("check", "optim.name=sgd", "optim.momentum=0.9")
+    assert out.returncode == 0, out.stderr
+    assert "name: sgd" in out.stdout and "momentum: 0.9" in out.stdout and "nesterov: false" in out.stdout
+
+
+@pytest.mark.parametrize("words,needle", [
+    ([str(BAD / "many_problems.yaml")], "5 config problems"),
+    ([str(BAD / "yaml_syntax.yaml")], "YAML syntax error"),
+    (["missing.yaml"], "config file not found"),
+    (["optim.lr"], "is not key=value"),
+])
+def test_bad_input_exits_2_without_traceback(words, needle):
+    out = danlu("check", *words)
+    assert out.returncode == 2
+    assert needle in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_headless_run_writes_run_dir(tmp_path):
+    out = danlu("run", "--headless", f"run.out_dir={tmp_path}", "train.max_steps=6", *FAST, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr + out.stdout
+    assert "finished" in out.stdout
+    (run,) = list(tmp_path.glob("default-*"))
+    assert (run / "checkpoints" / "last.pt").exists()
+
+
+def test_resume_of_missing_dir_exits_2(tmp_path):
+    out = danlu("run", "--headless", "--resume", str(tmp_path / "nope"))
+    assert out.returncode == 2 and "not a run directory" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_ctrl_c_saves_and_prints_resume_command(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "danlu.tui.cli", "run", "--headless",
+                             f"run.out_dir={tmp_path}", "train.epochs=200", *FAST],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        wait_until(lambda: list(tmp_path.glob("default-*/metrics.jsonl"))
+                   and list(tmp_path.glob("default-*/metrics.jsonl"))[0].stat().st_size > 0, timeout=120)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "resume with: danlu run --resume" in out
+    (run,) = list(tmp_path.glob("default-*"))
+    assert (run / "checkpoints" / "last.pt").exists()
+    # and the printed command works
+    res = danlu("run", "--headless", "--resume", str(run), "train.epochs=1", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr

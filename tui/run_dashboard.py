@@ -1,0 +1,68 @@
+"""`danlu run` with the dashboard: the engine in a thread, the app in the foreground."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Any
+
+from danlu.engine.channel import Channel
+from danlu.engine.events import Alert, StatusChanged
+
+
+def engine_starter(cfg: Any, channel: Channel, resume: str | None, holder: dict) -> callable:
+    """A start_engine for create_app: torch loads in the engine thread, so the first frame is quick."""
+
+    def target() -> None:
+        try:
+            from danlu.engine.errors import UserError
+            from danlu.engine.trainer import Trainer
+            trainer = Trainer(cfg, channel, resume=resume)
+            holder["trainer"] = trainer
+            trainer.run()
+        except Exception as e:  # noqa: BLE001 - shown in the dashboard, reported again on exit
+            holder["error"] = e
+            if not isinstance(e, UserError):
+                import traceback
+                channel.emit(Alert(0, "error", f"{type(e).__name__}: {e}", traceback.format_exc()))
+                channel.emit(StatusChanged("failed", 0, str(e)))
+
+    def start() -> threading.Thread:
+        t = threading.Thread(target=target, name="danlu-engine")
+        t.start()
+        return t
+
+    return start
+
+
+def run_dashboard(cfg: Any, resume: str | None = None) -> int:
+    """Open the dashboard on a run; returns the process exit code."""
+    from .app import create_app
+
+    channel = Channel()
+    holder: dict = {}
+    app = create_app(channel, engine_starter(cfg, channel, resume, holder),
+                     title=f"danlu · {cfg.run.name}")
+    app.run()
+    thread = app.engine_thread
+    if thread is not None and thread.is_alive():
+        thread.join(timeout=30)
+    trainer = holder.get("trainer")
+    error = holder.get("error")
+    if error is not None:
+        from danlu.engine.errors import UserError
+        print(f"danlu: {error}", file=sys.stderr)
+        return error.exit_code if isinstance(error, UserError) else 1
+    if trainer is None:
+        return 1
+    run_dir = getattr(trainer, "run_dir", None)
+    state = trainer.final_state
+    if state == "finished":
+        print(f"danlu: finished at step {trainer.step}: {run_dir}")
+        return 0
+    if state == "stopped":
+        print(f"danlu: stopped at step {trainer.step}; run directory {run_dir}\n"
+              f"resume with: danlu run --resume {run_dir}")
+        return 0
+    print(f"danlu: the run failed: {trainer.error}\nrun directory: {run_dir}", file=sys.stderr)
+    return 1
