@@ -35,7 +35,7 @@ def merge_metrics(a: Metrics, b: Metrics) -> Metrics:
         steps=steps, loss=loss, grad_norm=grad, lr=lr, epoch=b.epoch, lrs=b.lrs,
         clipped=a.clipped + b.clipped, phase=b.phase, steps_per_s=b.steps_per_s,
         samples_per_s=b.samples_per_s, elapsed=b.elapsed, eta=b.eta,
-        total_steps=b.total_steps, memory=b.memory,
+        total_steps=b.total_steps, memory=b.memory, amp_skipped=b.amp_skipped,
     )
 
 

@@ -117,6 +117,7 @@ class Metrics:
     eta: float | None
     total_steps: int
     memory: dict[str, float] = field(default_factory=dict)
+    amp_skipped: int = 0        # fp16 steps skipped by the GradScaler so far (run total)
 
     @property
     def step(self) -> int:

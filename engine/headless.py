@@ -70,6 +70,7 @@ def run_headless(cfg: Config, resume: str | None = None) -> int:
 
     channel = Channel()
     trainer = Trainer(cfg, channel, resume=resume)
+    trainer.interactive = False
     progress = ProgressLine()
     stops = {"n": 0}
 

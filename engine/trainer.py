@@ -68,6 +68,10 @@ class Trainer:
         self._external_stop = threading.Event()   # set by signal handlers (flag only)
         self.final_state = "failed"
         self.error: str | None = None
+        # Without a person watching (headless), "pause" on a fault would wait forever: stop instead.
+        self.interactive = True
+        self.amp_skipped = 0          # fp16 steps the GradScaler skipped (inf/NaN gradients)
+        self._nonfinite = False
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -196,6 +200,8 @@ class Trainer:
         try:
             self._set_state("running")
             self._train()
+            if self._external_stop.is_set():
+                self.log.event("stop", self.step, reason="signal", save=bool(self._stop_requested))
             self.final_state = "stopped" if self._stop_requested is not None else "finished"
             if self._stop_requested is not False:
                 self.save_checkpoint("last")
@@ -249,15 +255,14 @@ class Trainer:
                     self._boundary()
                     if self._stop_requested is not None:
                         return
-                x = x.to(self.device, non_blocking=True)
-                y = y.to(self.device, non_blocking=True)
-                with self.placement.autocast():
-                    logits = self.model(x)
-                    loss = F.cross_entropy(logits, y) / accum
-                if self.scaler is not None:
-                    self.scaler.scale(loss).backward()
-                else:
-                    loss.backward()
+                try:
+                    loss = self._forward_backward(x, y, accum)
+                except torch.OutOfMemoryError as e:
+                    micro, loss_acc = 0, None
+                    self._on_oom(e, micro_done=self.batch_in_epoch % accum)
+                    if self._stop_requested is not None:
+                        return
+                    break  # the loader restarts from the start of the step that failed
                 d = loss.detach().float()
                 loss_acc = d if loss_acc is None else loss_acc + d
                 micro += 1
@@ -270,10 +275,41 @@ class Trainer:
                     self._after_step()
             if self.step >= self.total_steps and self.batch_in_epoch < self.steps_per_epoch * accum:
                 break  # max_steps reached mid-epoch
+            if self.batch_in_epoch < self.steps_per_epoch * accum:
+                continue  # left the epoch early (out of memory): re-enter it where the step began
             self._epoch_end()
         self._flush()
         if self.val_loader is not None and self._last_eval_step != self.step:
             self.evaluate()
+
+    def _forward_backward(self, x: torch.Tensor, y: torch.Tensor, accum: int) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        y = y.to(self.device, non_blocking=True)
+        with self.placement.autocast():
+            logits = self.model(x)
+            loss = F.cross_entropy(logits, y) / accum  # scaled before backward: accumulation averages
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+        else:
+            loss.backward()
+        return loss
+
+    def _on_oom(self, err: BaseException, micro_done: int) -> None:
+        """Out of memory mid-step: drop the partial step, keep the last good state, pause or stop."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.batch_in_epoch -= micro_done  # redo this step's micro-batches after a resume
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        bs = self.cfg.data.batch_size
+        self._alert("oom", f"out of memory at step {self.step + 1} (batch {bs}): {str(err).splitlines()[0][:200]}",
+                    f"Try a smaller batch with the same effective size: data.batch_size={max(1, bs // 2)} "
+                    f"train.grad_accum={self.cfg.train.grad_accum * 2}, or run.precision=bf16/fp16.")
+        self.save_checkpoint("fault")
+        if self.interactive:
+            self.paused = True
+            self._set_state("paused", "out of memory: restart with a smaller batch (c) or quit")
+        else:
+            self._stop_requested = False  # already saved above
 
     def _optimizer_step(self, loss: torch.Tensor) -> None:
         if self.scaler is not None:
@@ -290,14 +326,20 @@ class Trainer:
                 self.log.event("skip", self.step + 1)
                 return
         lrs = self.schedule.lrs()  # the LRs this step uses (host floats, no sync)
+        skipped = False
         if self.scaler is not None:
-            self.scaler.step(self.optimizer)
+            before = self.scaler.get_scale()
+            self.scaler.step(self.optimizer)  # syncs by itself to check for inf/NaN
             self.scaler.update()
+            skipped = self.scaler.get_scale() < before  # the scale only drops when a step was skipped
         else:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        self.schedule.on_step()
+        if skipped:
+            self.amp_skipped += 1  # the weights did not move: neither does the schedule
+        else:
+            self.schedule.on_step()
         self._buf_loss.append(loss)
         self._buf_norm.append(norm.detach().float())
         self._buf_steps.append(self.step)
@@ -358,7 +400,7 @@ class Trainer:
             steps=steps, loss=losses, grad_norm=norms, lr=[lr[0] for lr in lrs], epoch=epochs[-1],
             lrs=lrs[-1], clipped=clipped, phase=self.schedule.phase, steps_per_s=steps_per_s,
             samples_per_s=steps_per_s * batch, elapsed=elapsed, eta=eta, total_steps=self.total_steps,
-            memory=self.sampler.memory()))
+            memory=self.sampler.memory(), amp_skipped=self.amp_skipped))
         self._check_values(steps, losses, norms)
 
     def _check_values(self, steps: list[int], losses: list[float], norms: list[float]) -> None:
@@ -416,7 +458,7 @@ class Trainer:
     # ------------------------------------------------------------------ commands
     def _boundary(self) -> None:
         """Between optimizer steps: apply commands; stay here while paused."""
-        if getattr(self, "_nonfinite", False):
+        if self._nonfinite:
             self._nonfinite = False
             self._on_nonfinite()
         if self._external_stop.is_set() and self._stop_requested is not None:
@@ -437,6 +479,9 @@ class Trainer:
         if policy == "stop":
             self._stop_requested = False
             self.log.event("stop", self.step, reason="nonfinite")
+        elif policy == "pause" and not self.interactive:
+            self._stop_requested = False  # the weights are bad: keep the last good checkpoint, write none
+            self.log.event("stop", self.step, reason="nonfinite (headless: pause means stop)")
         elif policy == "pause":
             self.paused = True
             self._set_state("paused", "non-finite values: lower the LR or load a checkpoint, then resume")

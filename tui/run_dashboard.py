@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 from typing import Any
 
 from danlu.engine.channel import Channel
-from danlu.engine.events import Alert, StatusChanged
+from danlu.engine.events import Alert, StatusChanged, stop
 
 
 def engine_starter(cfg: Any, channel: Channel, resume: str | None, holder: dict) -> callable:
@@ -19,6 +20,8 @@ def engine_starter(cfg: Any, channel: Channel, resume: str | None, holder: dict)
             from danlu.engine.trainer import Trainer
             trainer = Trainer(cfg, channel, resume=resume)
             holder["trainer"] = trainer
+            if holder.get("signalled"):
+                trainer.request_stop(save=True)
             trainer.run()
         except Exception as e:  # noqa: BLE001 - shown in the dashboard, reported again on exit
             holder["error"] = e
@@ -35,6 +38,14 @@ def engine_starter(cfg: Any, channel: Channel, resume: str | None, holder: dict)
     return start
 
 
+def _say(text: str, err: bool = False) -> None:
+    """Print, unless the terminal is gone (a dropped SSH session): the run directory has it all."""
+    try:
+        print(text, file=sys.stderr if err else sys.stdout, flush=True)
+    except OSError:
+        pass
+
+
 def run_dashboard(cfg: Any, resume: str | None = None) -> int:
     """Open the dashboard on a run; returns the process exit code."""
     from .app import create_app
@@ -43,26 +54,42 @@ def run_dashboard(cfg: Any, resume: str | None = None) -> int:
     holder: dict = {}
     app = create_app(channel, engine_starter(cfg, channel, resume, holder),
                      title=f"danlu · {cfg.run.name}")
-    app.run()
-    thread = app.engine_thread
-    if thread is not None and thread.is_alive():
-        thread.join(timeout=30)
+
+    def on_signal(signum, frame):
+        # SIGTERM, or SIGHUP when the SSH session drops: save at the next step boundary and end.
+        # The handler only sets flags; the engine saves, the app exits.
+        holder["signalled"] = signum
+        trainer = holder.get("trainer")
+        if trainer is not None:
+            trainer.request_stop(save=True)
+        app.exit(return_code=0)
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        app.run()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        thread = app.engine_thread
+        if thread is not None and thread.is_alive():
+            channel.send(stop(save=True))  # the app left without stopping the engine (lost terminal)
+            thread.join(timeout=300)
     trainer = holder.get("trainer")
     error = holder.get("error")
     if error is not None:
         from danlu.engine.errors import UserError
-        print(f"danlu: {error}", file=sys.stderr)
+        _say(f"danlu: {error}", err=True)
         return error.exit_code if isinstance(error, UserError) else 1
     if trainer is None:
         return 1
     run_dir = getattr(trainer, "run_dir", None)
     state = trainer.final_state
     if state == "finished":
-        print(f"danlu: finished at step {trainer.step}: {run_dir}")
+        _say(f"danlu: finished at step {trainer.step}: {run_dir}")
         return 0
     if state == "stopped":
-        print(f"danlu: stopped at step {trainer.step}; run directory {run_dir}\n"
-              f"resume with: danlu run --resume {run_dir}")
+        _say(f"danlu: stopped at step {trainer.step}; run directory {run_dir}\n"
+             f"resume with: danlu run --resume {run_dir}")
         return 0
-    print(f"danlu: the run failed: {trainer.error}\nrun directory: {run_dir}", file=sys.stderr)
+    _say(f"danlu: the run failed: {trainer.error}\nrun directory: {run_dir}", err=True)
     return 1

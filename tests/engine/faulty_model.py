@@ -1,0 +1,38 @@
+"""A model for fault tests: behaves, then misbehaves at a chosen training forward pass.
+
+Used through the config as model.name="<this file>:build" with model.args.
+"""
+
+import torch
+from torch import nn
+
+
+class Faulty(nn.Module):
+    def __init__(self, num_classes: int, fault: str, at: int, once: bool):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes))
+        self.fault, self.at, self.once = fault, at, once
+        self.calls = 0
+
+    def forward(self, x):
+        out = self.net(x)
+        if not self.training:
+            return out
+        self.calls += 1
+        if self.calls == self.at or (self.calls > self.at and not self.once):
+            if self.fault == "nan":
+                return out * float("nan")
+            if self.fault == "spike":
+                return out * 1000.0
+            if self.fault == "oom":
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected)")
+            if self.fault == "crash":
+                raise ValueError("bug in the user's model (injected)")
+        return out
+
+
+def build(num_classes: int, input_shape=None, fault: str = "none", at: int = 10**9, once: bool = True, **_):
+    m = Faulty(num_classes, fault, at, once)
+    m.eval()
+    m(torch.zeros(1, *input_shape))  # materialise the lazy layer without counting a training call
+    return m.train()
