@@ -51,6 +51,12 @@ class BrailleCanvas:
         for x in range(0, self.dots_w, every):
             self.dot(x, y, style)
 
+    def overlay(self, other: "BrailleCanvas") -> None:
+        """Cells where `other` has dots take its dots and style only: a line stays legible over a band."""
+        for c, b in enumerate(other.bits):
+            if b:
+                self.bits[c], self.style[c] = b, other.style[c]
+
     def glyph(self, x: int, y: int, char: str, style: Style) -> None:
         """Put one character over the cell holding dot (x, y)."""
         if 0 <= x < self.dots_w and 0 <= y < self.dots_h:

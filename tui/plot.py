@@ -107,17 +107,31 @@ def render_plot(spec: PlotSpec, width: int, height: int,
     for step, role in spec.vmarks:
         if x0 <= step <= x1:
             canvas.vspan(xcol(step), 0, dh, _st(styles, role, base), every=2)
+    # Lines after a "-band" role (a faint min..max range) go on their own layer, laid over the
+    # band cell by cell, so a smoothed line reads as a line and not as more band.
+    layer, top_layer = canvas, None
     for cs, role in cols:
+        if layer is canvas and any(r.endswith("-band") for _, r in cols[:cols.index((cs, role))]):
+            layer = top_layer = BrailleCanvas(plot_w, plot_h)
         style = _st(styles, role, base)
-        prev = None
+        prev = prev_x = None
         for x, c in enumerate(cs):
             if c is None:
                 continue
-            lo, hi, last = row(c[1]), row(c[0]), row(c[2])
-            if prev is not None:  # join to the previous column so the line has no gaps
-                lo, hi = min(lo, prev), max(hi, prev)
-            canvas.vspan(x, lo, hi, style)
-            prev = last
+            top, bottom, last = row(c[1]), row(c[0]), row(c[2])
+            if prev is not None:
+                # Fewer points than dot columns (early in a run): draw straight through the
+                # empty columns to where this column's span begins, so it reads as a line.
+                entry = min(max(prev, top), bottom)
+                for gx in range(prev_x + 1, x):
+                    r = int(round(prev + (entry - prev) * (gx - prev_x) / (x - prev_x)))
+                    layer.vspan(gx, prev, r, style)
+                    prev = r
+                top, bottom = min(top, prev), max(bottom, prev)  # join: no gap between columns
+            layer.vspan(x, top, bottom, style)
+            prev, prev_x = last, x
+    if top_layer is not None:
+        canvas.overlay(top_layer)
     # thresholds over the lines: a clip level hidden in a dense band is no use
     for v, role in spec.hlines:
         y = _y(v, spec.log)

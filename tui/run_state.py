@@ -50,16 +50,25 @@ class RunState:
     loss: Series = field(default_factory=Series)
     ema: Series = field(default_factory=Series)
     grad: Series = field(default_factory=Series)
+    grad_ema: Series = field(default_factory=Series)  # drawn over the grad band: noisy norms fill it
+    hparams: dict[str, Any] = field(default_factory=dict)  # every applied set_hparam, name -> new
     lr: Series = field(default_factory=Series)
     val_points: deque = field(default_factory=lambda: deque(maxlen=2000))  # (step, val_loss)
     markers: deque = field(default_factory=lambda: deque(maxlen=500))      # (step, kind)
     version: int = 0
     _ema: float = 0.0
     _ema_n: int = 0
+    _gema: float = 0.0
+    _gema_n: int = 0
 
     @property
     def final(self) -> bool:
         return self.state in ev.FINAL_STATES
+
+    @property
+    def empty_text(self) -> str:
+        """What a chart with no points says: waiting, or why nothing will come."""
+        return f"no data: the run {self.state}" if self.final else "waiting for data…"
 
     @property
     def groups(self) -> list[str]:
@@ -90,6 +99,11 @@ class RunState:
             else:
                 self.nonfinite += 1
         self.grad.extend(e.steps, e.grad_norm)
+        for s, v in zip(e.steps, e.grad_norm):
+            if v is not None and math.isfinite(v):
+                self._gema_n += 1
+                self._gema = EMA_WEIGHT * self._gema + (1 - EMA_WEIGHT) * v
+                self.grad_ema.append(s, self._gema / (1 - EMA_WEIGHT ** self._gema_n))
         self.lr.extend(e.steps, e.lr)
         self.step, self.epoch = e.step, e.epoch
         self.last_loss = e.loss[-1] if e.loss else self.last_loss
@@ -118,10 +132,15 @@ class RunState:
         cmd = commands.get(e.command_id)
         if e.kind in ("set_lr", "pause"):
             self.markers.append((e.step, e.kind))
+            if e.kind == "set_lr" and isinstance(e.new, list) and len(e.new) == len(self.lrs):
+                self.lrs = list(e.new)  # shown at once, even while paused (no Metrics then)
         elif e.kind == "set_hparam":
             self.markers.append((e.step, "hparam"))
-            if cmd is not None and cmd.args.get("name") == "grad_clip":
+            name = cmd.args.get("name") if cmd is not None else None
+            if name == "grad_clip":
                 self.grad_clip = e.new if isinstance(e.new, (int, float)) else None
+            if name is not None:
+                self.hparams[name] = e.new  # for one group: the value last set, shown as "now"
 
     def _on_CheckpointSaved(self, e: ev.CheckpointSaved, _):
         self.last_checkpoint = e

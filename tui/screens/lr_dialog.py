@@ -69,9 +69,12 @@ class LrDialog(ModalScreen[ev.Command | None]):
             preview.update("")
             return
         self.query_one("#lr-error", Static).update("")
-        idx = range(len(self.lrs)) if self.group is None else [self.group]
+        idx = [i for i in (range(len(self.lrs)) if self.group is None else [self.group])
+               if i < len(self.lrs)]
+        if len(idx) > 1 and all(self.lrs[i] == self.lrs[idx[0]] for i in idx):
+            idx = idx[:1]  # every group the same: one arrow says it
         preview.update("  ".join(f"{num(self.lrs[i])} → {num(change.apply_to(self.lrs[i]))}"
-                                 for i in idx if i < len(self.lrs)))
+                                 for i in idx))
 
     @on(Input.Submitted, "#lr-input")
     @on(Button.Pressed, "#lr-apply")

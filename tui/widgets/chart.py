@@ -9,7 +9,7 @@ from textual.widget import Widget
 from ..plot import PlotSpec, render_plot
 
 # Roles a PlotSpec may name; each is a CSS component class `chart--<role>`.
-ROLES = ("train", "ema", "val", "lr", "grad", "clip", "axis",
+ROLES = ("train", "ema", "val", "lr", "grad", "grad-band", "clip", "axis",
          "mark-set_lr", "mark-pause", "mark-checkpoint", "mark-hparam", "mark-alert")
 
 
@@ -24,7 +24,8 @@ class Chart(Widget):
     Chart > .chart--ema { color: $warning; text-style: bold; }
     Chart > .chart--val { color: $error; text-style: bold; }
     Chart > .chart--lr { color: $secondary; }
-    Chart > .chart--grad { color: $accent; }
+    Chart > .chart--grad { color: $accent; text-style: bold; }
+    Chart > .chart--grad-band { color: $accent 45%; }
     Chart > .chart--clip { color: $error; }
     Chart > .chart--axis { color: $foreground-muted; }
     Chart > .chart--mark-set_lr { color: $secondary; }

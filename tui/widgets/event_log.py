@@ -8,7 +8,8 @@ from textual.widgets import RichLog
 
 class EventLog(RichLog):
     def __init__(self, *, id: str | None = None, classes: str | None = None):
-        super().__init__(max_lines=1000, wrap=False, markup=False, auto_scroll=True,
+        # wrap: a failure's reason is the line that matters most and it is long
+        super().__init__(max_lines=1000, wrap=True, markup=False, auto_scroll=True,
                          id=id, classes=classes)
         self.lines_text: list[str] = []  # plain text of what was written, for tests and search
 

@@ -1,4 +1,4 @@
-"""Total grad norm per step, the clip threshold as a line, and how often it clipped."""
+"""Total grad norm per step (faint band, smoothed line), the clip threshold, how often it clipped."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ class GradPanel(Vertical):
 
     def on_mount(self) -> None:
         self.border_title = "Grad norm"
+        self.border_subtitle = "[$accent 45%]⣿ range[/] [$accent]━ smoothed[/] [$error]┄ clip[/]"
 
     def show(self, state: RunState) -> None:
         clip = "off" if state.grad_clip is None else num(state.grad_clip)
@@ -28,5 +29,7 @@ class GradPanel(Vertical):
         self.query_one("#grad-text", Static).update(
             f"[b]{num(state.last_grad)}[/b]  clip {clip}\nclipped {frac}{recent}")
         hlines = [(state.grad_clip, "clip")] if state.grad_clip is not None else []
-        self.query_one(Chart).plot(PlotSpec(lines=[(state.grad, "grad")], hlines=hlines),
-                                   state.version)
+        # noisy norms fill the min..max band solid: draw it faint, the smoothed norm over it
+        spec = PlotSpec(lines=[(state.grad, "grad-band"), (state.grad_ema, "grad")], hlines=hlines,
+                        empty_text=state.empty_text)
+        self.query_one(Chart).plot(spec, state.version)

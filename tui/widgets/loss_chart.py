@@ -25,6 +25,7 @@ class LossChart(Vertical):
             points=[(s, v, "val", "●") for s, v in state.val_points],
             vmarks=[(s, "mark-" + k) for s, k in state.markers],
             log=log,
+            empty_text=state.empty_text,
         )
         self.border_title = "Loss · log" if log else "Loss"
         self.border_subtitle = ("[$primary]⣿ train[/] [$warning]━ ema[/] [$error]● val[/]"

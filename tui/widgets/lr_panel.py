@@ -22,10 +22,15 @@ class LrPanel(Vertical):
     def show(self, state: RunState) -> None:
         schedule = state.run.schedule if state.run else "–"
         groups = state.groups
-        parts = [f"[b]{lr:.2e}[/b] {groups[i] if i < len(groups) else i}"
-                 for i, lr in enumerate(state.lrs)] or ["–"]
+        lrs = state.lrs
+        if len(lrs) > 1 and all(lr == lrs[0] for lr in lrs):
+            parts = [f"[b]{lrs[0]:.2e}[/b] all {len(lrs)} groups"]  # names would only repeat it
+        else:
+            parts = [f"[b]{lr:.2e}[/b] {groups[i] if i < len(groups) else i}"
+                     for i, lr in enumerate(lrs)] or ["–"]
         phase = f" · {state.phase}" if state.phase else ""
         self.query_one("#lr-text", Static).update(f"{'  '.join(parts)}\n{schedule}{phase}")
         spec = PlotSpec(lines=[(state.lr, "lr")],
-                        vmarks=[(s, "mark-set_lr") for s, k in state.markers if k == "set_lr"])
+                        vmarks=[(s, "mark-set_lr") for s, k in state.markers if k == "set_lr"],
+                        empty_text=state.empty_text)
         self.query_one(Chart).plot(spec, state.version)

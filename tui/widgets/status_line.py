@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 from rich.markup import escape
 from textual.widgets import Static
 
+from ..describe import state_detail
+from ..format import nbytes
 from ..run_state import RunState
 
 # state -> CSS variable for its colour
@@ -15,17 +19,42 @@ _COLOURS = {
 }
 
 
+def short_dir(path: str) -> str:
+    """The run dir relative to the current directory when it is under it (what people type)."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return path
+    return path if rel.startswith("..") else rel
+
+
+def memory_summary(mem: dict) -> str:
+    """One short memory figure for the status line (the Memory panel is hidden at 80x24)."""
+    if isinstance(mem.get("cuda_allocated_mb"), (int, float)):
+        text = f"gpu {nbytes(mem['cuda_allocated_mb'] * 2 ** 20)}"
+        if isinstance(mem.get("cuda_total_mb"), (int, float)) and mem["cuda_total_mb"] > 0:
+            text += f"/{nbytes(mem['cuda_total_mb'] * 2 ** 20)}"
+        return text
+    if isinstance(mem.get("rss_mb"), (int, float)):
+        return f"rss {nbytes(mem['rss_mb'] * 2 ** 20)}"
+    return ""
+
+
 class StatusLine(Static):
     def show(self, state: RunState) -> None:
         colour = _COLOURS.get(state.state, "$foreground")
         parts = [f"[b {colour}]● {state.state.upper()}[/]"]
         # the reason and what to do first: on 80 columns the run dir is what gets cut
-        if state.detail:
-            parts.append(escape(state.detail))
-        if state.final:
-            parts.append("[b]press q to quit[/b]")
+        if state.final:  # first: a long reason wraps and may be cut, this must not be
+            parts.append("[b]press q to quit[/b] ·")
+        detail = state_detail(state.state, state.detail)
+        if detail:
+            parts.append(escape(detail))
         if state.run:
-            parts.append(f"{state.run.device} · {state.run.precision} · {escape(state.run.run_dir)}")
+            where = [state.run.device, state.run.precision]
+            if not state.final and (mem := memory_summary(state.memory)):
+                where.append(mem)
+            parts.append(" · ".join(where) + f" · {escape(short_dir(state.run.run_dir))}")
         self.set_class(state.final, "-final")
         self.set_class(state.state == "failed", "-failed")
         self.update("  ".join(parts))

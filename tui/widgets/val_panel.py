@@ -19,7 +19,7 @@ class ValPanel(Static):
     def show(self, state: RunState) -> None:
         v = state.val
         if v is None:
-            self.update("[dim]no evaluation yet (e: evaluate now)[/]")
+            self.update("[dim]not evaluated yet\ne: evaluate now[/]")
             return
         star = " [$success]★ best[/]" if v.is_best else ""
         self.update(f"loss [b]{num(v.val_loss)}[/b]  best {num(state.best_val_loss)}\n"

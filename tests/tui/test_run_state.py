@@ -1,0 +1,58 @@
+"""The fold from events to what is shown, and the plot details it feeds (no terminal)."""
+
+from __future__ import annotations
+
+from danlu.engine import events as ev
+from danlu.tui.describe import describe
+from danlu.tui.plot import PlotSpec, render_plot
+from danlu.tui.run_state import RunState
+from danlu.tui.series import Series
+from danlu.tui.widgets.status_line import memory_summary
+
+from .fake_engine import run_started
+
+
+def test_every_applied_set_hparam_is_tracked():
+    s = RunState()
+    s.apply(run_started())
+    cmds = {c.id: c for c in (ev.set_hparam("weight_decay", 0.05), ev.set_hparam("grad_clip", None))}
+    for c in cmds.values():
+        s.apply(ev.CommandApplied(c.id, "set_hparam", 7, old=1.0, new=c.args["value"]), cmds)
+    assert s.hparams == {"weight_decay": 0.05, "grad_clip": None}
+    assert s.grad_clip is None
+
+
+def test_set_lr_answer_updates_the_shown_lrs_at_once():
+    s = RunState()
+    s.apply(run_started())
+    s.lrs = [1e-3, 1e-2]
+    c = ev.set_lr(factor=0.5)
+    s.apply(ev.CommandApplied(c.id, "set_lr", 3, old=[1e-3, 1e-2], new=[5e-4, 5e-3]), {c.id: c})
+    assert s.lrs == [5e-4, 5e-3]
+
+
+def test_sparse_points_draw_a_connected_line():
+    series = Series()
+    series.extend([1, 2, 3], [0.0, 1.0, 0.0])
+    rows = render_plot(PlotSpec(lines=[(series, "train")]), 40, 6, {})
+    plot = ["".join(seg.text for seg in r)[9:] for r in rows[:-1]]
+    for col in range(len(plot[0])):  # no empty column between the first and last point
+        assert any(r[col] != " " for r in plot), col
+
+
+def test_log_lines_are_short():
+    c = ev.set_lr(factor=0.5)
+    line = describe(ev.CommandApplied(c.id, "set_lr", 9, old=[2e-3, 2e-3], new=[1e-3, 1e-3],
+                                      detail="rescale; from step 10"), {c.id: c})
+    assert line == ("info", "step 9: lr 0.002 → 0.001")
+    saved = describe(ev.CheckpointSaved(5, "/r/run-1/checkpoints/best.pt", "best"), run_dir="/r/run-1")
+    assert saved == ("info", "step 5: saved checkpoints/best.pt (best)")
+    done = describe(ev.StatusChanged("finished", 9, "finished at step 9"))
+    assert done == ("info", "step 9: finished")
+
+
+def test_memory_summary_prefers_cuda():
+    assert memory_summary({"cuda_allocated_mb": 1024.0, "cuda_total_mb": 8192.0, "rss_mb": 10.0}) \
+        == "gpu 1.0 GiB/8.0 GiB"
+    assert memory_summary({"rss_mb": 512.0}) == "rss 512.0 MiB"
+    assert memory_summary({}) == ""
