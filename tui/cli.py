@@ -107,14 +107,29 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _edit(config: str | None) -> int:
-    print("danlu edit: the config editor is not built yet (issue 4). "
-          "For now edit the YAML and validate it with: danlu check CONFIG", file=sys.stderr)
-    return 2
+    if config is None:
+        return _launcher()
+    from danlu.tui.editor_app import create_editor_app
+    return _after(create_editor_app(config).run())
 
 
 def _launcher() -> int:
-    build_parser().print_help()
-    return 0
+    if not sys.stdout.isatty():
+        build_parser().print_help()
+        return 0
+    from danlu.tui.editor_app import create_launcher_app
+    return _after(create_launcher_app().run())
+
+
+def _after(outcome) -> int:
+    """Act on what the launcher or editor chose once the terminal is back: train or resume."""
+    if outcome is None:
+        return 0
+    if outcome.action == "resume":
+        print(f"danlu run --resume {outcome.path}", file=sys.stderr)
+        return _run(argparse.Namespace(words=[], headless=False, resume=outcome.path))
+    print(f"danlu run {outcome.path}", file=sys.stderr)
+    return _run(argparse.Namespace(words=[outcome.path], headless=False, resume=None))
 
 
 if __name__ == "__main__":

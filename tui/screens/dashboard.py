@@ -11,7 +11,7 @@ from textual.widgets import Footer
 
 from danlu.engine import events as ev
 
-from ..describe import applied_text, describe
+from ..describe import applied_text, describe, short_path
 from ..pump import EventPump
 from ..widgets.event_log import EventLog
 from ..widgets.grad_panel import GradPanel
@@ -27,9 +27,11 @@ from .lr_dialog import LrDialog
 TICK_S = 0.1  # drain the channel ~10 times a second
 COMPACT_W, COMPACT_H = 100, 30  # below either, the compact layout
 # Actions that talk to a live engine; disabled once the run has ended.
-LIVE_ACTIONS = ("toggle_pause", "set_lr", "set_hparam", "save", "evaluate")
+LIVE_ACTIONS = ("toggle_pause", "set_lr", "set_hparam", "save", "evaluate", "edit_config")
 # Answers worth a toast (the rest go to the event log only).
 TOAST_KINDS = ("set_lr", "set_hparam")
+# Checkpoints the engine writes by itself are logged, not toasted (one per eval would be noise).
+QUIET_CHECKPOINTS = ("periodic", "best")
 
 
 class DashboardScreen(Screen):
@@ -42,6 +44,9 @@ class DashboardScreen(Screen):
         Binding("s", "save", "Save ckpt", tooltip="Save a checkpoint now", id="save"),
         Binding("e", "evaluate", "Eval", tooltip="Evaluate on the validation set now", id="eval"),
         Binding("g", "toggle_log", "Log scale", tooltip="Loss chart: linear/log y axis", id="log-scale"),
+        # show=False keeps the Footer (and its snapshots) as they are; the palette lists it
+        Binding("c", "edit_config", "Config", show=False, id="edit-config",
+                tooltip="Edit the run's config: hot changes (lr, wd, momentum, clip, intervals) apply now"),
         Binding("q", "app.request_quit", "Quit", tooltip="Stop training and quit", id="quit"),
     ]
 
@@ -52,6 +57,7 @@ class DashboardScreen(Screen):
         self._pause_intent: bool | None = None  # what space last asked for, until the engine says
         self._shown_version = -1
         self._was_final = False
+        self._last_alert = ""  # the failed status usually repeats it: say it once
 
     @property
     def state(self):
@@ -77,30 +83,46 @@ class DashboardScreen(Screen):
 
     def on_resize(self, event: Resize) -> None:
         w, h = event.size
-        self.set_class(w < COMPACT_W or h < COMPACT_H, "-compact")
+        compact = w < COMPACT_W or h < COMPACT_H
+        self.set_class(compact, "-compact")
+        # at 80 columns the roomy footer cuts off "q Quit", the one key everyone needs;
+        # ctrl+p still opens the palette, it just is not advertised there
+        footer = self.query_one(Footer)
+        footer.compact = compact
+        footer.show_command_palette = not compact
 
     # -- events in ---------------------------------------------------------
     def tick(self) -> None:
         """Drain the channel, log what happened, redraw if anything changed."""
         log = self.query_one(EventLog)
         for e in self.pump.tick():
-            line = describe(e, self.pump.sent)
-            if line is not None:
-                log.add(*line)
-            self._toast(e)
+            run_dir = self.state.run.run_dir if self.state.run else None
+            if self._repeats_alert(e):
+                log.add("error", f"step {e.step}: failed (reason above)")
+            else:
+                line = describe(e, self.pump.sent, run_dir)
+                if line is not None:
+                    log.add(*line)
+                self._toast(e, run_dir)
+            if isinstance(e, ev.Alert):
+                self._last_alert = e.message
             if isinstance(e, ev.StatusChanged):
                 self._pause_intent = None
         if self.state.version != self._shown_version:
             self.redraw()
 
-    def _toast(self, e) -> None:
+    def _repeats_alert(self, e) -> bool:
+        return (isinstance(e, ev.StatusChanged) and e.state == "failed" and bool(e.detail)
+                and e.detail in self._last_alert)
+
+    def _toast(self, e, run_dir: str | None = None) -> None:
         notify = self.app.toast
         if isinstance(e, ev.CommandApplied) and e.kind in TOAST_KINDS:
             notify(f"{applied_text(e, self.pump.sent.get(e.command_id))} at step {e.step}")
         elif isinstance(e, ev.CommandRejected):
             notify(f"{e.kind} rejected: {e.reason}", severity="warning")
-        elif isinstance(e, ev.CheckpointSaved) and e.reason != "periodic":
-            notify(f"checkpoint saved at step {e.step}: {e.path}")
+        elif isinstance(e, ev.CheckpointSaved) and e.reason not in QUIET_CHECKPOINTS:
+            notify(f"checkpoint saved at step {e.step}: {short_path(e.path, run_dir)}")
         elif isinstance(e, ev.Alert):
             notify(f"step {e.step}: {e.message}", title=e.kind,
                    severity="warning" if e.kind in ("spike", "nonfinite") else "error")
@@ -154,12 +176,25 @@ class DashboardScreen(Screen):
         if command is not None:
             self.pump.send(command)
 
+    def action_edit_config(self) -> None:
+        from .editor_live import LiveEditorScreen  # the editor loads only when asked for
+        cfg = self.state.run.config if self.state.run else None
+        if not cfg:
+            self.app.toast("the run's config is not known yet; try again in a moment", severity="warning")
+            return
+        self.app.push_screen(LiveEditorScreen(cfg), self._send_all)
+
+    def _send_all(self, commands: list[ev.Command] | None) -> None:
+        for command in commands or []:
+            self.pump.send(command)
+
     def _current_hparams(self) -> dict[str, object]:
-        """Best guess at current values, from the resolved config the run started with."""
+        """Current values: the resolved config the run started with, then every applied change."""
         cfg = self.state.run.config if self.state.run else {}
         optim, train, mon = (cfg.get(k) or {} for k in ("optim", "train", "monitor"))
         out = {k: optim.get(k) for k in ("weight_decay", "momentum", "betas")}
         out.update({k: train.get(k) for k in ("eval_every", "checkpoint_every")})
         out["log_every"] = mon.get("log_every")
         out["grad_clip"] = self.state.grad_clip if self.state.run else train.get("grad_clip")
+        out.update(self.state.hparams)
         return {k: v for k, v in out.items() if v is not None}

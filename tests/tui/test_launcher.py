@@ -1,0 +1,132 @@
+"""The launcher: configs and runs found in the working directory, with their states; Enter, e, n."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from danlu.engine.config import PACKAGED_CONFIGS
+from danlu.tui.editor_app import Outcome, create_launcher_app
+from danlu.tui.run_index import age, scan_configs, scan_runs
+from danlu.tui.screens.editor import EditorScreen
+from danlu.tui.screens.launcher import NewConfigDialog
+
+from .conftest import wait_for
+
+NOW = 1_767_225_600.0  # 2026-01-01 00:00 UTC: ages in these tests never depend on the wall clock
+LIVE_PID, DEAD_PID = 4242, 4343
+
+
+def alive(pid: int) -> bool:
+    return pid == LIVE_PID
+
+
+def flat_preview(schedule, lr, spe, total):
+    return [lr] * total
+
+
+def make_run(root: Path, name: str, **state) -> Path:
+    d = root / "runs" / name
+    (d / "checkpoints").mkdir(parents=True)
+    (d / "config.yaml").write_text("run: {name: x}\n")
+    (d / "state.json").write_text(json.dumps(state))
+    return d
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "configs").mkdir()
+    shutil.copy(PACKAGED_CONFIGS / "default.yaml", tmp_path / "configs" / "baseline.yaml")
+    (tmp_path / "configs" / "sgd.yaml").write_text("# plain SGD, for comparison\noptim: {name: sgd, lr: 0.1}\n")
+    make_run(tmp_path, "baseline-20260101-000000", state="finished", step=336, total_steps=336,
+             best_val_loss=0.4123, updated=NOW - 3 * 3600, pid=DEAD_PID)
+    make_run(tmp_path, "sgd-20260101-010000", state="running", step=120, total_steps=400,
+             best_val_loss=0.9, updated=NOW - 30, pid=LIVE_PID)
+    make_run(tmp_path, "sgd-20251231-230000", state="running", step=57, total_steps=400,
+             updated=NOW - 2 * 86400, pid=DEAD_PID)
+    return tmp_path
+
+
+def test_scan_finds_configs_and_run_states(workdir):
+    configs = scan_configs(workdir)
+    local = [c.name for c in configs if not c.packaged]
+    assert local == ["baseline", "sgd"]
+    assert any(c.packaged and c.name == "default" for c in configs)
+    assert next(c for c in configs if c.name == "sgd").about == "plain SGD, for comparison"
+    runs = scan_runs(workdir / "runs", alive)
+    assert [(r.name, r.state) for r in runs] == [
+        ("sgd-20260101-010000", "running"),
+        ("baseline-20260101-000000", "finished"),
+        ("sgd-20251231-230000", "crashed"),  # 'running' but its process is gone
+    ]
+    assert age(45) == "45s" and age(3 * 3600 + 5) == "3h" and age(None) == "–"
+
+
+def _rows(table) -> list[list[str]]:
+    return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+async def test_launcher_lists_and_refreshes(workdir):
+    app = create_launcher_app(workdir, clock=lambda: NOW, alive=alive)
+    async with app.run_test(size=(100, 30)) as pilot:
+        runs = app.screen.query_one("#runs")
+        await wait_for(pilot, lambda: runs.row_count == 3, what="runs listed")
+        assert _rows(runs)[0] == ["sgd-20260101-010000", "running", "120/400", "0.9", "30s ago"]
+        assert _rows(runs)[2][1] == "crashed"
+        configs = app.screen.query_one("#configs")
+        assert [r[0] for r in _rows(configs)][:2] == ["baseline", "sgd"]
+        # a run that appears later shows up without a key press (timer)
+        make_run(workdir, "new-20260101-020000", state="running", step=3, total_steps=10,
+                 updated=NOW - 1, pid=LIVE_PID)
+        await wait_for(pilot, lambda: runs.row_count == 4, timeout=10, what="timer refresh")
+        assert _rows(runs)[0][0] == "new-20260101-020000"
+
+
+async def test_enter_runs_a_config(workdir):
+    app = create_launcher_app(workdir, clock=lambda: NOW, alive=alive)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("down", "enter")
+        await wait_for(pilot, lambda: app.return_value is not None, what="exit")
+    assert app.return_value == Outcome("run", "configs/sgd.yaml")
+
+
+async def test_enter_resumes_a_crashed_run_but_not_a_live_one(workdir):
+    app = create_launcher_app(workdir, clock=lambda: NOW, alive=alive)
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.screen.query_one("#runs").focus()
+        await pilot.press("enter")  # the live run: refused with a message
+        await pilot.pause()
+        assert app.is_running and app.return_value is None
+        await pilot.press("down", "down", "enter")
+        await wait_for(pilot, lambda: app.return_value is not None, what="exit")
+    assert app.return_value == Outcome("resume", str(workdir / "runs" / "sgd-20251231-230000"))
+
+
+async def test_e_edits_and_n_makes_a_new_config(workdir):
+    app = create_launcher_app(workdir, clock=lambda: NOW, alive=alive, preview_fn=flat_preview)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("e")
+        await wait_for(pilot, lambda: isinstance(app.screen, EditorScreen), what="editor")
+        assert str(app.screen.path) == "configs/baseline.yaml"
+        await pilot.press("escape")  # unchanged: closes at once, back to the launcher
+        await wait_for(pilot, lambda: app.screen.id == "launcher", what="launcher again")
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, NewConfigDialog), what="new dialog")
+        await pilot.press(*"lr-sweep", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, EditorScreen), what="editor on the new file")
+        assert str(app.screen.path) == "configs/lr-sweep.yaml"
+    assert (workdir / "configs" / "lr-sweep.yaml").read_text() == (PACKAGED_CONFIGS / "default.yaml").read_text()
+
+
+def test_cli_acts_on_the_outcome(monkeypatch):
+    from danlu.tui import cli
+    seen = []
+    monkeypatch.setattr(cli, "_run", lambda args: seen.append((args.words, args.resume, args.headless)) or 0)
+    assert cli._after(None) == 0 and seen == []
+    cli._after(Outcome("run", "configs/sgd.yaml"))
+    cli._after(Outcome("resume", "runs/x"))
+    assert seen == [(["configs/sgd.yaml"], None, False), ([], "runs/x", False)]

@@ -1,0 +1,313 @@
+"""The config editor: a form and the raw YAML of the same text, validated as you type.
+
+The text is the single source of truth. The form reports edits; the screen
+writes them into the text with comments kept (config_doc.edit) and shows what
+the text now holds. Saving shows a diff against the file on disk first, and an
+invalid config is written only on an explicit choice.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import ContentSwitcher, Footer, Static, TextArea
+
+from ..config_doc import (DELETE, Checked, EditError, check, edit, kind_switch, unified_diff)
+from ..widgets.config_form import ConfigForm
+from ..widgets.lr_preview import LrPreview, PreviewFn
+from ..widgets.yaml_view import YamlView
+from .editor_dialogs import ConfirmDialog, DiffDialog, PathDialog
+
+CHECK_DELAY_S = 0.3  # validate this long after the last keystroke
+
+
+class EditorScreen(Screen):
+    """Edit one config file; posts RunRequested or Closed for the app to act on."""
+
+    BINDINGS = [
+        Binding("f2,ctrl+t", "toggle_view", "Form/YAML", priority=True, id="editor-toggle",
+                tooltip="Switch between the form and the raw YAML"),
+        Binding("ctrl+s", "save", "Save", priority=True, id="editor-save", tooltip="Review the diff and write the file"),
+        Binding("f3", "save_as", "Save as", priority=True, id="editor-save-as"),
+        Binding("ctrl+r", "run", "Run", priority=True, id="editor-run",
+                tooltip="Save if needed, leave the editor and train this config"),
+        Binding("f8", "next_problem", "Next problem", priority=True, id="editor-next-problem"),
+        Binding("escape", "close", "Close", id="editor-close"),
+    ]
+
+    AUTO_FOCUS = None  # on_mount focuses the view that is shown
+
+    class RunRequested(Message):
+        """The person wants to train the (saved, valid) config at `path`."""
+
+        def __init__(self, path: Path):
+            super().__init__()
+            self.path = path
+
+    class Closed(Message):
+        """The editor is done (saved or discarded)."""
+
+    def __init__(self, path: Path | None, text: str, disk_text: str = "", *,
+                 preview_fn: PreviewFn | None = None, view: str = "form"):
+        super().__init__(id="editor")
+        self.path = path
+        self.text = text
+        self.disk_text = disk_text      # the file as last read or written ('' for a new file)
+        self.preview_fn = preview_fn
+        self.view = view
+        self.checked: Checked = check(text)
+        self._raw_stale = False         # the TextArea lags behind form edits until shown
+        self._form_stale = False        # the form lags behind raw edits until shown
+        self._check_timer = None
+        self._problem_index = -1
+
+    # -- layout ----------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Static("", id="editor-status")
+        with ContentSwitcher(initial=self.view, id="views"):
+            yield ConfigForm(id="form")
+            yield YamlView(self.text, id="raw")
+        yield LrPreview(self.preview_fn, id="lr-preview")
+        yield Footer()
+
+    async def on_mount(self) -> None:
+        await self.query_one(ConfigForm).show(self.checked, rebuild=True)
+        self._show_checked()
+        if self.view == "raw":
+            self.query_one(YamlView).editor.focus()
+        else:
+            self.query_one(ConfigForm).focus_first()
+
+    @property
+    def dirty(self) -> bool:
+        return self.text != self.disk_text
+
+    def _show_checked(self) -> None:
+        """Problems everywhere they are shown, the status line, and the preview."""
+        c = self.checked
+        self.query_one(ConfigForm).show_problems(c)
+        self.query_one(YamlView).show_problems(c)
+        self.query_one(LrPreview).show(c.config)
+        name = str(self.path) if self.path else "untitled"
+        state = "valid" if c.ok else f"{len(c.problems)} problem{'s' * (len(c.problems) != 1)} (F8: next)"
+        view = "form" if self.view == "form" else "raw YAML"
+        status = self.query_one("#editor-status", Static)
+        status.update(f"{name}{' ● modified' if self.dirty else ''}  ·  {state}  ·  {view}")
+        status.set_class(not c.ok, "-invalid")
+
+    def _recheck(self) -> None:
+        self._check_timer = None
+        self.checked = check(self.text)
+        self._show_checked()
+
+    def _recheck_later(self) -> None:
+        if self._check_timer is not None:
+            self._check_timer.stop()
+        self._check_timer = self.set_timer(CHECK_DELAY_S, self._recheck)
+
+    def _flush_check(self) -> None:
+        """Validate now (before save, run, or a view switch), dropping a pending check."""
+        if self._check_timer is not None:
+            self._check_timer.stop()
+        self._recheck()
+
+    # -- edits from either view -------------------------------------------------
+    @on(ConfigForm.Edited)
+    async def _form_edited(self, event: ConfigForm.Edited) -> None:
+        changes = {event.path: event.value}
+        switched = event.path in ("optim.name", "schedule.name") and event.value is not DELETE
+        if switched:
+            changes, notes = kind_switch(self.checked.raw, event.path.split(".")[0], event.value)
+            for note in notes:
+                self.notify(note, timeout=4)
+        try:
+            self.text = edit(self.text, changes)
+        except EditError as e:
+            self.notify(f"cannot apply the change: {e}", severity="error")
+            return
+        self._raw_stale = True
+        if switched:  # the section's keys change: rebuild it now
+            self._flush_check()
+            await self.query_one(ConfigForm).show(self.checked)
+            self._show_checked()
+        else:
+            self._show_status_only()
+            self._recheck_later()
+
+    def _show_status_only(self) -> None:
+        status = self.query_one("#editor-status", Static)
+        name = str(self.path) if self.path else "untitled"
+        status.update(f"{name}{' ● modified' if self.dirty else ''}  ·  checking…")
+
+    @on(TextArea.Changed)
+    def _raw_edited(self, event: TextArea.Changed) -> None:
+        text = event.text_area.text
+        if text == self.text:
+            return
+        self.text = text
+        self._form_stale = True
+        self._show_status_only()
+        self._recheck_later()
+
+    async def action_toggle_view(self) -> None:
+        self._flush_check()
+        switcher = self.query_one(ContentSwitcher)
+        if self.view == "form":
+            editor = self.query_one(YamlView).editor
+            if self._raw_stale and editor.text != self.text:
+                cursor = editor.cursor_location
+                editor.load_text(self.text)
+                editor.cursor_location = (min(cursor[0], editor.document.line_count - 1), 0)
+            self._raw_stale = False
+            self.view = "raw"
+            switcher.current = "raw"
+            editor.focus()
+        else:
+            form = self.query_one(ConfigForm)
+            if self._form_stale:
+                await form.show(self.checked, rebuild=True)
+            self._form_stale = False
+            self.view = "form"
+            switcher.current = "form"
+            form.focus_first()
+        self._show_checked()
+
+    def action_next_problem(self) -> None:
+        self._flush_check()
+        problems = self.checked.problems
+        if not problems:
+            self.notify("no problems")
+            return
+        self._problem_index = (self._problem_index + 1) % len(problems)
+        p = problems[self._problem_index]
+        if self.view == "raw" and p.line is not None:
+            editor = self.query_one(YamlView).editor
+            editor.cursor_location = (p.line, 0)
+            editor.scroll_cursor_visible(center=True)
+            editor.focus()
+        elif self.view == "form" and p.path:
+            self.query_one(ConfigForm).focus_path(p.path)
+        self.notify(p.message, severity="warning", timeout=4)
+
+    # -- saving ---------------------------------------------------------------
+    def action_save(self) -> None:
+        if self.path is None:
+            self.action_save_as()
+        else:
+            self._save_worker(self.path)
+
+    def action_save_as(self) -> None:
+        initial = str(self.path) if self.path else "configs/my.yaml"
+
+        def chosen(value: str | None) -> None:
+            if value:
+                self._save_worker(Path(value).expanduser())
+
+        self.app.push_screen(PathDialog("Save as", initial, "Path of the YAML file to write:"), chosen)
+
+    @work(exclusive=True, group="editor-flow")
+    async def _save_worker(self, path: Path) -> None:
+        await self.save(path)
+
+    async def save(self, path: Path) -> bool:
+        """Confirm (if invalid), show the diff against the file on disk, write; True if written."""
+        self._flush_check()
+        c = self.checked
+        warning = ""
+        if not c.ok:
+            first = c.problems[0].message
+            choice = await self.app.push_screen_wait(ConfirmDialog(
+                "Invalid config",
+                f"{len(c.problems)} problem{'s' * (len(c.problems) != 1)}, first: {first}\n\n"
+                "danlu run will refuse this file until they are fixed.",
+                [("keep-editing", "Keep editing", "primary"), ("save-anyway", "Save anyway", "error")]))
+            if choice != "save-anyway":
+                return False
+            warning = f"invalid: {len(c.problems)} problem(s); saved on your choice"
+        try:
+            on_disk = path.read_text() if path.exists() else None
+        except OSError as e:
+            self.notify(f"cannot read {path}: {e.strerror}", severity="error")
+            return False
+        if on_disk == self.text:
+            self._saved(path, written=False)
+            return True
+        diff = unified_diff(on_disk or "", self.text, path.name) if on_disk is not None else ""
+        if not await self.app.push_screen_wait(DiffDialog(str(path), diff, warning)):
+            return False
+        try:
+            _write_atomic(path, self.text)
+        except OSError as e:
+            self.notify(f"cannot write {path}: {e.strerror}. Try Save as (F3) to another folder.",
+                        severity="error", timeout=8)
+            return False
+        self._saved(path, written=True)
+        return True
+
+    def _saved(self, path: Path, written: bool) -> None:
+        self.path, self.disk_text = path, self.text
+        self.notify(f"saved {path}" if written else f"{path} is up to date", timeout=3)
+        self._show_checked()
+
+    # -- leaving ----------------------------------------------------------------
+    def action_run(self) -> None:
+        self._run_worker()
+
+    @work(exclusive=True, group="editor-flow")
+    async def _run_worker(self) -> None:
+        self._flush_check()
+        c = self.checked
+        if not c.ok:
+            self.notify(f"fix {len(c.problems)} problem(s) before running; first: {c.problems[0].message}",
+                        severity="error", timeout=6)
+            return
+        if self.path is None or self.dirty or not self.path.exists():
+            path = self.path
+            if path is None:
+                value = await self.app.push_screen_wait(
+                    PathDialog("Save before running", "configs/my.yaml", "The run reads the file; save it to:"))
+                if not value:
+                    return
+                path = Path(value).expanduser()
+            if not await self.save(path):
+                return
+        self.post_message(self.RunRequested(self.path))
+
+    def action_close(self) -> None:
+        self._close_worker()
+
+    @work(exclusive=True, group="editor-flow")
+    async def _close_worker(self) -> None:
+        if self.dirty:
+            choice = await self.app.push_screen_wait(ConfirmDialog(
+                "Unsaved changes", f"{self.path or 'untitled'} has changes that are not saved.",
+                [("keep-editing", "Keep editing", "primary"), ("save", "Save", "default"),
+                 ("discard", "Discard changes", "error")]))
+            if choice == "save":
+                if self.path is None:
+                    value = await self.app.push_screen_wait(PathDialog("Save as", "configs/my.yaml"))
+                    if not value:
+                        return
+                    self.path = Path(value).expanduser()
+                if not await self.save(self.path):
+                    return
+            elif choice != "discard":
+                return
+        self.post_message(self.Closed())
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Temp file beside the target, then rename: a crash never leaves half a config."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,95 @@
+"""The editor on a running config (dashboard key c): hot changes become commands, cold ones wait.
+
+Hot settings (lr, weight_decay, momentum/betas, grad_clip, the intervals) are
+sent through the dashboard's pump as set_lr / set_hparam when you apply. Cold
+settings (batch size, model, data, ...) need a restart from the latest
+checkpoint, which danlu does not offer yet: they are listed, not applied, and
+Save as (F3) keeps them in a file for the next run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from textual.binding import Binding
+
+from danlu.engine import events as ev
+from danlu.engine.config import dump_yaml, from_dict
+from danlu.engine.errors import ConfigError
+
+from ..config_doc import HOT_PATHS, changed_paths
+from .editor import EditorScreen
+
+
+def live_changes(old: Any, new: Any) -> tuple[list[ev.Command], list[str]]:
+    """(commands for the hot changes, dotted keys of the cold ones) between two Configs."""
+    commands, cold = [], []
+    for path in changed_paths(old, new):
+        section, key = path.split(".", 1)
+        if path not in HOT_PATHS:
+            cold.append(path)
+        elif path == "optim.lr":
+            # relative, so a schedule mid-way keeps its shape at the new level
+            commands.append(ev.set_lr(factor=new.optim.lr / old.optim.lr))
+        else:
+            value = getattr(getattr(new, section), key, None)
+            if value is None and section == "optim":
+                value = new.optim.args.get(key)
+            commands.append(ev.set_hparam(HOT_PATHS[path], value))
+    return commands, cold
+
+
+class LiveEditorScreen(EditorScreen):
+    """Dismisses with the list of commands to send (empty when nothing hot changed)."""
+
+    CSS_PATH = Path(__file__).parent.parent / "editor.tcss"  # the dashboard app does not load it
+    inherit_bindings = False
+    BINDINGS = [
+        Binding("f2,ctrl+t", "toggle_view", "Form/YAML", priority=True, id="live-toggle"),
+        Binding("ctrl+s", "apply", "Apply hot changes", priority=True, id="live-apply"),
+        Binding("f3", "save_as", "Save as", priority=True, id="live-save-as"),
+        Binding("f8", "next_problem", "Next problem", priority=True, id="live-next-problem"),
+        Binding("escape", "close", "Close", id="live-close"),
+    ]
+
+    def __init__(self, config: dict[str, Any], **kwargs):
+        text = dump_yaml(config)
+        super().__init__(None, text, text, **kwargs)
+        try:
+            self.original = from_dict(config)
+        except ConfigError:
+            self.original = None
+
+    def _show_checked(self) -> None:
+        super()._show_checked()
+        status = self.query_one("#editor-status")
+        if self.original is None or self.checked.config is None:
+            return
+        commands, cold = live_changes(self.original, self.checked.config)
+        hot = ", ".join(c.args.get("name", c.kind) for c in commands) or "none"
+        note = f"running config · hot: {hot}"
+        if cold:
+            note += f" · needs a restart: {', '.join(cold)}"
+        status.update(note)
+
+    def action_apply(self) -> None:
+        self._flush_check()
+        if self.checked.config is None or self.original is None:
+            self.notify(f"fix {len(self.checked.problems)} problem(s) first", severity="error")
+            return
+        commands, cold = live_changes(self.original, self.checked.config)
+        if cold:
+            self.notify(f"not applied: {', '.join(cold)} need a restart with changes, which danlu cannot do "
+                        "yet. Save as (F3) keeps them for the next run.", severity="warning", timeout=10)
+        if not commands:
+            if not cold:
+                self.notify("no hot changes to apply")
+            return
+        self.dismiss(commands)
+
+    def action_run(self) -> None:
+        self.notify("the run is already going; apply hot changes with ctrl+s", severity="warning")
+
+    def action_close(self) -> None:
+        self.dismiss([])

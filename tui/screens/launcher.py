@@ -1,0 +1,223 @@
+"""`danlu` with no arguments: the configs to run or edit, and recent runs to resume."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, DataTable, Footer, Input, Select, Static
+
+from ..format import num
+from ..run_index import ConfigEntry, RunEntry, age, pid_alive, scan_configs, scan_runs
+
+REFRESH_S = 2.0  # the run list follows running trainers by itself
+
+
+class LauncherScreen(Screen):
+    """Two tables; Enter runs a config or resumes a run, e edits, n makes a new config."""
+
+    BINDINGS = [
+        Binding("enter", "open", "Run/Resume", id="launcher-open", priority=False),
+        Binding("e", "edit", "Edit", id="launcher-edit"),
+        Binding("n", "new", "New config", id="launcher-new"),
+        Binding("r", "refresh", "Refresh", id="launcher-refresh"),
+        Binding("q", "app.quit", "Quit", id="launcher-quit"),
+    ]
+
+    class RunRequested(Message):
+        def __init__(self, path: Path):
+            super().__init__()
+            self.path = path
+
+    class ResumeRequested(Message):
+        def __init__(self, run_dir: Path):
+            super().__init__()
+            self.run_dir = run_dir
+
+    class EditRequested(Message):
+        def __init__(self, path: Path):
+            super().__init__()
+            self.path = path
+
+    def __init__(self, cwd: Path | None = None, *, clock: Callable[[], float] = time.time,
+                 alive: Callable[[int], bool] = pid_alive):
+        super().__init__(id="launcher")
+        self.cwd = Path(cwd) if cwd is not None else Path.cwd()
+        self.clock, self.alive = clock, alive
+        self.configs: list[ConfigEntry] = []
+        self.runs: list[RunEntry] = []
+
+    def compose(self) -> ComposeResult:
+        yield Static("danlu · 丹炉  —  Enter: run a config or resume a run · e: edit · n: new config",
+                     id="launcher-title")
+        with Vertical(id="configs-box") as box:
+            box.border_title = "Configs"
+            yield DataTable(id="configs", cursor_type="row", zebra_stripes=True)
+        with Vertical(id="runs-box") as box:
+            box.border_title = "Recent runs (./runs)"
+            yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#configs", DataTable).add_columns("Config", "Where", "About")
+        self.query_one("#runs", DataTable).add_columns("Run", "State", "Step", "Best val loss", "Updated")
+        self.refresh_lists()
+        self.set_interval(REFRESH_S, self.refresh_runs)
+        self.query_one("#configs", DataTable).focus()
+
+    def on_screen_resume(self) -> None:
+        self.refresh_lists()  # back from the editor: a config may be new
+
+    # -- lists -------------------------------------------------------------------
+    def refresh_lists(self) -> None:
+        self.refresh_configs()
+        self.refresh_runs()
+
+    def refresh_configs(self) -> None:
+        self.configs = scan_configs(self.cwd)
+        table = self.query_one("#configs", DataTable)
+        _refill(table, [(str(c.path), (c.name, "packaged" if c.packaged else "./configs", c.about))
+                        for c in self.configs])
+
+    def refresh_runs(self) -> None:
+        self.runs = scan_runs(self.cwd / "runs", self.alive)
+        now = self.clock()
+        table = self.query_one("#runs", DataTable)
+        rows = []
+        for r in self.runs:
+            step = "–" if r.step is None else (f"{r.step}/{r.total_steps}" if r.total_steps else str(r.step))
+            best = num(r.best_val_loss) if r.best_val_loss is not None else "–"
+            when = f"{age(now - r.updated)} ago" if r.updated is not None else "–"
+            rows.append((str(r.dir), (r.name, r.state, step, best, when)))
+        _refill(table, rows)
+
+    # -- actions -------------------------------------------------------------------
+    def _selected(self) -> ConfigEntry | RunEntry | None:
+        table = self.focused if isinstance(self.focused, DataTable) else self.query_one("#configs", DataTable)
+        items = self.configs if table.id == "configs" else self.runs
+        row = table.cursor_row
+        return items[row] if 0 <= row < len(items) and table.row_count else None
+
+    @on(DataTable.RowSelected)
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_open()
+
+    def action_open(self) -> None:
+        item = self._selected()
+        if isinstance(item, ConfigEntry):
+            self.post_message(self.RunRequested(item.path))
+        elif isinstance(item, RunEntry):
+            if item.state in ("running", "paused", "evaluating", "saving", "stopping"):
+                self.notify(f"{item.name} is {item.state} (pid {item.pid}); it cannot be resumed twice.",
+                            severity="warning")
+            else:
+                self.post_message(self.ResumeRequested(item.dir))
+
+    def action_edit(self) -> None:
+        item = self._selected()
+        if isinstance(item, ConfigEntry):
+            self.post_message(self.EditRequested(item.path))
+        elif isinstance(item, RunEntry):
+            self.notify("a run resumes with its own config.yaml; to change hot settings, open it and press c "
+                        "in the dashboard, or edit a config and start a new run", timeout=6)
+
+    def action_new(self) -> None:
+        templates = [c for c in scan_configs(self.cwd)]
+
+        def made(path: Path | None) -> None:
+            if path is not None:
+                self.refresh_configs()
+                self.post_message(self.EditRequested(path))
+
+        self.app.push_screen(NewConfigDialog(self.cwd, templates), made)
+
+    def action_refresh(self) -> None:
+        self.refresh_lists()
+
+
+def _refill(table: DataTable, rows: list[tuple[str, tuple]]) -> None:
+    """Replace the rows, keeping the cursor on the same key when it is still there."""
+    keep = None
+    if table.row_count:
+        try:
+            keep = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        except Exception:  # noqa: BLE001 - a stale cursor is no reason to fail a refresh
+            keep = None
+    current = [table.coordinate_to_cell_key((i, 0)).row_key.value for i in range(table.row_count)]
+    if current == [k for k, _ in rows]:
+        for i, (_, cells) in enumerate(rows):
+            for j, cell in enumerate(cells):
+                if table.get_cell_at((i, j)) != cell:
+                    table.update_cell_at((i, j), cell)
+        return
+    table.clear()
+    for key, cells in rows:
+        table.add_row(*cells, key=key)
+    if keep is not None:
+        for i, (key, _) in enumerate(rows):
+            if key == keep:
+                table.move_cursor(row=i)
+                break
+
+
+class NewConfigDialog(ModalScreen[Path | None]):
+    """A template and a file name; writes ./configs/NAME.yaml and returns its path."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="new-cancel")]
+
+    def __init__(self, cwd: Path, templates: list[ConfigEntry]):
+        super().__init__(id="new-config-dialog")
+        self.cwd, self.templates = cwd, templates
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog") as box:
+            box.border_title = "New config"
+            yield Static("Start from:", classes="hint")
+            options = [(f"{t.name}{' (packaged)' if t.packaged else ''}", i) for i, t in enumerate(self.templates)]
+            default = next((i for i, t in enumerate(self.templates) if t.name == "default"), 0)
+            yield Select(options, value=default, allow_blank=False, id="new-template")
+            yield Static("File name (written into ./configs):", classes="hint")
+            yield Input(placeholder="my-experiment", id="new-name")
+            yield Static("", classes="error", id="new-error")
+            with Horizontal(classes="buttons"):
+                yield Button("Create", variant="primary", id="new-create")
+                yield Button("Cancel", id="new-cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#new-name", Input).focus()
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#new-create")
+    def _create(self) -> None:
+        error = self.query_one("#new-error", Static)
+        name = self.query_one("#new-name", Input).value.strip()
+        if not name or "/" in name or name.startswith("."):
+            error.update("give a plain file name, like my-experiment")
+            return
+        if not name.endswith((".yaml", ".yml")):
+            name += ".yaml"
+        target = self.cwd / "configs" / name
+        if target.exists():
+            error.update(f"configs/{name} exists already; pick another name or edit it from the list")
+            return
+        template = self.templates[self.query_one("#new-template", Select).value]
+        source = template.path if template.path.is_absolute() else self.cwd / template.path
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(source.read_text())
+        except OSError as e:
+            error.update(f"cannot write {target}: {e.strerror}")
+            return
+        self.dismiss(Path("configs") / name)
+
+    @on(Button.Pressed, "#new-cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)
