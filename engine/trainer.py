@@ -287,7 +287,9 @@ class Trainer:
         y = y.to(self.device, non_blocking=True)
         with self.placement.autocast():
             logits = self.model(x)
-            loss = F.cross_entropy(logits, y) / accum  # scaled before backward: accumulation averages
+            loss = F.cross_entropy(logits, y)
+            if accum > 1:  # scaled before backward: accumulation averages (a /1 costs a kernel and a grad node)
+                loss = loss / accum
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
         else:
@@ -322,7 +324,8 @@ class Trainer:
             # skip needs the verdict before the update: one host sync per step, by the user's choice
             if not bool(torch.isfinite(loss) & torch.isfinite(norm)):
                 self.optimizer.zero_grad(set_to_none=True)
-                self._alert("nonfinite", f"step {self.step + 1} skipped: non-finite loss or gradient")
+                self._alert("nonfinite", f"step {self.step + 1} skipped: non-finite loss ({float(loss):.4g}) "
+                                         f"or grad norm ({float(norm):.4g}); nan_policy=skip")
                 self.log.event("skip", self.step + 1)
                 return
         lrs = self.schedule.lrs()  # the LRs this step uses (host floats, no sync)

@@ -9,14 +9,18 @@ from danlu.engine.trainer import Trainer
 class ScriptedChannel(Channel):
     """A channel that hands out commands when the trainer reaches given step counts."""
 
-    def __init__(self, script: dict[int, list] | None = None):
+    def __init__(self, script: dict[int, list] | None = None, resume_when_paused: bool = False):
         super().__init__(max_pending_metrics=10**9)
+        self.resume_when_paused = resume_when_paused  # a person who always presses space again
         self.script = {k: list(v) for k, v in (script or {}).items()}
         self.trainer: Trainer | None = None
         self.seen: list = []
 
     def poll_command(self, timeout=None):
         step = self.trainer.step if self.trainer is not None else 0
+        if self.resume_when_paused and self.trainer is not None and self.trainer.paused:
+            from danlu.engine.events import resume
+            return resume()
         if self.script.get(step):
             return self.script[step].pop(0)
         return super().poll_command(timeout)
@@ -25,8 +29,8 @@ class ScriptedChannel(Channel):
         self.seen.append(event)
 
 
-def run_trainer(cfg, script=None, resume=None) -> tuple[Trainer, ScriptedChannel]:
-    ch = ScriptedChannel(script)
+def run_trainer(cfg, script=None, resume=None, resume_when_paused=False) -> tuple[Trainer, ScriptedChannel]:
+    ch = ScriptedChannel(script, resume_when_paused)
     t = Trainer(cfg, ch, resume=resume)
     ch.trainer = t
     t.run()

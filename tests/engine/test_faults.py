@@ -108,10 +108,7 @@ def test_checkpoints_load_with_weights_only(tiny_config):
 def test_nonfinite_loss_follows_policy_and_never_saves_nan(tiny_config, policy):
     over = faulty("nan", at=5, once=(policy != "stop"), monitor={"nan_policy": policy, "log_every": 2},
                   train={"max_steps": 10, "checkpoint_every": 4})
-    script = {}
-    if policy == "pause":  # a person resumes after looking
-        script = {s: [ev.resume()] for s in range(4, 8)}
-    t, ch = run_trainer(tiny_config(over), script=script)
+    t, ch = run_trainer(tiny_config(over), resume_when_paused=(policy == "pause"))
     alerts = [a for a in of_type(ch.seen, ev.Alert) if a.kind == "nonfinite"]
     assert alerts and "step 5" in alerts[0].message and "nan" in alerts[0].message
     for p in (t.run_dir / "checkpoints").glob("*.pt"):
@@ -146,7 +143,7 @@ def test_loss_spike_raises_alert(tiny_config):
 
 def test_oom_saves_pauses_and_the_step_is_redone(tiny_config):
     over = faulty("oom", at=4, train={"max_steps": 8})
-    t, ch = run_trainer(tiny_config(over), script={3: [ev.resume()]})
+    t, ch = run_trainer(tiny_config(over), resume_when_paused=True)
     ooms = [a for a in of_type(ch.seen, ev.Alert) if a.kind == "oom"]
     assert ooms and "data.batch_size=8" in ooms[0].details and "grad_accum=2" in ooms[0].details
     assert any(isinstance(e, ev.StatusChanged) and e.state == "paused" for e in ch.seen)
