@@ -45,6 +45,8 @@ class ProgressLine:
         return " | ".join(parts)
 
     def show(self, force: bool = False) -> None:
+        if self.last is None:
+            return
         now = time.monotonic()
         if self.tty:
             text = self.line()
@@ -128,6 +130,8 @@ def _drain(channel: Channel, progress: ProgressLine) -> None:
         elif isinstance(e, ev.RunStarted):
             progress.message(f"danlu: {e.run_dir} | {e.device} {e.precision} | {e.num_params:,} params | "
                              f"{e.total_steps} steps | {e.schedule}")
+        elif isinstance(e, ev.Alert) and e.kind == "bad_input":
+            continue  # the command line prints it once, with exit code 2
         elif isinstance(e, ev.Alert):
             progress.message(f"[{e.kind}] {e.message}" + (f"\n{e.details}" if e.kind == "error" and e.details else ""))
         elif isinstance(e, ev.LogLine) and e.level != "debug":

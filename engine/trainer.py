@@ -193,7 +193,7 @@ class Trainer:
             self.setup()
         except UserError as e:
             self.error = str(e)
-            self.emit(ev.Alert(0, "error", str(e)))
+            self.emit(ev.Alert(0, "bad_input", str(e)))
             self._set_state("failed", str(e))
             self.final_state = "failed"
             raise

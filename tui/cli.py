@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 
 USAGE_EXAMPLES = """\
@@ -40,11 +42,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+_DOTTED_KEY = re.compile(r"^[A-Za-z_]\w*(\.\w+)+$")
+
+
 def split_words(words: list[str]) -> tuple[str | None, list[str]]:
-    """The first word is the config unless it is a key=value override."""
-    if words and "=" not in words[0]:
-        return words[0], words[1:]
-    return None, words
+    """The first word is the config unless it is an override (key=value, or a bare dotted key
+    like `optim.lr` that lost its value, which the override parser then explains)."""
+    if not words or "=" in words[0]:
+        return None, words
+    first = words[0]
+    if (_DOTTED_KEY.match(first) and not first.endswith((".yaml", ".yml"))
+            and not os.path.exists(first)):
+        return None, words
+    return first, words[1:]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,88 @@
+"""Every bad input in docs/bad_inputs.md, tried for real: exit code 2, the documented message, no traceback."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import REPO
+
+BAD = REPO / "tests" / "fixtures" / "bad_configs"
+TINY = ["data.num_workers=0", "run.device=cpu", "data.args.size=128", "data.args.image_size=16",
+        "model.args.width=8", "data.batch_size=16", "train.max_steps=2"]
+
+
+def _finished_run(tmp) -> str:
+    out = subprocess.run([sys.executable, "-m", "danlu.tui.cli", "run", "--headless", f"run.out_dir={tmp}/runs", *TINY],
+                         capture_output=True, text=True, cwd=tmp, timeout=180)
+    assert out.returncode == 0, out.stderr
+    (run,) = (tmp / "runs").glob("default-*")
+    return str(run)
+
+
+def _truncated(tmp) -> list[str]:
+    run = _finished_run(tmp)
+    for p in (tmp / "runs").glob("default-*/checkpoints/*.pt"):
+        p.write_bytes(p.read_bytes()[:300])
+    return ["run", "--headless", "--resume", run]
+
+
+def _other_model(tmp) -> list[str]:
+    return ["run", "--headless", "--resume", _finished_run(tmp), "model.args.width=12"]
+
+
+def _empty_run_dir(tmp) -> list[str]:
+    run = tmp / "runs" / "empty"
+    run.mkdir(parents=True)
+    shutil.copy(REPO / "configs" / "default.yaml", run / "config.yaml")
+    return ["run", "--headless", "--resume", str(run)]
+
+
+def _unwritable_out(tmp) -> list[str]:
+    (tmp / "afile").write_text("not a folder")
+    return ["run", "--headless", f"run.out_dir={tmp}/afile/runs", *TINY]
+
+
+# id -> (argv, or a function of tmp_path giving it; the message the user must see)
+CASES = {
+    "missing-config": (["check", "no/such.yaml"], "config file not found: no/such.yaml"),
+    "yaml-syntax": (["check", str(BAD / "yaml_syntax.yaml")], "line 3, column 12: YAML syntax error"),
+    "python-tag": (["check", str(BAD / "python_tag.yaml")], "python tags like !!python/object are refused"),
+    "unknown-key": (["check", str(BAD / "unknown_key.yaml")], "unknown key optim.learnig_rate, did you mean optim.lr?"),
+    "wrong-type": (["check", str(BAD / "wrong_type.yaml")], "train.epochs: must be a number, got 'three'"),
+    "unknown-optimizer": (["check", "optim.name=adamx"], "optim.name: must be one of sgd, adam, adamw, rmsprop, adagrad, adadelta; got 'adamx'"),
+    "unknown-scheduler": (["check", "schedule.name=cosin"], "Did you mean 'cosine'?"),
+    "negative-lr": (["check", "optim.lr=-1"], "optim.lr: must be > 0, got -1"),
+    "nan-lr": (["check", "optim.lr=.nan"], "optim.lr: must be a finite number, got nan"),
+    "bad-override": (["check", "optim.lr"], "is not key=value. Write it like optim.lr=3e-4"),
+    "dataset-root-missing": (["run", "--headless", "data.name=mnist", "data.root=/nonexistent/mnist"],
+                             "has no MNIST files (looked in /nonexistent/mnist/MNIST/raw). Set data.download=true"),
+    "unwritable-out-dir": (_unwritable_out, "run.out_dir: cannot create"),
+    "resume-dir-missing": (["run", "--headless", "--resume", "/nonexistent/run"], "is not a run directory"),
+    "resume-dir-empty": (_empty_run_dir, "has no checkpoints"),
+    "truncated-checkpoint": (_truncated, "truncated or corrupted"),
+    "checkpoint-of-another-model": (_other_model, "the checkpoint is for a different model"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_gives_documented_message_and_exit_2(case, tmp_path):
+    argv, needle = CASES[case]
+    if callable(argv):
+        argv = argv(tmp_path)
+    out = subprocess.run([sys.executable, "-m", "danlu.tui.cli", *argv], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=180)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert needle in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr + out.stdout
+    assert out.stderr.count("danlu: ") == 1  # said once, not echoed by the progress line
+
+
+def test_docs_table_matches_the_cases():
+    text = (REPO / "docs" / "bad_inputs.md").read_text()
+    rows = re.findall(r"^\| `([a-z-]+)` \|.*\| `(.+)` \|$", text, flags=re.M)
+    assert dict(rows) == {k: v[1] for k, v in CASES.items()}
