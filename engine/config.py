@@ -345,7 +345,8 @@ def _kind_section(section: str, raw: dict[str, Any], common: dict[str, Knob],
             why = f" ({name} does not take it; {', '.join(others)} do)" if others else ""
             _unknown(section, key, list(common) + list(own), problems, why)
     for key, knob in own.items():
-        args.setdefault(key, copy.deepcopy(knob.default))
+        default = copy.deepcopy(knob.default)
+        args.setdefault(key, list(default) if isinstance(default, tuple) else default)  # as YAML reads it
     return name, values, args
 
 

@@ -1,0 +1,108 @@
+"""Signals and lost terminals: the run saves at a step boundary and ends cleanly, nothing left spinning."""
+
+from __future__ import annotations
+
+import glob
+import os
+import pty
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from ..conftest import wait_until
+
+DANLU = [sys.executable, "-m", "danlu.tui.cli"]
+SMALL = ["data.args.size=512", "data.args.image_size=16", "model.args.width=8", "train.epochs=500",
+         "data.batch_size=16"]
+
+
+def _metrics_started(out: Path) -> bool:
+    files = glob.glob(f"{out}/*/metrics.jsonl")
+    return bool(files) and os.path.getsize(files[0]) > 0
+
+
+def _children_gone(pid_list) -> bool:
+    return not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pid_list)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_headless_signal_saves_and_exits_0(tmp_path, sig):
+    proc = subprocess.Popen([*DANLU, "run", "--headless", f"run.out_dir={tmp_path}", "data.num_workers=2", *SMALL],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: _metrics_started(tmp_path), timeout=120)
+        workers = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "resume with: danlu run --resume" in out
+    assert glob.glob(f"{tmp_path}/*/checkpoints/last.pt")
+    wait_until(lambda: _children_gone(workers), timeout=20)  # no DataLoader worker left behind
+    events = Path(glob.glob(f"{tmp_path}/*/events.jsonl")[0]).read_text()
+    assert '"reason": "signal"' in events
+
+
+def test_second_ctrl_c_exits_at_once(tmp_path):
+    proc = subprocess.Popen([*DANLU, "run", "--headless", f"run.out_dir={tmp_path}", "data.num_workers=0", *SMALL],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: _metrics_started(tmp_path), timeout=120)
+        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode in (0, 130)
+    for p in glob.glob(f"{tmp_path}/*/checkpoints/*.pt"):  # whatever is there is whole
+        import torch
+        torch.load(p, weights_only=True)
+
+
+def test_dashboard_survives_its_terminal_going_away(tmp_path):
+    """A dropped SSH session: the pty closes under the dashboard; the run is saved and ends."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: danlu run with the dashboard in the pty
+        os.environ["TERM"] = "xterm-256color"
+        os.execv(sys.executable, [*DANLU, "run", f"run.out_dir={tmp_path}", "data.num_workers=2", *SMALL])
+    buf = b""
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and not (b"RUNNING" in buf and _metrics_started(tmp_path)):
+            try:
+                buf += os.read(fd, 65536)
+            except OSError:
+                break
+        assert _metrics_started(tmp_path), buf[-2000:]
+        proc = psutil.Process(pid)
+        workers = [c.pid for c in proc.children(recursive=True)]
+        os.close(fd)  # the terminal goes away
+        cpu = []
+        end = time.monotonic() + 60
+        status = None
+        while time.monotonic() < end:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done == pid:
+                break
+            try:
+                cpu.append(proc.cpu_percent(0.2))
+            except psutil.Error:
+                pass
+        else:
+            pytest.fail(f"danlu still running 60 s after its terminal closed (cpu samples {cpu})")
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert glob.glob(f"{tmp_path}/*/checkpoints/last.pt")
+    wait_until(lambda: _children_gone(workers), timeout=20)
