@@ -1,6 +1,6 @@
 """Measure chart candidates: data -> Strips for a 2,000-point series at 120x40.
 
-Not a test (never asserted). Run: python -m tests.tui.bench_charts
+Not a test (never asserted). Run from the repository root: python -m benchmarks.bench_charts [--long]
 Each candidate fills a headless 120x40 app; per iteration the data changes (so
 no cache can answer) and we time everything from new data to the widget's
 rendered lines. Median of REPEATS. Numbers go to docs/dashboard.md.

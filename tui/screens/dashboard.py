@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -25,6 +27,10 @@ from .hparam_dialog import HparamDialog
 from .lr_dialog import LrDialog
 
 TICK_S = 0.1  # drain the channel ~10 times a second
+# New metrics alone redraw at most this often; any other event (status, answer, alert) at once.
+# A full 120x40 frame costs ~50 ms of the GIL on a small CPU, taken from the engine thread:
+# at 10 Hz the dashboard cut a Python-bound run's steps/s by half (docs/performance.md).
+REDRAW_S = 0.5
 COMPACT_W, COMPACT_H = 100, 30  # below either, the compact layout
 # Actions that talk to a live engine; disabled once the run has ended.
 LIVE_ACTIONS = ("toggle_pause", "set_lr", "set_hparam", "save", "evaluate", "edit_config")
@@ -56,6 +62,7 @@ class DashboardScreen(Screen):
         self.log_scale = False
         self._pause_intent: bool | None = None  # what space last asked for, until the engine says
         self._shown_version = -1
+        self._drawn_at = 0.0
         self._was_final = False
         self._last_alert = ""  # the failed status usually repeats it: say it once
 
@@ -95,7 +102,8 @@ class DashboardScreen(Screen):
     def tick(self) -> None:
         """Drain the channel, log what happened, redraw if anything changed."""
         log = self.query_one(EventLog)
-        for e in self.pump.tick():
+        notable = self.pump.tick()
+        for e in notable:
             run_dir = self.state.run.run_dir if self.state.run else None
             if self._repeats_alert(e):
                 log.add("error", f"step {e.step}: failed (reason above)")
@@ -108,7 +116,8 @@ class DashboardScreen(Screen):
                 self._last_alert = e.message
             if isinstance(e, ev.StatusChanged):
                 self._pause_intent = None
-        if self.state.version != self._shown_version:
+        if self.state.version != self._shown_version and (
+                notable or time.monotonic() - self._drawn_at >= REDRAW_S):
             self.redraw()
 
     def _repeats_alert(self, e) -> bool:
@@ -133,6 +142,7 @@ class DashboardScreen(Screen):
     def redraw(self) -> None:
         s = self.state
         self._shown_version = s.version
+        self._drawn_at = time.monotonic()
         self.query_one(StatusLine).show(s)
         self.query_one(LossChart).show(s, log=self.log_scale)
         self.query_one(ProgressPanel).show(s)

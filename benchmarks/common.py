@@ -1,0 +1,71 @@
+"""Shared by the benchmarks: the machine description, summary statistics, in-memory data.
+
+Not a test; nothing here is asserted in CI. Run the scripts from the repository
+root as modules (`python -m benchmarks.overhead`), so `benchmarks.common` imports
+the same way for the engine's `data.name` as for the script.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+from typing import Iterable
+
+_DATA_CACHE: dict[tuple, object] = {}
+
+
+def machine() -> str:
+    """One line: CPU model, cores, Python, torch (if imported), load average."""
+    model = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    torch_v = sys.modules["torch"].__version__ if "torch" in sys.modules else "-"
+    threads = sys.modules["torch"].get_num_threads() if "torch" in sys.modules else "-"
+    return (f"{model}, {os.cpu_count()} cores, python {platform.python_version()}, torch {torch_v} "
+            f"({threads} intra-op threads), load avg {load()}")
+
+
+def load() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "?"
+
+
+def summary(xs: Iterable[float]) -> tuple[float, float, float]:
+    """(median, min, max)."""
+    xs = list(xs)
+    return statistics.median(xs), min(xs), max(xs)
+
+
+def bench_data(size: int = 4000, image_size: int = 8, channels: int = 1, num_classes: int = 6,
+               seed: int = 0):
+    """The built-in shapes dataset, drawn once and kept as tensors (a TensorDataset).
+
+    `data.name: benchmarks.common:bench_data` gives the engine exactly the tensors the
+    bare loop uses, and no per-batch drawing cost, so the comparison is of the loops only.
+    """
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from danlu.engine.shapes import ShapesDataset
+
+    key = (size, image_size, channels, num_classes, seed)
+    if key not in _DATA_CACHE:
+        full = ShapesDataset(size=size, image_size=image_size, channels=channels,
+                             num_classes=num_classes, seed=seed)
+        items = full.__getitems__(list(range(size)))
+        x = torch.stack([t for t, _ in items]).contiguous()
+        y = torch.tensor([label for _, label in items], dtype=torch.long)
+        ds = TensorDataset(x, y)
+        ds.num_classes = num_classes  # read by the engine's data builder
+        _DATA_CACHE[key] = ds
+    return _DATA_CACHE[key]

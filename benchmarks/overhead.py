@@ -1,0 +1,261 @@
+"""What does danlu cost a training run? Bare loop vs the engine, headless and with the dashboard.
+
+Not a test (never asserted). Run from the repository root:
+
+    python -m benchmarks.overhead                  # both regimes, 7 rounds
+    python -m benchmarks.overhead --regime mlp --rounds 9
+
+Variants, all on the same model, seed, steps and in-memory tensors (num_workers=0):
+
+  a0  bare loop over pre-stacked batches (no DataLoader): reference only
+  a   bare hand-written loop: DataLoader over the same TensorDataset, forward,
+      backward, clip_grad_norm_, AdamW step, cosine scheduler step; no monitoring
+  b   the danlu engine headless: the real Trainer from a Config, writing a run dir
+      in a temp folder, in its own thread; the main thread drains the Channel
+      through an EventPump at 10 Hz (what the dashboard does, without drawing)
+  c   the danlu engine with the dashboard live: create_app + start_in_thread inside
+      App.run_test() (headless Textual, 120x40), redrawing as in real use
+  d   the naive way: the bare loop plus .item() of loss and grad norm every step and
+      a TensorBoard SummaryWriter.add_scalar of loss/lr/grad norm every step
+      (only if tensorboard is importable; it is not a danlu dependency)
+
+Only the training steps are timed: for the engine, Trainer._train (data loader
+iteration, steps, telemetry, the final flush); setup (dataset, model, run dir,
+thread and app start) is not. Variants alternate within each round (the order
+rotates), one discarded warm-up round first. Ratios are throughput ratios
+(steps/s of the variant over steps/s of `a`), paired per round, median over rounds,
+so a slow moment on a shared machine hits both sides of a pair.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from benchmarks.common import load, machine, summary
+from danlu.engine.channel import Channel
+from danlu.engine.config import from_dict
+from danlu.engine.data import build_datasets
+from danlu.engine.models import build_model
+from danlu.engine.sampler import EpochSampler
+from danlu.engine.trainer import Trainer, start_in_thread
+
+REGIMES = {
+    # Python overhead shows: a few hundred microseconds a step.
+    "mlp": dict(steps=1500, batch=32, data=dict(image_size=8, channels=1),
+                model=dict(name="mlp", args={"hidden": [64, 64], "dropout": 0.0})),
+    # configs/default.yaml's model and data, reduced: width 16, 16x16 images, batch 32.
+    "cnn": dict(steps=300, batch=32, data=dict(image_size=16, channels=3),
+                model=dict(name="small_cnn", args={"width": 16, "dropout": 0.1})),
+}
+LR, WD, BETAS, CLIP, SEED = 3e-3, 0.01, (0.9, 0.999), 1.0, 0
+
+
+def make_config(regime: str, out_dir: str):
+    r = REGIMES[regime]
+    size = r["steps"] * r["batch"]
+    return from_dict({
+        "run": {"name": f"bench-{regime}", "seed": SEED, "device": "cpu", "precision": "fp32", "out_dir": out_dir},
+        "data": {"name": "benchmarks.common:bench_data", "batch_size": r["batch"], "num_workers": 0,
+                 "val_fraction": 0.0, "args": {"size": size, **r["data"]}},
+        "model": {**r["model"], "init": "default"},
+        "optim": {"name": "adamw", "lr": LR, "weight_decay": WD, "betas": list(BETAS),
+                  "no_decay_bias_norm": False},
+        "schedule": {"name": "cosine", "warmup_steps": 0},
+        "train": {"epochs": 1, "max_steps": r["steps"], "grad_clip": CLIP,
+                  "eval_every": None, "checkpoint_every": None},
+        "monitor": {"log_every": 10, "nan_policy": "pause"},
+    }, source="<benchmark>")
+
+
+# ---------------------------------------------------------------- timing the engine
+_orig_train = Trainer._train
+
+
+def _timed_train(self: Trainer) -> None:
+    t0, c0, s0 = time.perf_counter(), time.thread_time(), self.step
+    try:
+        _orig_train(self)
+    finally:
+        self.bench_result = (time.perf_counter() - t0, self.step - s0, time.thread_time() - c0)
+
+
+Trainer._train = _timed_train  # one extra call per run, nothing per step
+
+
+# ---------------------------------------------------------------- the variants
+class Bare:
+    """The hand-written loop, on the engine's own dataset and batch order."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.bundle = build_datasets(cfg.data, cfg.run.seed)
+        n = len(self.bundle.train)
+        order = EpochSampler(n, cfg.run.seed, 0).order()
+        bs = cfg.data.batch_size
+        ds = self.bundle.train
+        self.batches = [ds[order[i:i + bs]] for i in range(0, n - bs + 1, bs)][: cfg.train.max_steps]
+
+    def _model(self):
+        torch.manual_seed(self.cfg.run.seed)
+        model = build_model(self.cfg.model, self.bundle.num_classes, self.bundle.input_shape)
+        opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WD, betas=BETAS)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.cfg.train.max_steps)
+        return model, opt, sched
+
+    def _loader(self):
+        cfg = self.cfg
+        g = torch.Generator().manual_seed(cfg.run.seed * 7919)
+        return DataLoader(self.bundle.train, batch_size=cfg.data.batch_size, num_workers=0, drop_last=True,
+                          sampler=EpochSampler(len(self.bundle.train), cfg.run.seed, 0), generator=g)
+
+    def run(self, variant: str) -> tuple[float, int, float]:
+        model, opt, sched = self._model()
+        model.train()
+        params = list(model.parameters())
+        steps = self.cfg.train.max_steps
+        writer = None
+        if variant == "d":
+            from torch.utils.tensorboard import SummaryWriter
+            tmp = tempfile.TemporaryDirectory()
+            writer = SummaryWriter(tmp.name)
+        t0, c0 = time.perf_counter(), time.thread_time()
+        source = self.batches if variant == "a0" else self._loader()
+        n = 0
+        for x, y in source:
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            norm = torch.nn.utils.clip_grad_norm_(params, CLIP, foreach=None)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            sched.step()
+            n += 1
+            if writer is not None:  # the naive monitor: two host syncs and three writes a step
+                writer.add_scalar("loss", loss.item(), n)
+                writer.add_scalar("lr", opt.param_groups[0]["lr"], n)
+                writer.add_scalar("grad_norm", norm.item(), n)
+            if n >= steps:
+                break
+        dt, cpu = time.perf_counter() - t0, time.thread_time() - c0
+        if writer is not None:
+            writer.close()
+            tmp.cleanup()
+        return dt, n, cpu
+
+
+def run_headless(cfg) -> tuple[float, int, float]:
+    channel = Channel()
+    from danlu.tui.pump import EventPump  # torch-free, textual-free: the dashboard's fold
+    pump = EventPump(channel)
+    t = start_in_thread(cfg, channel)
+    while t.is_alive():
+        t.join(0.1)
+        pump.tick()
+    pump.tick()
+    return t.trainer.bench_result
+
+
+def run_dashboard(cfg) -> tuple[float, int, float]:
+    from danlu.tui.app import create_app
+    channel = Channel()
+    app = create_app(channel, lambda: start_in_thread(cfg, channel), title="bench")
+
+    async def go():
+        async with app.run_test(size=(120, 40)) as pilot:
+            while app.engine_thread is None or app.engine_thread.is_alive():
+                await asyncio.sleep(0.05)
+            await pilot.pause()
+        return app.engine_thread.trainer.bench_result
+
+    return asyncio.run(go())
+
+
+def have_tensorboard() -> bool:
+    try:
+        import torch.utils.tensorboard  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+def bench(regime: str, rounds: int, variants: list[str]) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """(steps/s by wall clock, steps per CPU-second of the training thread), per variant, one entry per round."""
+    with tempfile.TemporaryDirectory() as out:
+        cfg = make_config(regime, out)
+        bare = Bare(cfg)
+        fns = {"a0": lambda: bare.run("a0"), "a": lambda: bare.run("a"), "b": lambda: run_headless(cfg),
+               "c": lambda: run_dashboard(cfg), "d": lambda: bare.run("d")}
+        rates: dict[str, list[float]] = {v: [] for v in variants}
+        cpu_rates: dict[str, list[float]] = {v: [] for v in variants}
+        for r in range(rounds + 1):  # round 0 warms up and is dropped
+            k = r % len(variants)
+            for v in variants[k:] + variants[:k]:
+                dt, n, cpu = fns[v]()
+                assert n == cfg.train.max_steps, (v, n)
+                if r:
+                    rates[v].append(n / dt)
+                    cpu_rates[v].append(n / cpu)
+        return rates, cpu_rates
+
+
+LABELS = {"a0": "bare, pre-stacked batches", "a": "bare loop (DataLoader)", "b": "danlu headless",
+          "c": "danlu + dashboard", "d": "naive: .item() + TensorBoard"}
+
+
+def _ratios(rates: dict[str, list[float]], base: str) -> dict[str, list[float]]:
+    return {v: [x / a for x, a in zip(xs, rates[base])] for v, xs in rates.items()}
+
+
+def report(regime: str, rates: dict[str, list[float]], cpu_rates: dict[str, list[float]]) -> str:
+    r = REGIMES[regime]
+    print(f"\n{regime}: {r['model']['name']} {r['model']['args']}, batch {r['batch']}, "
+          f"{r['data']}, {r['steps']} steps, {len(rates['a'])} rounds")
+    wall, cpu = _ratios(rates, "a"), _ratios(cpu_rates, "a")
+    print(f"{'variant':34} {'steps/s':>8} {'min':>7} {'max':>7} {'/a paired [min-max]':>22}"
+          f" {'steps/cpu-s':>12} {'/a paired':>10}")
+    for v, xs in rates.items():
+        med, lo, hi = summary(xs)
+        pm, plo, phi = summary(wall[v])
+        cm = statistics.median(cpu_rates[v])
+        print(f"{v + '  ' + LABELS[v]:34} {med:8.1f} {lo:7.1f} {hi:7.1f} {pm:9.3f} [{plo:.3f}-{phi:.3f}]"
+              f" {cm:12.1f} {statistics.median(cpu[v]):10.3f}")
+    if "b" in rates and "c" in rates:
+        cb, cbc = _ratios(rates, "b")["c"], _ratios(cpu_rates, "b")["c"]
+        print(f"c/b paired: wall {statistics.median(cb):.3f} [{min(cb):.3f}-{max(cb):.3f}], "
+              f"training-thread cpu {statistics.median(cbc):.3f}")
+    return f"{regime}: " + " ".join(f"{v}/a={statistics.median(wall[v]):.3f}" for v in ("b", "c", "d") if v in wall)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--regime", choices=[*REGIMES, "all"], default="all")
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--variants", default="a0,a,b,c,d")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch intra-op threads (default 1: steadier on a shared box, and the training "
+                        "thread's CPU time then covers all compute; 0: torch's default)")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    variants = [v for v in args.variants.split(",") if v]
+    if "d" in variants and not have_tensorboard():
+        print("tensorboard is not installed: variant d skipped (pip install tensorboard to run it)")
+        variants.remove("d")
+    print(machine())
+    lines = []
+    for regime in REGIMES if args.regime == "all" else [args.regime]:
+        lines.append(report(regime, *bench(regime, args.rounds, variants)))
+    print(f"\nload avg at the end: {load()}")
+    for line in lines:
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
