@@ -129,3 +129,9 @@ def test_missing_config_file_lists_packaged_ones():
     with pytest.raises(UserError) as e:
         load_config("nope.yaml")
     assert "config file not found: nope.yaml" in str(e.value) and "default" in str(e.value)
+
+
+def test_config_reference_doc_is_current():
+    from danlu.engine.config_reference import render
+    doc = Path(__file__).resolve().parents[2] / "docs" / "config.md"
+    assert doc.read_text() == render(), "regenerate: python -m danlu.engine.config_reference > docs/config.md"
