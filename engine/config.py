@@ -37,6 +37,8 @@ class RunConfig:
     device: str = "auto"
     precision: str = "auto"
     out_dir: str = "runs"
+    parent: str | None = None       # the run this one was restarted from (restart with changes)
+    parent_step: int | None = None  # the parent's step at the checkpoint this run started from
 
 
 @dataclass
@@ -111,6 +113,10 @@ class Config:
         for section in SECTIONS:
             obj = getattr(self, section)
             d = {k: copy.deepcopy(v) for k, v in vars(obj).items()}
+            if section == "run":  # lineage only when there is one: plain runs' YAML stays as it was
+                for k in ("parent", "parent_step"):
+                    if d.get(k) is None:
+                        d.pop(k, None)
             if section in ("optim", "schedule"):
                 d.update(d.pop("args"))
             out[section] = d
@@ -135,6 +141,8 @@ FIELDS: dict[str, dict[str, Knob]] = {
         "device": Knob("str", "auto", "auto picks cuda, then mps, then cpu.", choices=DEVICES),
         "precision": Knob("str", "auto", "auto: bf16 autocast where supported, fp16 with GradScaler on older CUDA, fp32 on CPU.", choices=PRECISIONS),
         "out_dir": Knob("str", "runs", "Folder that holds run directories."),
+        "parent": Knob("str", None, "Set by restart with changes: the run directory this run was warm-started from; empty for a fresh run.", optional=True),
+        "parent_step": Knob("int", None, "Set by restart with changes: the parent run's step at the checkpoint this run started from.", min=0, optional=True),
     },
     "data": {
         "name": Knob("str", "shapes", "shapes (built-in, offline), mnist, fashion_mnist, cifar10, image_folder, or module:callable."),

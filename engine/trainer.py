@@ -25,7 +25,7 @@ from .channel import Channel
 from .config import Config, from_dict
 from .data import build_datasets
 from .device import place
-from .errors import UserError
+from .errors import CheckpointError, UserError
 from .models import build_model, count_parameters
 from .optim import build_optimizer, set_hparam
 from .runlog import RunLog, new_run_dir
@@ -54,10 +54,17 @@ class Trainer:
     """One run: built from a Config, driven by commands, reporting through events."""
 
     def __init__(self, cfg: Config, channel: Channel | None = None, *,
-                 resume: str | os.PathLike | None = None):
+                 resume: str | os.PathLike | None = None,
+                 warm_start: str | os.PathLike | None = None):
         self.cfg = cfg
         self.channel = channel or Channel()
         self.resume_dir = Path(resume) if resume else None
+        # a checkpoint file to start a NEW run (new config, new run directory) from
+        self.warm_start = Path(warm_start) if warm_start else None
+        if self.resume_dir is not None and self.warm_start is not None:
+            raise UserError("resume and warm_start are exclusive: resume continues a run in its own "
+                            "directory, warm_start begins a new run from a checkpoint")
+        self.warm_note: str | None = None
         self.state = "starting"
         self.step = 0                 # optimizer steps completed
         self.epoch = 0                # current epoch (0-based)
@@ -80,6 +87,7 @@ class Trainer:
         if self.resume_dir is not None:
             path, resume_obj = ckpt.find_latest(self.resume_dir, warn=self._warn)
             self._resume_path = path
+        warm_obj = ckpt.load(self.warm_start) if self.warm_start is not None else None
         self._seed(cfg.run.seed, cfg.run.deterministic)
         self.placement = place(cfg.run.device, cfg.run.precision)
         self.device = self.placement.device
@@ -110,6 +118,9 @@ class Trainer:
         self.eval_every = cfg.train.eval_every
         self.checkpoint_every = cfg.train.checkpoint_every
 
+        if warm_obj is not None:
+            # before the run directory exists: a checkpoint that does not fit leaves nothing behind
+            restored = self._warm_restore(warm_obj)
         if resume_obj is not None:
             self.run_dir = self.resume_dir
             self._restore(resume_obj)
@@ -119,6 +130,9 @@ class Trainer:
         self.log = RunLog(self.run_dir)
         if resume_obj is not None:
             self.log.event("resumed", self.step, checkpoint=str(self._resume_path))
+        if warm_obj is not None:
+            self.log.event("warm_start", self.step, checkpoint=str(self.warm_start), parent=cfg.run.parent,
+                           parent_step=cfg.run.parent_step, restored=restored, detail=self.warm_note)
         self.log.set_state(state="running", step=self.step, total_steps=self.total_steps,
                            pid=os.getpid(), name=cfg.run.name)
 
@@ -141,6 +155,8 @@ class Trainer:
             groups=[g.get("name", str(i)) for i, g in enumerate(self.optimizer.param_groups)],
             schedule=self.schedule.describe(), grad_clip=self.grad_clip,
             num_params=count_parameters(self.model), config=cfg.to_dict()))
+        if self.warm_note:
+            self._log("info", self.warm_note)
         if cfg.notes:
             for note in cfg.notes:
                 self._log("info", note)
@@ -341,6 +357,7 @@ class Trainer:
         self.step += 1
         if skipped:
             self.amp_skipped += 1  # the weights did not move: neither does the schedule
+            self._amp_skipped_steps.add(self.step)
         else:
             self.schedule.on_step()
         self._buf_loss.append(loss)
@@ -375,6 +392,7 @@ class Trainer:
         self._buf_steps: list[int] = []
         self._buf_lrs: list[list[float]] = []
         self._buf_epoch: list[int] = []
+        self._amp_skipped_steps: set[int] = set()  # fp16 overflow steps the GradScaler skipped
         self._ema: float | None = None
         self._last_eval_step = -1
 
@@ -395,8 +413,12 @@ class Trainer:
         done = steps[-1] - self._start_step
         rate = done / elapsed if elapsed > 0 else 0.0
         eta = (self.total_steps - steps[-1]) / rate if rate > 0 else None
+        amp = self._amp_skipped_steps
         for s, l_, n, lr, e in zip(steps, losses, norms, lrs, epochs):
-            self.log.metric({"step": s, "epoch": e, "loss": l_, "lr": lr[0], "lrs": lr, "grad_norm": n})
+            rec = {"step": s, "epoch": e, "loss": l_, "lr": lr[0], "lrs": lr, "grad_norm": n}
+            if s in amp:
+                rec["amp_skipped"] = True
+            self.log.metric(rec)
         clipped = sum(1 for n in norms if self.grad_clip is not None and n > self.grad_clip)
         batch = self.cfg.data.batch_size * self.cfg.train.grad_accum
         self.emit(ev.Metrics(
@@ -405,9 +427,12 @@ class Trainer:
             samples_per_s=steps_per_s * batch, elapsed=elapsed, eta=eta, total_steps=self.total_steps,
             memory=self.sampler.memory(), amp_skipped=self.amp_skipped))
         self._check_values(steps, losses, norms)
+        self._amp_skipped_steps = {s for s in amp if s > steps[-1]}
 
     def _check_values(self, steps: list[int], losses: list[float], norms: list[float]) -> None:
         for s, l_, n in zip(steps, losses, norms):
+            if s in self._amp_skipped_steps and math.isfinite(l_):
+                continue  # an fp16 overflow: the GradScaler skipped it and lowered its scale, as designed
             if not (math.isfinite(l_) and math.isfinite(n)):
                 bad = "loss" if not math.isfinite(l_) else "grad norm"
                 value = l_ if bad == "loss" else n
@@ -640,6 +665,70 @@ class Trainer:
         self.checkpoint_every = hot.get("checkpoint_every", self.checkpoint_every)
         ckpt.set_rng_state(obj["rng"])
 
+    def _warm_restore(self, obj: dict[str, Any]) -> list[str]:
+        """Start this new run from another run's checkpoint: weights always, the rest where it still fits.
+
+        Returns the parts restored; sets `warm_note`, the sentence the log and events.jsonl carry.
+        """
+        cfg = self.cfg
+        src = str(self.warm_start)
+        old = obj.get("config") or {}
+        old_optim, old_sched = old.get("optim") or {}, old.get("schedule") or {}
+        old_data, old_train = old.get("data") or {}, old.get("train") or {}
+        ckpt.load_model_state(self.model, obj["model"], src)  # CheckpointError lists what does not fit
+        self.model.to(self.device)
+        restored, why_not = ["weights"], ""
+
+        new_optim, new_sched = cfg.to_dict()["optim"], cfg.to_dict()["schedule"]
+        if old_optim.get("name") != cfg.optim.name:
+            why_not = f"optim.name changed from {old_optim.get('name')} to {cfg.optim.name}"
+        else:
+            fresh_groups = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
+            try:
+                self.optimizer.load_state_dict(obj["optimizer"])
+            except (ValueError, KeyError, CheckpointError) as e:
+                why_not = f"its parameter groups no longer match ({str(e).splitlines()[0][:120]})"
+                self.optimizer = build_optimizer(self.model, cfg.optim)
+            else:
+                restored.append("optimizer")
+                if old_optim != new_optim or old_sched != new_sched:
+                    # moments kept; hyperparameters (and the LR the new schedule starts from) as edited
+                    for g, fresh in zip(self.optimizer.param_groups, fresh_groups):
+                        g.update(fresh)
+        if "optimizer" in restored and old_sched == new_sched and old_optim == new_optim:
+            try:
+                self.schedule.load_state_dict(obj["schedule"])
+                restored.append("schedule")
+            except (ValueError, KeyError, TypeError, CheckpointError):
+                pass
+        if "schedule" not in restored:
+            self.schedule = LRSchedule(self.optimizer, cfg.schedule, self.steps_per_epoch, self.total_steps)
+        if self.scaler is not None and obj.get("scaler") and "optimizer" in restored:
+            self.scaler.load_state_dict(obj["scaler"])
+
+        self.step = int(obj.get("step", 0))
+        self.epoch = int(obj.get("epoch", 0))
+        same_batches = (old_data.get("batch_size") == cfg.data.batch_size
+                        and old_train.get("grad_accum", 1) == cfg.train.grad_accum)
+        # with another batch size the old position in the epoch no longer lines up: start the epoch over
+        self.batch_in_epoch = int(obj.get("batch_in_epoch", 0)) if same_batches else 0
+        self.best_val_loss = float(obj.get("best_val_loss", math.inf))
+        if obj.get("rng"):
+            ckpt.set_rng_state(obj["rng"])
+        if cfg.run.parent is None:
+            cfg.run.parent = str(self.warm_start.resolve().parent.parent)
+        if cfg.run.parent_step is None:
+            cfg.run.parent_step = self.step
+
+        if len(restored) == 3:
+            parts = "weights, optimizer and schedule restored"
+        elif "optimizer" in restored:
+            parts = "weights and optimizer restored; schedule rebuilt from the edited config"
+        else:
+            parts = f"weights restored; optimizer state rebuilt because {why_not}"
+        self.warm_note = f"warm start from {src} (step {self.step}): {parts}"
+        return restored
+
 
 def config_for_resume(run_dir: str | os.PathLike, overrides: list[str] | None = None) -> Config:
     """The config a run was made with (its config.yaml), with overrides applied."""
@@ -657,9 +746,10 @@ def config_for_resume(run_dir: str | os.PathLike, overrides: list[str] | None = 
     return cfg
 
 
-def start_in_thread(cfg: Config, channel: Channel, *, resume: str | None = None) -> threading.Thread:
+def start_in_thread(cfg: Config, channel: Channel, *, resume: str | None = None,
+                    warm_start: str | os.PathLike | None = None) -> threading.Thread:
     """Run a Trainer in a daemon-free thread; the thread's `trainer` attribute is the Trainer."""
-    trainer = Trainer(cfg, channel, resume=resume)
+    trainer = Trainer(cfg, channel, resume=resume, warm_start=warm_start)
 
     def target() -> None:
         try:

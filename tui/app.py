@@ -7,11 +7,12 @@ asked to stop and joined with a bounded wait, so no thread is left behind.
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -21,6 +22,7 @@ from danlu.engine import events as ev
 from danlu.engine.channel import Channel
 
 from .pump import EventPump
+from .run_state import RunState
 from .screens.dashboard import DashboardScreen
 from .screens.quit_dialog import QuitDialog
 
@@ -30,6 +32,8 @@ STOP_TIMEOUT_S = 120.0
 FINAL_JOIN_S = 5.0
 
 StartEngine = Callable[[], threading.Thread]
+# make_starter(config, warm_start checkpoint) -> a StartEngine for a new run: what restart with changes uses
+MakeStarter = Callable[[Any, "str | None"], StartEngine]
 
 
 class DanluApp(App):
@@ -44,7 +48,7 @@ class DanluApp(App):
     ]
 
     def __init__(self, channel: Channel, start_engine: StartEngine | None = None,
-                 *, title: str = "danlu"):
+                 *, title: str = "danlu", make_starter: MakeStarter | None = None):
         super().__init__()
         self.title = title
         self.channel = channel
@@ -54,6 +58,10 @@ class DanluApp(App):
         self.toasts: deque[str] = deque(maxlen=200)  # every toast shown, newest last
         self.quitting = False
         self._stop_deadline = 0.0
+        self.make_starter = make_starter
+        self.restarting = False
+        self._restart: dict[str, Any] | None = None
+        self._restart_timer = None
 
     def on_mount(self) -> None:
         self.push_screen(DashboardScreen(self.pump))
@@ -110,6 +118,87 @@ class DanluApp(App):
             self.pump.send(ev.stop(save=True))
             self.engine_thread.join(FINAL_JOIN_S)
 
+    # -- restart with changes -------------------------------------------------
+    def _dashboard(self) -> DashboardScreen | None:
+        for screen in self.screen_stack:
+            if isinstance(screen, DashboardScreen):
+                return screen
+        return None
+
+    def restart_with(self, config: Any, changes: list[str]) -> bool:
+        """Stop the run with a checkpoint, then start a new run from it with `config` (never blocks)."""
+        if self.make_starter is None:
+            self.toast("restart with changes is not available here: this dashboard did not start the engine",
+                       severity="warning")
+            return False
+        if self.restarting or self.quitting:
+            return False
+        run = self.pump.state.run
+        if run is None or not run.run_dir:
+            self.toast("the run has not started yet; try again in a moment", severity="warning")
+            return False
+        self.restarting = True
+        self._restart = {"config": config, "changes": list(changes), "old_run": run.run_dir}
+        if self.engine_alive:
+            self.pump.send(ev.stop(save=True))
+            self.toast("restarting: finishing the current step and saving a checkpoint…")
+        self._stop_deadline = time.monotonic() + STOP_TIMEOUT_S
+        self._restart_timer = self.set_interval(0.1, self._restart_poll)
+        return True
+
+    def _restart_poll(self) -> None:
+        if self.quitting:  # quit wins: no new run
+            self._end_restart()
+            return
+        if self.engine_alive:
+            if time.monotonic() > self._stop_deadline:
+                self._end_restart()
+                self.toast(f"restart abandoned: the run did not stop within {STOP_TIMEOUT_S:.0f}s",
+                           severity="error")
+            return
+        req = self._restart
+        self._end_restart()
+        dash = self._dashboard()
+        if dash is not None:
+            dash.tick()  # fold the old run's last events (its stop, its checkpoint) first
+        old_run = Path(req["old_run"])
+        last = old_run / "checkpoints" / "last.pt"
+        saved = self.pump.state.last_checkpoint
+        if saved is not None and Path(saved.path).name == "last.pt":
+            last, step = Path(saved.path), saved.step
+        else:
+            step = self.pump.state.step
+        if not last.is_file():
+            self.toast(f"restart abandoned: no checkpoint {last} (see the event log)", severity="error")
+            return
+        cfg = copy.deepcopy(req["config"])
+        cfg.run.parent = str(old_run)
+        cfg.run.parent_step = int(step)
+        note = f"restarted from {old_run.name} step {step} with: " + "; ".join(req["changes"])
+        self.restart_engine(self.make_starter(cfg, str(last)), note=note)
+
+    def _end_restart(self) -> None:
+        if self._restart_timer is not None:
+            self._restart_timer.stop()
+        self._restart_timer = None
+        self.restarting = False
+
+    def restart_engine(self, start_engine: StartEngine, note: str | None = None) -> None:
+        """Start a new engine on the same channel, the dashboard on a fresh RunState.
+
+        The previous engine thread must have ended (restart_with waits for that).
+        """
+        if self.engine_alive:
+            raise RuntimeError("restart_engine: the previous engine is still running")
+        self.pump.state = RunState()
+        self.start_engine = start_engine
+        self.engine_thread = start_engine()
+        dash = self._dashboard()
+        if dash is not None:
+            dash.new_run(note)
+        if note:
+            self.toast(note)
+
     # -- command palette: every dashboard key is also a command ---------------
     def get_system_commands(self, screen: Screen):
         yield from super().get_system_commands(screen)
@@ -122,6 +211,10 @@ class DanluApp(App):
 
 
 def create_app(channel: Channel, start_engine: StartEngine | None = None,
-               *, title: str = "danlu") -> DanluApp:
-    """The dashboard for one run: events come from `channel`; `start_engine()` starts it."""
-    return DanluApp(channel, start_engine, title=title)
+               *, title: str = "danlu", make_starter: MakeStarter | None = None) -> DanluApp:
+    """The dashboard for one run: events come from `channel`; `start_engine()` starts it.
+
+    `make_starter(config, warm_start)` builds the start_engine of a new run from a checkpoint:
+    with it, the live editor's "restart with changes" works (without, it says it is unavailable).
+    """
+    return DanluApp(channel, start_engine, title=title, make_starter=make_starter)

@@ -144,6 +144,9 @@ def kind_name(raw: dict | None, section: str) -> str:
     return name if isinstance(name, str) and name in table else default
 
 
+LINEAGE_KEYS = ("parent", "parent_step")
+
+
 def section_knobs(section: str, raw: dict | None) -> dict[str, Knob]:
     """The keys the form shows for a section, in order: only those the chosen kind takes."""
     if section == "optim":
@@ -154,7 +157,14 @@ def section_knobs(section: str, raw: dict | None) -> dict[str, Knob]:
         own = SCHEDULERS[kind_name(raw, "schedule")][2]
         return {"name": SCHEDULE_FIELDS["name"], **own,
                 **{k: v for k, v in SCHEDULE_FIELDS.items() if k != "name"}}
-    return dict(FIELDS[section])
+    knobs = dict(FIELDS[section])
+    if section == "run":
+        # lineage that restart with changes writes: shown only on a config that has it
+        sec = (raw or {}).get("run")
+        for key in LINEAGE_KEYS:
+            if not (isinstance(sec, dict) and sec.get(key) is not None):
+                knobs.pop(key, None)
+    return knobs
 
 
 def default_of(path: str, raw: dict | None) -> Any:

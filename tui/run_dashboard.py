@@ -11,14 +11,20 @@ from danlu.engine.channel import Channel
 from danlu.engine.events import Alert, StatusChanged, stop
 
 
-def engine_starter(cfg: Any, channel: Channel, resume: str | None, holder: dict) -> callable:
-    """A start_engine for create_app: torch loads in the engine thread, so the first frame is quick."""
+def engine_starter(cfg: Any, channel: Channel, resume: str | None, holder: dict,
+                   warm_start: str | None = None) -> callable:
+    """A start_engine for create_app: torch loads in the engine thread, so the first frame is quick.
+
+    With warm_start (a checkpoint file), a new run starts from it (restart with changes).
+    The holder always names the latest trainer, so the exit code and prints are about it.
+    """
 
     def target() -> None:
+        holder.pop("error", None)  # a new run: an earlier run's failure is not this one's
         try:
             from danlu.engine.errors import UserError
             from danlu.engine.trainer import Trainer
-            trainer = Trainer(cfg, channel, resume=resume)
+            trainer = Trainer(cfg, channel, resume=resume, warm_start=warm_start)
             holder["trainer"] = trainer
             if holder.get("signalled"):
                 trainer.request_stop(save=True)
@@ -53,7 +59,9 @@ def run_dashboard(cfg: Any, resume: str | None = None) -> int:
     channel = Channel()
     holder: dict = {}
     app = create_app(channel, engine_starter(cfg, channel, resume, holder),
-                     title=f"danlu · {cfg.run.name}")
+                     title=f"danlu · {cfg.run.name}",
+                     make_starter=lambda new_cfg, warm: engine_starter(new_cfg, channel, None, holder,
+                                                                       warm_start=warm))
 
     def on_signal(signum, frame):
         # SIGTERM, or SIGHUP when the SSH session drops: save at the next step boundary and end.

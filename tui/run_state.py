@@ -37,6 +37,7 @@ class RunState:
     lrs: list[float] = field(default_factory=list)
     grad_clip: float | None = None
     clipped: int = 0            # clipped steps since the start of this UI
+    amp_skipped: int = 0        # fp16 steps the GradScaler skipped (run total, from the engine)
     seen_steps: int = 0
     recent_clipped: float | None = None  # fraction in the last Metrics batch
     memory: dict[str, Any] = field(default_factory=dict)
@@ -113,6 +114,7 @@ class RunState:
         self.steps_per_s, self.samples_per_s = e.steps_per_s, e.samples_per_s
         self.elapsed, self.eta, self.total_steps = e.elapsed, e.eta, e.total_steps
         self.clipped += e.clipped
+        self.amp_skipped = getattr(e, "amp_skipped", 0)
         self.seen_steps += len(e.steps)
         self.recent_clipped = e.clipped / len(e.steps) if e.steps else None
         self.memory = dict(e.memory or {})

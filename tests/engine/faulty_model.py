@@ -7,6 +7,18 @@ import torch
 from torch import nn
 
 
+class _InfGrad(torch.autograd.Function):
+    """Identity forward; an infinite gradient backward (an fp16 overflow, simulated)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * float("inf")
+
+
 class Faulty(nn.Module):
     def __init__(self, num_classes: int, fault: str, at: int, once: bool):
         super().__init__()
@@ -22,6 +34,8 @@ class Faulty(nn.Module):
         if self.calls == self.at or (self.calls > self.at and not self.once):
             if self.fault == "nan":
                 return out * float("nan")
+            if self.fault == "infgrad":
+                return _InfGrad.apply(out)
             if self.fault == "spike":
                 return out * 1000.0
             if self.fault == "oom":

@@ -173,3 +173,27 @@ def test_crash_in_user_code_marks_run_failed_with_traceback(tiny_config):
     assert (t.run_dir / "checkpoints" / "step-0000004.pt").exists()
     import json
     assert json.loads((t.run_dir / "state.json").read_text())["state"] == "failed"
+
+
+def test_gradscaler_skipped_steps_are_counted_and_hold_the_schedule(tiny_config):
+    """fp16's GradScaler skips overflow steps: counted, shown, no alert, the schedule does not advance."""
+    from danlu.engine.trainer import Trainer
+    from .helpers import ScriptedChannel
+    cfg = tiny_config(faulty("infgrad", at=6, schedule={"name": "cosine"}, train={"max_steps": 10}))
+    ch = ScriptedChannel()
+    t = Trainer(cfg, ch)
+    ch.trainer = t
+    real_setup = t.setup
+
+    def setup_with_scaler():
+        real_setup()
+        t.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 8)  # what fp16 on CUDA uses
+
+    t.setup = setup_with_scaler
+    assert t.run() == "finished" and t.step == 10
+    assert t.amp_skipped == 1
+    assert not [a for a in of_type(ch.seen, ev.Alert) if a.kind == "nonfinite"]
+    assert of_type(ch.seen, ev.Metrics)[-1].amp_skipped == 1
+    recs = [r for r in read_jsonl(t.run_dir / "metrics.jsonl") if "loss" in r]
+    assert [r["step"] for r in recs if r.get("amp_skipped")] == [6]
+    assert recs[6]["lr"] == recs[5]["lr"]  # the skipped step did not advance the cosine

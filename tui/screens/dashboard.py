@@ -194,9 +194,23 @@ class DashboardScreen(Screen):
             return
         self.app.push_screen(LiveEditorScreen(cfg), self._send_all)
 
-    def _send_all(self, commands: list[ev.Command] | None) -> None:
-        for command in commands or []:
+    def _send_all(self, result) -> None:
+        from .editor_live import RestartRequest
+        if isinstance(result, RestartRequest):
+            self.app.restart_with(result.config, result.changes)
+            return
+        for command in result or []:
             self.pump.send(command)
+
+    def new_run(self, note: str | None = None) -> None:
+        """The app started a new engine (restart with changes): show its fresh RunState."""
+        self._pause_intent = None
+        self._last_alert = ""
+        self._shown_version = -1
+        if note:
+            self.query_one(EventLog).add("info", note)
+        self.redraw()
+        self.refresh_bindings()
 
     def _current_hparams(self) -> dict[str, object]:
         """Current values: the resolved config the run started with, then every applied change."""

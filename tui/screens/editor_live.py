@@ -2,13 +2,15 @@
 
 Hot settings (lr, weight_decay, momentum/betas, grad_clip, the intervals) are
 sent through the dashboard's pump as set_lr / set_hparam when you apply. Cold
-settings (batch size, model, data, ...) need a restart from the latest
-checkpoint, which danlu does not offer yet: they are listed, not applied, and
-Save as (F3) keeps them in a file for the next run.
+settings (batch size, model, data, ...) need a restart: ctrl+r (after a confirm)
+dismisses with a RestartRequest, and the app stops the run with a save and starts
+a new run from that checkpoint with the edited config (DanluApp.restart_with).
+Save as (F3) keeps the edited config in a file instead.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,28 @@ from danlu.engine.errors import ConfigError
 
 from ..config_doc import HOT_PATHS, changed_paths
 from .editor import EditorScreen
+from .editor_dialogs import ConfirmDialog
+
+
+@dataclass
+class RestartRequest:
+    """What the live editor hands back for "restart with changes": the edited config and a summary."""
+
+    config: Any                 # the edited, validated Config
+    changes: list[str]          # "data.batch_size 64 → 32", one per changed key
+
+
+def _value(cfg: Any, path: str) -> Any:
+    section, key = path.split(".", 1)
+    obj = getattr(cfg, section)
+    if hasattr(obj, key):
+        return getattr(obj, key)
+    return (getattr(obj, "args", None) or {}).get(key)
+
+
+def change_lines(old: Any, new: Any) -> list[str]:
+    """Every changed key as "path old → new"."""
+    return [f"{p} {_value(old, p)} → {_value(new, p)}" for p in changed_paths(old, new)]
 
 
 def live_changes(old: Any, new: Any) -> tuple[list[ev.Command], list[str]]:
@@ -48,6 +72,7 @@ class LiveEditorScreen(EditorScreen):
     BINDINGS = [
         Binding("f2,ctrl+t", "toggle_view", "Form/YAML", priority=True, id="live-toggle"),
         Binding("ctrl+s", "apply", "Apply hot changes", priority=True, id="live-apply"),
+        Binding("ctrl+r", "restart", "Restart with changes", priority=True, id="live-restart"),
         Binding("f3", "save_as", "Save as", priority=True, id="live-save-as"),
         Binding("f8", "next_problem", "Next problem", priority=True, id="live-next-problem"),
         Binding("escape", "close", "Close", id="live-close"),
@@ -70,7 +95,7 @@ class LiveEditorScreen(EditorScreen):
         hot = ", ".join(c.args.get("name", c.kind) for c in commands) or "none"
         note = f"running config · hot: {hot}"
         if cold:
-            note += f" · needs a restart: {', '.join(cold)}"
+            note += f" · needs a restart: {', '.join(cold)} (ctrl+r)"
         status.update(note)
 
     def action_apply(self) -> None:
@@ -80,13 +105,39 @@ class LiveEditorScreen(EditorScreen):
             return
         commands, cold = live_changes(self.original, self.checked.config)
         if cold:
-            self.notify(f"not applied: {', '.join(cold)} need a restart with changes, which danlu cannot do "
-                        "yet. Save as (F3) keeps them for the next run.", severity="warning", timeout=10)
+            self.notify(f"not applied: {', '.join(cold)} need a restart with changes (ctrl+r), "
+                        "or Save as (F3) keeps them for the next run.", severity="warning", timeout=10)
         if not commands:
             if not cold:
                 self.notify("no hot changes to apply")
             return
         self.dismiss(commands)
+
+    def action_restart(self) -> None:
+        """Cold changes: confirm, then hand the edited config back for a restart from a checkpoint."""
+        self._flush_check()
+        if self.checked.config is None or self.original is None:
+            self.notify(f"fix {len(self.checked.problems)} problem(s) first", severity="error")
+            return
+        _, cold = live_changes(self.original, self.checked.config)
+        if not cold:
+            self.notify("nothing here needs a restart; ctrl+s applies hot changes to the running run")
+            return
+        new = self.checked.config
+        changes = change_lines(self.original, new)
+        message = ("Stop this run with a checkpoint and start a new run from it with:\n  "
+                   + "\n  ".join(changes)
+                   + "\n\nWeights always carry over; the optimizer state too unless the optimizer changed. "
+                     "The new run gets its own run directory, which names this one as its parent.")
+
+        def chosen(choice: str | None) -> None:
+            if choice == "restart":
+                self.dismiss(RestartRequest(new, changes))
+
+        self.app.push_screen(ConfirmDialog("Restart with changes", message,
+                                           [("cancel", "Cancel", "default"),
+                                            ("restart", "Restart", "warning")],
+                                           id="restart-dialog"), chosen)
 
     def action_run(self) -> None:
         self.notify("the run is already going; apply hot changes with ctrl+s", severity="warning")

@@ -27,7 +27,8 @@ class GradPanel(Vertical):
         recent = (f" (last batch {100 * state.recent_clipped:.0f}%)"
                   if state.recent_clipped is not None and state.grad_clip is not None else "")
         self.query_one("#grad-text", Static).update(
-            f"[b]{num(state.last_grad)}[/b]  clip {clip}\nclipped {frac}{recent}")
+            f"[b]{num(state.last_grad)}[/b]  clip {clip}\nclipped {frac}{recent}"
+            + (f"  [$warning]fp16 skipped {state.amp_skipped}[/]" if state.amp_skipped else ""))
         hlines = [(state.grad_clip, "clip")] if state.grad_clip is not None else []
         # noisy norms fill the min..max band solid: draw it faint, the smoothed norm over it
         spec = PlotSpec(lines=[(state.grad, "grad-band"), (state.grad_ema, "grad")], hlines=hlines,
