@@ -201,6 +201,15 @@ def _fmt(v: Any) -> str:
     return repr(v) if isinstance(v, str) else str(v)
 
 
+# Knob types checked by isinstance alone: (Python type, how the message names it).
+_PLAIN_TYPES = {
+    "bool": (bool, "true or false"),
+    "str": (str, "a string"),
+    "dict": (dict, "a mapping (key: value)"),
+    "list": (list, "a list"),
+}
+
+
 def _check_value(path: str, v: Any, knob: Knob, problems: list[str]) -> Any:
     """The value coerced to the knob's type, or the problem appended and None returned."""
     if v is None:
@@ -209,21 +218,17 @@ def _check_value(path: str, v: Any, knob: Knob, problems: list[str]) -> Any:
         problems.append(f"{path}: must be set ({knob.help})")
         return None
     t = knob.type
-    if t == "bool":
-        if not isinstance(v, bool):
-            problems.append(f"{path}: must be true or false, got {_fmt(v)}")
-            return None
-        return v
-    if t == "str":
-        if not isinstance(v, str):
-            problems.append(f"{path}: must be a string, got {_fmt(v)}")
+    if t in _PLAIN_TYPES:
+        kind, words = _PLAIN_TYPES[t]
+        if not isinstance(v, kind):
+            problems.append(f"{path}: must be {words}, got {_fmt(v)}")
             return None
         if knob.choices and v not in knob.choices:
             hint = difflib.get_close_matches(v, knob.choices, n=1)
             extra = f" Did you mean {hint[0]!r}?" if hint else ""
             problems.append(f"{path}: must be one of {', '.join(knob.choices)}; got {v!r}.{extra}")
             return None
-        return v
+        return kind(v) if kind in (dict, list) else v  # containers copied, so configs never share them
     if t in ("int", "float"):
         return _check_number(path, v, knob, problems)
     if t in ("floats", "ints", "pair"):
@@ -242,16 +247,6 @@ def _check_value(path: str, v: Any, knob: Knob, problems: list[str]) -> Any:
             problems.append(f"{path}: must be increasing without repeats, got {out}")
             return None
         return out
-    if t == "dict":
-        if not isinstance(v, dict):
-            problems.append(f"{path}: must be a mapping (key: value), got {_fmt(v)}")
-            return None
-        return dict(v)
-    if t == "list":
-        if not isinstance(v, list):
-            problems.append(f"{path}: must be a list, got {_fmt(v)}")
-            return None
-        return list(v)
     raise AssertionError(f"unknown knob type {t}")
 
 
