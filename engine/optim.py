@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from .errors import UserError
+from .numbers import as_float
 from .knobs import OPTIMIZERS
 
 # Applied by the trainer between steps; listed so a misrouted call says where it belongs.
@@ -104,12 +105,7 @@ def build_optimizer(model: torch.nn.Module, cfg: Any) -> torch.optim.Optimizer:
 
 def _as_unit(name: str, value: Any) -> float:
     """A float in [0, 1), or ValueError saying why not."""
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}") from None
+    v = as_float(name, value, "a number in [0, 1)")
     if not (math.isfinite(v) and 0.0 <= v < 1.0):
         raise ValueError(f"{name} must be in [0, 1), got {value}")
     return v

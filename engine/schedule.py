@@ -12,6 +12,7 @@ import torch
 from .errors import CheckpointError, UserError
 from .events import LR_MODES
 from .knobs import SCHEDULERS, scheduler_defaults
+from .numbers import as_float
 
 MAX_LR = 10.0
 
@@ -265,12 +266,7 @@ class LRSchedule:
 
 
 def _positive(name: str, v: Any) -> float:
-    if isinstance(v, bool):
-        raise ValueError(f"{name} must be a number > 0, got {v!r}")
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number > 0, got {v!r}") from None
+    x = as_float(name, v, "a number > 0")
     if not (math.isfinite(x) and x > 0):
         raise ValueError(f"{name} must be a finite number > 0, got {v}")
     return x

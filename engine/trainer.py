@@ -36,10 +36,6 @@ from .telemetry import SystemSampler
 FLUSH_SECONDS = 0.5
 
 
-class StopRun(Exception):
-    """Raised inside the loop to leave it at a step boundary."""
-
-
 def _total_norm(params: list[torch.Tensor]) -> torch.Tensor:
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
