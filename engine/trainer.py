@@ -22,12 +22,13 @@ from torch.utils.data import DataLoader
 from . import checkpoint as ckpt
 from . import events as ev
 from .channel import Channel
+from .commands import CommandHandlers
 from .config import Config, from_dict
 from .data import build_datasets
 from .device import place
 from .errors import CheckpointError, UserError
 from .models import build_model, count_parameters
-from .optim import build_optimizer, set_hparam
+from .optim import build_optimizer
 from .runlog import RunLog, new_run_dir
 from .sampler import EpochSampler
 from .schedule import LRSchedule
@@ -46,7 +47,7 @@ def _total_norm(params: list[torch.Tensor]) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
 
 
-class Trainer:
+class Trainer(CommandHandlers):
     """One run: built from a Config, driven by commands, reporting through events."""
 
     def __init__(self, cfg: Config, channel: Channel | None = None, *,
@@ -510,90 +511,6 @@ class Trainer:
             self.paused = True
             self._set_state("paused", "non-finite values: lower the LR or load a checkpoint, then resume")
             self.log.event("pause", self.step, reason="nonfinite")
-
-    def _apply(self, cmd: ev.Command) -> None:
-        try:
-            handler = getattr(self, f"_cmd_{cmd.kind}")
-        except AttributeError:
-            self._reject(cmd, f"unknown command {cmd.kind!r}")
-            return
-        try:
-            handler(cmd)
-        except (ValueError, TypeError, UserError) as e:
-            self._reject(cmd, str(e))
-
-    def _ack(self, cmd: ev.Command, old: Any = None, new: Any = None, detail: str = "", **log: Any) -> None:
-        self.emit(ev.CommandApplied(cmd.id, cmd.kind, self.step, old, new, detail))
-        self.log.event(cmd.kind, self.step, old=old, new=new, **({"detail": detail} if detail else {}), **log)
-
-    def _reject(self, cmd: ev.Command, reason: str) -> None:
-        self.emit(ev.CommandRejected(cmd.id, cmd.kind, self.step, reason))
-        self.log.event("rejected", self.step, command=cmd.kind, args=cmd.args, reason=reason)
-
-    def _cmd_pause(self, cmd: ev.Command) -> None:
-        if self.paused:
-            raise ValueError("already paused")
-        self.paused = True
-        self._flush()
-        self._ack(cmd, detail=f"paused after step {self.step}")
-        self._set_state("paused")
-
-    def _cmd_resume(self, cmd: ev.Command) -> None:
-        if not self.paused:
-            raise ValueError("not paused")
-        self.paused = False
-        self._t_flush, self._steps_at_flush = time.monotonic(), self.step
-        self._ack(cmd, detail=f"resumed at step {self.step + 1}")
-        self._set_state("running")
-
-    def _cmd_set_lr(self, cmd: ev.Command) -> None:
-        a = cmd.args
-        old, new = self.schedule.set_lr(value=a.get("value"), factor=a.get("factor"),
-                                        group=a.get("group"), mode=a.get("mode", "rescale"))
-        self._ack(cmd, old, new, detail=f"{a.get('mode', 'rescale')}; from step {self.step + 1}",
-                  mode=a.get("mode", "rescale"), group=a.get("group"))
-
-    def _cmd_set_hparam(self, cmd: ev.Command) -> None:
-        name, value, group = cmd.args.get("name"), cmd.args.get("value"), cmd.args.get("group")
-        if name == "grad_clip":
-            if value is not None:
-                value = float(value)
-                if not (math.isfinite(value) and value > 0):
-                    raise ValueError(f"grad_clip must be a positive number (or none to disable), got {value}")
-            old, self.grad_clip = self.grad_clip, value
-        elif name in ("log_every", "eval_every", "checkpoint_every"):
-            if value is not None:
-                if isinstance(value, bool) or not float(value).is_integer() or int(value) < 1:
-                    raise ValueError(f"{name} must be a whole number >= 1, got {value}")
-                value = int(value)
-            elif name == "log_every":
-                raise ValueError("log_every must be a whole number >= 1")
-            old = getattr(self, name)
-            setattr(self, name, value)
-        elif name in ev.HOT_HPARAMS:
-            old, value = set_hparam(self.optimizer, name, value, group=group, schedule=self.schedule)
-        else:
-            raise ValueError(f"{name!r} cannot change mid-run; hot settings are: {', '.join(ev.HOT_HPARAMS)}. "
-                             "Change others in the config and restart from a checkpoint.")
-        self._ack(cmd, old, value, name=name)
-
-    def _cmd_save_checkpoint(self, cmd: ev.Command) -> None:
-        path = self.save_checkpoint("request")
-        if path is None:
-            raise ValueError("checkpoint not written (see the alert)")
-        self.emit(ev.CommandApplied(cmd.id, cmd.kind, self.step, None, str(path), f"saved {path}"))
-
-    def _cmd_eval_now(self, cmd: ev.Command) -> None:
-        res = self.evaluate()
-        if res is None:
-            raise ValueError("no validation set (data.val_fraction is 0)")
-        self._ack(cmd, None, {"val_loss": res[0], "val_acc": res[1]})
-
-    def _cmd_stop(self, cmd: ev.Command) -> None:
-        save = bool(cmd.args.get("save", True))
-        self._stop_requested = save
-        self._ack(cmd, detail="saving and stopping" if save else "stopping without saving", save=save)
-        self._set_state("stopping")
 
     # ------------------------------------------------------------------ checkpoints
     def _weights_finite(self) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from rich.segment import Segment
-from rich.style import Style
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.strip import Strip
