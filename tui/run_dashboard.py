@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
+import time
 from typing import Any
 
 from danlu.engine.channel import Channel
@@ -52,6 +54,23 @@ def _say(text: str, err: bool = False) -> None:
         pass
 
 
+def _exit_once_saved(app: Any, holder: dict, grace_s: float = 5.0) -> None:
+    """After SIGHUP/SIGTERM: once the engine has saved and ended, make sure the process ends too.
+
+    With its terminal gone the app can block for good writing to it; the run directory
+    already holds everything, so after a grace period the process leaves without the app.
+    """
+    while True:
+        thread = app.engine_thread
+        if thread is not None and not thread.is_alive():
+            break
+        time.sleep(0.1)
+    time.sleep(grace_s)  # the app's own, orderly exit normally wins this race
+    trainer = holder.get("trainer")
+    state = getattr(trainer, "final_state", "failed")
+    os._exit(0 if state in ("finished", "stopped") else 1)
+
+
 def run_dashboard(cfg: Any, resume: str | None = None) -> int:
     """Open the dashboard on a run; returns the process exit code."""
     from .app import create_app
@@ -71,6 +90,10 @@ def run_dashboard(cfg: Any, resume: str | None = None) -> int:
         if trainer is not None:
             trainer.request_stop(save=True)
         app.exit(return_code=0)
+        if "watchdog" not in holder:
+            holder["watchdog"] = threading.Thread(target=_exit_once_saved, args=(app, holder),
+                                                  name="danlu-hangup", daemon=True)
+            holder["watchdog"].start()
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
