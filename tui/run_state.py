@@ -91,20 +91,15 @@ class RunState:
         self.grad_clip = e.grad_clip
 
     def _on_Metrics(self, e: ev.Metrics, _):
-        for s, v in zip(e.steps, e.loss):
-            self.loss.append(s, v)
-            if v is not None and math.isfinite(v):
-                self._ema_n += 1
-                self._ema = EMA_WEIGHT * self._ema + (1 - EMA_WEIGHT) * v
-                self.ema.append(s, self._ema / (1 - EMA_WEIGHT ** self._ema_n))
-            else:
-                self.nonfinite += 1
+        # Every step of the run passes through here on the UI thread, which shares the GIL with
+        # the training loop: whole batches go to Series.extend, and the EMAs are one tight loop.
+        self.loss.extend(e.steps, e.loss)
+        steps, smooth, self._ema, self._ema_n = _ema(e.steps, e.loss, self._ema, self._ema_n)
+        self.nonfinite += len(e.steps) - len(steps)
+        self.ema.extend(steps, smooth)
         self.grad.extend(e.steps, e.grad_norm)
-        for s, v in zip(e.steps, e.grad_norm):
-            if v is not None and math.isfinite(v):
-                self._gema_n += 1
-                self._gema = EMA_WEIGHT * self._gema + (1 - EMA_WEIGHT) * v
-                self.grad_ema.append(s, self._gema / (1 - EMA_WEIGHT ** self._gema_n))
+        steps, smooth, self._gema, self._gema_n = _ema(e.steps, e.grad_norm, self._gema, self._gema_n)
+        self.grad_ema.extend(steps, smooth)
         self.lr.extend(e.steps, e.lr)
         self.step, self.epoch = e.step, e.epoch
         self.last_loss = e.loss[-1] if e.loss else self.last_loss
@@ -150,3 +145,16 @@ class RunState:
 
     def _on_Alert(self, e: ev.Alert, _):
         self.markers.append((e.step, "alert"))
+
+
+def _ema(steps, values, ema: float, n: int) -> tuple[list[int], list[float], float, int]:
+    """Bias-corrected EMA over the finite values: (their steps, smoothed values, new ema, new n)."""
+    out_steps, out = [], []
+    w, isfinite = EMA_WEIGHT, math.isfinite
+    for s, v in zip(steps, values):
+        if v is not None and isfinite(v):
+            n += 1
+            ema = w * ema + (1 - w) * v
+            out_steps.append(s)
+            out.append(ema / (1 - w ** n))
+    return out_steps, out, ema, n

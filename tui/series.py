@@ -9,6 +9,7 @@ are bounded by `recent + buckets` whatever the run length. Torch-free.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass
 
@@ -22,6 +23,14 @@ class Bucket:
     hi: float
     last: float
     last_step: int
+
+
+def _all_finite(values: list) -> bool:
+    """fsum is exact, so the sum is finite iff every value is; None or overflow: go the slow way."""
+    try:
+        return math.isfinite(math.fsum(values))
+    except (TypeError, OverflowError):
+        return False
 
 
 # What one chart column shows: (lowest, highest, last value) among its points.
@@ -69,8 +78,39 @@ class Series:
                 self._coarsen()
 
     def extend(self, steps, values) -> None:
-        for s, v in zip(steps, values):
-            self.append(s, v)
+        """Append a batch; the same result as appending point by point, at a fraction of the cost.
+
+        The engine sends steps in ascending batches of `log_every`, and the UI folds
+        every step of a run, so this is on the dashboard's hot path: the recent window
+        and each bucket's min/max take C-level slices instead of a Python call per point.
+        """
+        steps, values = list(steps), list(values)
+        n = len(steps)
+        if n < 4 or steps != sorted(steps) or not _all_finite(values):
+            for s, v in zip(steps, values):
+                self.append(s, v)
+            return
+        values = list(map(float, values))
+        if self.first_step is None:
+            self.first_step = steps[0]
+        self.last_step, self.last = steps[-1], values[-1]
+        self.count += n
+        self.recent.extend(zip(steps, values))
+        i = 0
+        while i < n:
+            w = self.width
+            idx = steps[i] // w
+            j = bisect_left(steps, (idx + 1) * w, i)  # first step past this bucket
+            chunk = values[i:j]
+            b = self.buckets[-1] if self.buckets else None
+            if b is not None and b.index == idx:
+                b.lo, b.hi = min(b.lo, *chunk), max(b.hi, *chunk)
+                b.last, b.last_step = chunk[-1], steps[j - 1]
+            else:
+                self.buckets.append(Bucket(idx, min(chunk), max(chunk), chunk[-1], steps[j - 1]))
+                if len(self.buckets) > self.max_buckets:
+                    self._coarsen()
+            i = j
 
     def _coarsen(self) -> None:
         """Double the bucket width, merging buckets that now share an index."""

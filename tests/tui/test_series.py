@@ -1,5 +1,9 @@
 import math
+import random
 import time
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from danlu.tui.series import Series
 
@@ -77,3 +81,28 @@ def test_draw_cost_does_not_grow_with_run_length():
     small, big = build(1_000), build(10_000_000)
     assert len(big.buckets) <= big.max_buckets and len(big.recent) <= big.recent.maxlen
     assert cost(big) < 5 * cost(small) + 0.05
+
+
+def _snapshot(s: Series):
+    return (list(s.recent), [(b.index, b.lo, b.hi, b.last, b.last_step) for b in s.buckets],
+            s.width, s.count, s.skipped, s.first_step, s.last_step, s.last)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 3), st.lists(st.tuples(st.integers(1, 40), st.booleans()), min_size=1, max_size=60),
+       st.integers(0, 10_000))
+def test_batch_extend_equals_appending_point_by_point(seed, batches, start):
+    """The dashboard folds whole Metrics batches with extend(): it must draw exactly what append() would."""
+    rnd = random.Random(seed)
+    one, many = Series(recent=50, buckets=8), Series(recent=50, buckets=8)
+    step = start
+    for size, with_nan in batches:
+        steps = list(range(step, step + size))
+        values = [rnd.uniform(-5, 5) for _ in steps]
+        if with_nan:
+            values[rnd.randrange(size)] = float("nan")
+        step += size
+        for s, v in zip(steps, values):
+            one.append(s, v)
+        many.extend(steps, values)
+        assert _snapshot(many) == _snapshot(one)
