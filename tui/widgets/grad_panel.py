@@ -10,6 +10,7 @@ from ..format import num
 from ..plot import PlotSpec
 from ..run_state import RunState
 from .chart import Chart
+from .text import set_text
 
 
 class GradPanel(Vertical):
@@ -26,7 +27,7 @@ class GradPanel(Vertical):
         frac = f"{100 * state.clipped / state.seen_steps:.0f}%" if state.seen_steps else "–"
         recent = (f" (last batch {100 * state.recent_clipped:.0f}%)"
                   if state.recent_clipped is not None and state.grad_clip is not None else "")
-        self.query_one("#grad-text", Static).update(
+        set_text(self.query_one("#grad-text", Static),
             f"[b]{num(state.last_grad)}[/b]  clip {clip}\nclipped {frac}{recent}"
             + (f"  [$warning]fp16 skipped {state.amp_skipped}[/]" if state.amp_skipped else ""))
         hlines = [(state.grad_clip, "clip")] if state.grad_clip is not None else []

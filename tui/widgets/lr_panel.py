@@ -9,6 +9,7 @@ from textual.widgets import Static
 from ..plot import PlotSpec
 from ..run_state import RunState
 from .chart import Chart
+from .text import set_text
 
 
 class LrPanel(Vertical):
@@ -29,7 +30,7 @@ class LrPanel(Vertical):
             parts = [f"[b]{lr:.2e}[/b] {groups[i] if i < len(groups) else i}"
                      for i, lr in enumerate(lrs)] or ["–"]
         phase = f" · {state.phase}" if state.phase else ""
-        self.query_one("#lr-text", Static).update(f"{'  '.join(parts)}\n{schedule}{phase}")
+        set_text(self.query_one("#lr-text", Static), f"{'  '.join(parts)}\n{schedule}{phase}")
         spec = PlotSpec(lines=[(state.lr, "lr")],
                         vmarks=[(s, "mark-set_lr") for s, k in state.markers if k == "set_lr"],
                         empty_text=state.empty_text)

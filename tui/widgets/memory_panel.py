@@ -8,6 +8,7 @@ from textual.widgets import Static
 
 from ..format import nbytes, num
 from ..run_state import RunState
+from .text import set_text
 
 # Known keys in display order with a label; anything else follows, sorted.
 # The engine's keys (engine/telemetry.py) and their labels, in display order.
@@ -45,9 +46,9 @@ class MemoryPanel(Static):
     def show(self, state: RunState) -> None:
         mem = state.memory
         if not mem:
-            self.update("[dim]no memory counters yet[/]")
+            set_text(self, "[dim]no memory counters yet[/]")
             return
         keys = [k for k in _KNOWN if k in mem] + sorted(k for k in mem if k not in _KNOWN)
         label_w = max(len(_KNOWN.get(k, k)) for k in keys)
-        self.update("\n".join(f"{_KNOWN.get(k, k):<{label_w}} {format_memory(k, mem[k])}"
+        set_text(self, "\n".join(f"{_KNOWN.get(k, k):<{label_w}} {format_memory(k, mem[k])}"
                               for k in keys))

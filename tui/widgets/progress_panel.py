@@ -6,6 +6,7 @@ from textual.widgets import Static
 
 from ..format import duration, rate
 from ..run_state import RunState
+from .text import set_text
 
 
 def bar(fraction: float, width: int) -> str:
@@ -38,7 +39,7 @@ class ProgressPanel(Static):
             f"{rate(state.steps_per_s)} step/s  {rate(state.samples_per_s)} samples/s",
             f"elapsed {duration(state.elapsed)}  ETA {duration(state.eta)}",
         ]
-        self.update("\n".join(lines))
+        set_text(self, "\n".join(lines))
 
     def on_resize(self) -> None:
         # the bar's width follows the panel's; redraw from the last state we were shown

@@ -10,6 +10,7 @@ from textual.widgets import Static
 from ..describe import state_detail
 from ..format import nbytes
 from ..run_state import RunState
+from .text import set_text
 
 # state -> CSS variable for its colour
 _COLOURS = {
@@ -57,4 +58,5 @@ class StatusLine(Static):
             parts.append(" · ".join(where) + f" · {escape(short_dir(state.run.run_dir))}")
         self.set_class(state.final, "-final")
         self.set_class(state.state == "failed", "-failed")
-        self.update("  ".join(parts))
+        # a final status may wrap to three rows: only then does its height change
+        set_text(self, "  ".join(parts), layout=state.final)

@@ -6,6 +6,7 @@ from textual.widgets import Static
 
 from ..format import num
 from ..run_state import RunState
+from .text import set_text
 
 
 def _pct(x: float | None) -> str:
@@ -19,9 +20,9 @@ class ValPanel(Static):
     def show(self, state: RunState) -> None:
         v = state.val
         if v is None:
-            self.update("[dim]not evaluated yet\ne: evaluate now[/]")
+            set_text(self, "[dim]not evaluated yet\ne: evaluate now[/]")
             return
         star = " [$success]★ best[/]" if v.is_best else ""
-        self.update(f"loss [b]{num(v.val_loss)}[/b]  best {num(state.best_val_loss)}\n"
+        set_text(self, f"loss [b]{num(v.val_loss)}[/b]  best {num(state.best_val_loss)}\n"
                     f"acc  [b]{_pct(v.val_acc)}[/b]  best {_pct(state.best_val_acc)}\n"
                     f"at step {v.step}, epoch {v.epoch}{star}")
