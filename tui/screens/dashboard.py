@@ -27,10 +27,16 @@ from .hparam_dialog import HparamDialog
 from .lr_dialog import LrDialog
 
 TICK_S = 0.1  # drain the channel ~10 times a second
-# New metrics alone redraw at most this often; any other event (status, answer, alert) at once.
-# A full 120x40 frame costs ~50 ms of the GIL on a small CPU, taken from the engine thread:
-# at 10 Hz the dashboard cut a Python-bound run's steps/s by half (docs/performance.md).
+# New metrics alone redraw the text panels at most this often; any other event (status, answer,
+# alert) redraws everything at once.
 REDRAW_S = 0.5
+# The charts are most of a frame's cost (~10-25 ms of the UI thread at 120x40 on a small CPU),
+# and the UI thread's time is taken from the training thread under the GIL: at 10 Hz the
+# dashboard halved a Python-bound run's steps/s (docs/performance.md). So metrics-only chart
+# redraws are spaced to keep their cost under UI_BUDGET of the wall clock, measured frame by
+# frame on this machine, never more often than REDRAW_S nor less often than CHARTS_MAX_S.
+UI_BUDGET = 0.02
+CHARTS_MAX_S = 2.0
 COMPACT_W, COMPACT_H = 100, 30  # below either, the compact layout
 # Actions that talk to a live engine; disabled once the run has ended.
 LIVE_ACTIONS = ("toggle_pause", "set_lr", "set_hparam", "save", "evaluate", "edit_config")
@@ -61,8 +67,12 @@ class DashboardScreen(Screen):
         self.pump = pump
         self.log_scale = False
         self._pause_intent: bool | None = None  # what space last asked for, until the engine says
-        self._shown_version = -1
-        self._drawn_at = 0.0
+        self._shown_version = -1    # the state version the charts (and so everything) show
+        self._panels_version = -1   # the version the text panels show
+        self._drawn_at = 0.0        # last full redraw (charts too)
+        self._panels_at = 0.0
+        self._frame_cpu = 0.0       # UI thread CPU seconds the last full redraw took
+        self._measuring: float | None = None
         self._was_final = False
         self._last_alert = ""  # the failed status usually repeats it: say it once
 
@@ -101,6 +111,8 @@ class DashboardScreen(Screen):
     # -- events in ---------------------------------------------------------
     def tick(self) -> None:
         """Drain the channel, log what happened, redraw if anything changed."""
+        if self._measuring is not None:  # the last full frame has been rendered since (timer order)
+            self._frame_cpu, self._measuring = time.thread_time() - self._measuring, None
         log = self.query_one(EventLog)
         notable = self.pump.tick()
         for e in notable:
@@ -116,9 +128,15 @@ class DashboardScreen(Screen):
                 self._last_alert = e.message
             if isinstance(e, ev.StatusChanged):
                 self._pause_intent = None
-        if self.state.version != self._shown_version and (
-                notable or time.monotonic() - self._drawn_at >= REDRAW_S):
+        version, now = self.state.version, time.monotonic()
+        if version != self._shown_version and (notable or now - self._drawn_at >= self.charts_interval()):
             self.redraw()
+        elif version != self._panels_version and now - self._panels_at >= REDRAW_S:
+            self._redraw_panels()
+
+    def charts_interval(self) -> float:
+        """Seconds between metrics-only chart redraws: the last frame's cost over the budget."""
+        return min(max(REDRAW_S, self._frame_cpu / UI_BUDGET), CHARTS_MAX_S)
 
     def _repeats_alert(self, e) -> bool:
         return (isinstance(e, ev.StatusChanged) and e.state == "failed" and bool(e.detail)
@@ -140,16 +158,25 @@ class DashboardScreen(Screen):
                    severity="error" if e.state == "failed" else "information")
 
     def redraw(self) -> None:
+        """Everything, charts included."""
         s = self.state
+        self._measuring = time.thread_time()
         self._shown_version = s.version
         self._drawn_at = time.monotonic()
-        self.query_one(StatusLine).show(s)
+        self._redraw_panels()
         self.query_one(LossChart).show(s, log=self.log_scale)
+        self.query_one(LrPanel).show(s)
+        self.query_one(GradPanel).show(s)
+
+    def _redraw_panels(self) -> None:
+        """The text panels only: step, rates, ETA, validation, memory (cheap)."""
+        s = self.state
+        self._panels_version = s.version
+        self._panels_at = time.monotonic()
+        self.query_one(StatusLine).show(s)
         self.query_one(ProgressPanel).show(s)
         self.query_one(ValPanel).show(s)
         self.query_one(MemoryPanel).show(s)
-        self.query_one(LrPanel).show(s)
-        self.query_one(GradPanel).show(s)
         if s.final != self._was_final:
             self._was_final = s.final
             self.refresh_bindings()
@@ -206,7 +233,7 @@ class DashboardScreen(Screen):
         """The app started a new engine (restart with changes): show its fresh RunState."""
         self._pause_intent = None
         self._last_alert = ""
-        self._shown_version = -1
+        self._shown_version = self._panels_version = -1
         if note:
             self.query_one(EventLog).add("info", note)
         self.redraw()
