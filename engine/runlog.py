@@ -63,6 +63,28 @@ class RunLog:
     def metric(self, record: dict[str, Any]) -> None:
         self._metrics.write(json.dumps(_clean(record)) + "\n")
 
+    def train_steps(self, steps: list[int], epochs: list[int], losses: list[float], lrs: list[list[float]],
+                    norms: list[float], amp_skipped: set[int]) -> None:
+        """One metrics.jsonl line per optimizer step, written in one go at each flush.
+
+        This runs for every step of every run, on the training thread, so the common case
+        (finite floats, no fp16 skip) is formatted directly: float repr is what json writes.
+        Anything else goes through `metric()` and its NaN-to-null cleaning.
+        """
+        lines = []
+        finite = math.isfinite
+        for s, e, loss, lr, norm in zip(steps, epochs, losses, lrs, norms):
+            if s in amp_skipped or not (finite(loss) and finite(norm) and all(map(finite, lr))):
+                rec = {"step": s, "epoch": e, "loss": loss, "lr": lr[0], "lrs": lr, "grad_norm": norm}
+                if s in amp_skipped:
+                    rec["amp_skipped"] = True
+                lines.append(json.dumps(_clean(rec)))
+                continue
+            lines.append(f'{{"step": {s:d}, "epoch": {e:d}, "loss": {float(loss)!r}, "lr": {float(lr[0])!r}, '
+                         f'"lrs": [{", ".join([repr(float(x)) for x in lr])}], "grad_norm": {float(norm)!r}}}')
+        if lines:
+            self._metrics.write("\n".join(lines) + "\n")
+
     def flush(self) -> None:
         self._metrics.flush()
 

@@ -411,11 +411,7 @@ class Trainer(CommandHandlers):
         rate = done / elapsed if elapsed > 0 else 0.0
         eta = (self.total_steps - steps[-1]) / rate if rate > 0 else None
         amp = self._amp_skipped_steps
-        for s, l_, n, lr, e in zip(steps, losses, norms, lrs, epochs):
-            rec = {"step": s, "epoch": e, "loss": l_, "lr": lr[0], "lrs": lr, "grad_norm": n}
-            if s in amp:
-                rec["amp_skipped"] = True
-            self.log.metric(rec)
+        self.log.train_steps(steps, epochs, losses, lrs, norms, amp)
         clipped = sum(1 for n in norms if self.grad_clip is not None and n > self.grad_clip)
         batch = self.cfg.data.batch_size * self.cfg.train.grad_accum
         self.emit(ev.Metrics(
