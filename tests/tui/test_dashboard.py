@@ -225,3 +225,37 @@ async def test_compact_layout_at_80x24(channel):
         await wait_for(pilot, lambda: app.pump.state.step == 200, what="step 200")
         assert app.screen.has_class("-compact")
         assert app.screen.query_one("#loss").size.height >= 8
+
+
+@pytest.mark.asyncio
+async def test_costly_charts_wait_but_panels_and_events_do_not(channel, monkeypatch):
+    """On a slow machine the charts are spaced out (they share the GIL with training);
+    the step counter keeps moving at 2 Hz, and a status change draws everything at once."""
+    import random
+
+    import danlu.tui.screens.dashboard as dash
+    from danlu.tui.widgets.chart import Chart
+    from danlu.tui.widgets.loss_chart import LossChart
+
+    from .fake_engine import metrics
+
+    monkeypatch.setattr(dash, "UI_BUDGET", 1e-9)  # any frame is "too costly": charts every CHARTS_MAX_S
+    emit_run(channel, steps=200)
+    app = create_app(channel)
+    async with app.run_test(size=SIZE) as pilot:
+        state, screen = app.pump.state, app.screen
+        chart = screen.query_one(LossChart).query_one(Chart)
+        await wait_for(pilot, lambda: state.step == 200 and screen._shown_version == state.version,
+                       what="first frame")
+        await pilot.pause(0.3)  # the first frame's cost is measured
+        assert screen.charts_interval() == dash.CHARTS_MAX_S
+        channel.emit(metrics(200, 20, random.Random(1)))
+        await wait_for(pilot, lambda: "step 220/" in rendered(screen.query_one(ProgressPanel)),
+                       timeout=1.5, what="the progress panel at step 220")
+        assert chart._key[0] < state.version, "the chart redrew before its interval"
+        await wait_for(pilot, lambda: chart._key[0] == state.version, timeout=dash.CHARTS_MAX_S + 1.5,
+                       what="the chart catching up")
+        channel.emit(metrics(220, 20, random.Random(2)))
+        channel.emit(ev.StatusChanged("paused", 240))
+        await wait_for(pilot, lambda: chart._key[0] == state.version, timeout=0.6,
+                       what="a status change redrawing the charts at once")
