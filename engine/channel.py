@@ -92,7 +92,8 @@ class Channel:
         """Next command, or None. Blocks up to `timeout` seconds when given."""
         try:
             if timeout is None:
-                return self._commands.get_nowait()
+                # once per step on the training thread: an empty check is cheaper than a raised Empty
+                return None if self._commands.empty() else self._commands.get_nowait()
             return self._commands.get(timeout=timeout)
         except queue.Empty:
             return None

@@ -10,6 +10,9 @@ import torch
 from .errors import UserError
 
 
+_NO_AUTOCAST = contextlib.nullcontext()  # reusable; one less object per step in fp32
+
+
 @dataclass(frozen=True)
 class Placement:
     device: torch.device
@@ -20,7 +23,7 @@ class Placement:
     def autocast(self):
         """Autocast for the forward pass; a no-op in fp32."""
         if self.autocast_dtype is None:
-            return contextlib.nullcontext()
+            return _NO_AUTOCAST
         return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
 
     @property

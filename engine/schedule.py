@@ -131,9 +131,14 @@ class LRSchedule:
 
     def _write(self) -> None:
         f = self._warmup_factor()
+        current = []
         for g, group in enumerate(self.optimizer.param_groups):
             o = self._override[g]
-            group["lr"] = o if o is not None else self._sched_lrs[g] * self._scale[g] * f
+            group["lr"] = lr = o if o is not None else self._sched_lrs[g] * self._scale[g] * f
+            current.append(float(lr))
+        # Every LR change goes through here, so the trainer reads this per step instead of lrs():
+        # a new list each time (never mutated), so it can be kept as the step's record.
+        self.current: list[float] = current
 
     # --- a person's changes ---------------------------------------------------
 

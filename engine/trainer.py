@@ -296,8 +296,9 @@ class Trainer(CommandHandlers):
             self.evaluate()
 
     def _forward_backward(self, x: torch.Tensor, y: torch.Tensor, accum: int) -> torch.Tensor:
-        x = x.to(self.device, non_blocking=True)
-        y = y.to(self.device, non_blocking=True)
+        if self.device.type != "cpu":  # on the CPU .to() is a no-op that still costs a dispatch
+            x = x.to(self.device, non_blocking=True)
+            y = y.to(self.device, non_blocking=True)
         with self.placement.autocast():
             logits = self.model(x)
             loss = F.cross_entropy(logits, y)
@@ -341,7 +342,7 @@ class Trainer(CommandHandlers):
                                          f"or grad norm ({float(norm):.4g}); nan_policy=skip")
                 self.log.event("skip", self.step + 1)
                 return
-        lrs = self.schedule.lrs()  # the LRs this step uses (host floats, no sync)
+        lrs = self.schedule.current  # the LRs this step uses (host floats, no sync)
         skipped = False
         if self.scaler is not None:
             before = self.scaler.get_scale()

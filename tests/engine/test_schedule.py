@@ -279,3 +279,37 @@ def test_onecycle_holds_its_last_lr_past_the_cycle():
     sched = LRSchedule(opt, sched_cfg("onecycle", total_steps=20), SPE, TOTAL)
     lrs = drive(sched, opt, 0, TOTAL)
     assert flat(lrs)[20:] == [flat(lrs)[20]] * 40
+
+
+def test_current_lrs_follow_every_change():
+    """The trainer records schedule.current each step: it must always equal the groups' LRs."""
+    import torch
+
+    from danlu.engine.config import from_dict
+    from danlu.engine.schedule import LRSchedule
+
+    for name, extra in (("cosine", {}), ("plateau", {"patience": 0}), ("onecycle", {}), ("step", {"step_size": 1})):
+        model = torch.nn.Linear(2, 2)
+        opt = torch.optim.SGD([{"params": [model.weight]}, {"params": [model.bias], "lr": 0.5}], lr=0.1, momentum=0.9)
+        cfg = from_dict({"schedule": {"name": name, "warmup_steps": 3, **extra}}).schedule
+        sched = LRSchedule(opt, cfg, steps_per_epoch=4, total_steps=20)
+
+        def groups():
+            return [g["lr"] for g in opt.param_groups]
+        assert sched.current == groups()
+        for step in range(12):
+            opt.step()  # no grads: a no-op, but torch wants it before each scheduler step
+            sched.on_step()
+            assert sched.current == groups(), (name, step)
+            if step == 4:
+                sched.set_lr(factor=0.5)
+            if step == 6:
+                sched.set_lr(value=0.01, group=1)
+            if step % 4 == 3:
+                sched.on_epoch_end()
+                sched.on_eval(1.0)
+            assert sched.current == groups(), (name, step)
+        state = sched.state_dict()
+        sched.set_lr(value=1.0)
+        sched.load_state_dict(state)
+        assert sched.current == groups()
