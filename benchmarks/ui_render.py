@@ -12,8 +12,10 @@ Not a test (never asserted). Run from the repository root:
    render_lines over its whole region (columns from the Series, braille, axes, Strips).
 2. Memory: process RSS after a full gc at 10^5 and at 10^7 steps of history.
 3. UI duty: the real dashboard with a producer at 1,000 steps/s (log_every 10); the UI
-   thread's CPU time over wall time, for several values of the dashboard's REDRAW_S.
-   Under the GIL, this is roughly what the dashboard takes from a Python-bound engine.
+   thread's CPU time over wall time, the full (chart) frames drawn and their median cost,
+   for the shipped pacing (panels at REDRAW_S, charts spaced by UI_BUDGET) and for the
+   older ones (everything every 0.1 s, everything every REDRAW_S). Under the GIL, this
+   is roughly what the dashboard takes from a Python-bound engine.
 4. EventPump: the real dashboard (create_app, no engine) at 120x40, a producer thread
    emitting Metrics at a fixed rate for some seconds; the channel's backlog is sampled
    every 50 ms. Keeping up means the backlog stays flat (no merges) and every step
@@ -181,15 +183,17 @@ async def pump_table(seconds: float) -> None:
               f" {r['backlog_median']:>13.0f} / {r['backlog_max']:>4} / {r['backlog_last_s']:>4}", flush=True)
 
 
-async def duty(redraw_s: float, seconds: float = 6.0, rate: int = 1000, per: int = 10) -> float:
-    """Fraction of wall time the UI thread spends on CPU while metrics stream in."""
+async def duty(redraw_s: float, budget: float, seconds: float = 6.0, rate: int = 1000,
+               per: int = 10) -> tuple[float, int, float]:
+    """(UI thread CPU/wall, full frames drawn, their median CPU ms) while metrics stream in."""
     import danlu.tui.screens.dashboard as dash
     from danlu.tui.app import create_app
-    saved = dash.REDRAW_S
-    dash.REDRAW_S = redraw_s
+    saved = dash.REDRAW_S, dash.UI_BUDGET
+    dash.REDRAW_S, dash.UI_BUDGET = redraw_s, budget
     channel = Channel()
     app = create_app(channel, None, title="bench")
     stop = threading.Event()
+    frames: list[float] = []
 
     def producer():
         rnd, step, i, t0 = random.Random(0), 1, 0, time.perf_counter()
@@ -202,25 +206,37 @@ async def duty(redraw_s: float, seconds: float = 6.0, rate: int = 1000, per: int
     try:
         async with app.run_test(size=(W, H)) as pilot:
             await pilot.pause()
+            screen = app.screen
             th = threading.Thread(target=producer, name="bench-producer")
             th.start()
             await asyncio.sleep(1.0)  # past the first frames
             c0, w0 = time.thread_time(), time.perf_counter()
-            await asyncio.sleep(seconds)
+            end, last = w0 + seconds, screen._frame_cpu
+            while time.perf_counter() < end:
+                await asyncio.sleep(0.05)
+                if screen._frame_cpu != last:  # a full frame was drawn and measured
+                    last = screen._frame_cpu
+                    frames.append(1000 * last)
             busy = (time.thread_time() - c0) / (time.perf_counter() - w0)
             stop.set()
             th.join()
     finally:
-        dash.REDRAW_S = saved
-    return busy
+        dash.REDRAW_S, dash.UI_BUDGET = saved
+    return busy, len(frames), statistics.median(frames) if frames else float("nan")
 
 
-async def duty_table() -> None:
+async def duty_table(seconds: float = 8.0) -> None:
     import danlu.tui.screens.dashboard as dash
-    print(f"\nUI thread busy (CPU/wall), dashboard at {W}x{H}, producer 1,000 steps/s in batches of 10; "
-          f"REDRAW_S default {dash.REDRAW_S}")
-    for r in (0.1, 0.25, 0.5, 1.0):
-        print(f"  redraw at most every {r:4.2f} s: {100 * await duty(r):5.1f}%", flush=True)
+    print(f"\nUI thread busy (CPU/wall), dashboard at {W}x{H}, producer 1,000 steps/s in batches of 10, "
+          f"{seconds:.0f} s each")
+    print(f"{'pacing':52} {'busy':>6} {'chart frames':>13} {'frame ms':>9}")
+    cases = [("panels and charts every 0.1 s", 0.1, 1e9),
+             (f"panels and charts every {dash.REDRAW_S} s", dash.REDRAW_S, 1e9),
+             (f"panels every {dash.REDRAW_S} s, charts by a {100 * dash.UI_BUDGET:.0f}% budget (now)",
+              dash.REDRAW_S, dash.UI_BUDGET)]
+    for label, redraw_s, budget in cases:
+        busy, n, ms = await duty(redraw_s, budget, seconds)
+        print(f"{label:52} {100 * busy:5.1f}% {n:>13} {ms:9.1f}", flush=True)
 
 
 async def main() -> None:
