@@ -88,6 +88,7 @@ class Trainer(CommandHandlers):
         self._seed(cfg.run.seed, cfg.run.deterministic)
         self.placement = place(cfg.run.device, cfg.run.precision)
         self.device = self.placement.device
+        self._move_batches = self.device.type != "cpu"  # on the CPU .to() is a no-op that still costs a dispatch
 
         bundle = build_datasets(cfg.data, cfg.run.seed)
         self.bundle = bundle
@@ -276,7 +277,9 @@ class Trainer(CommandHandlers):
                     if self._stop_requested is not None:
                         return
                     break  # the loader restarts from the start of the step that failed
-                d = loss.detach().float()
+                d = loss.detach()
+                if d.dtype != torch.float32:
+                    d = d.float()
                 loss_acc = d if loss_acc is None else loss_acc + d
                 micro += 1
                 self.batch_in_epoch += 1
@@ -296,7 +299,7 @@ class Trainer(CommandHandlers):
             self.evaluate()
 
     def _forward_backward(self, x: torch.Tensor, y: torch.Tensor, accum: int) -> torch.Tensor:
-        if self.device.type != "cpu":  # on the CPU .to() is a no-op that still costs a dispatch
+        if self._move_batches:
             x = x.to(self.device, non_blocking=True)
             y = y.to(self.device, non_blocking=True)
         with self.placement.autocast():
@@ -359,7 +362,8 @@ class Trainer(CommandHandlers):
         else:
             self.schedule.on_step()
         self._buf_loss.append(loss)
-        self._buf_norm.append(norm.detach().float())
+        # clip_grad_norm_ / get_total_norm run without grad: no detach needed; fp32 for the stack
+        self._buf_norm.append(norm if norm.dtype == torch.float32 else norm.float())
         self._buf_steps.append(self.step)
         self._buf_lrs.append(lrs)
         self._buf_epoch.append(self.epoch)
@@ -400,8 +404,11 @@ class Trainer(CommandHandlers):
             return
         now = time.monotonic() if now is None else now
         # The one host sync per flush: both series in a single transfer.
-        both = torch.stack([torch.stack(self._buf_loss), torch.stack(self._buf_norm)]).cpu().tolist()
-        losses, norms = both
+        both = torch.stack(self._buf_loss + self._buf_norm)
+        if both.device.type != "cpu":
+            both = both.cpu()
+        both = both.tolist()
+        losses, norms = both[:len(self._buf_loss)], both[len(self._buf_loss):]
         steps, lrs, epochs = self._buf_steps, self._buf_lrs, self._buf_epoch
         self._buf_loss, self._buf_norm, self._buf_steps, self._buf_lrs, self._buf_epoch = [], [], [], [], []
         dt = max(now - self._t_flush, 1e-9)
