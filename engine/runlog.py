@@ -80,8 +80,9 @@ class RunLog:
                     rec["amp_skipped"] = True
                 lines.append(json.dumps(_clean(rec)))
                 continue
-            lines.append(f'{{"step": {s:d}, "epoch": {e:d}, "loss": {float(loss)!r}, "lr": {float(lr[0])!r}, '
-                         f'"lrs": [{", ".join([repr(float(x)) for x in lr])}], "grad_norm": {float(norm)!r}}}')
+            # repr of a finite float, and of a list of them, is valid JSON and what json.dumps writes
+            lines.append(f'{{"step": {s}, "epoch": {e}, "loss": {loss!r}, "lr": {lr[0]!r}, '
+                         f'"lrs": {list(lr)!r}, "grad_norm": {norm!r}}}')
         if lines:
             self._metrics.write("\n".join(lines) + "\n")
 
