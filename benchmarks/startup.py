@@ -42,13 +42,14 @@ def first_frame(cwd: str, timeout: float = 30.0) -> tuple[float, float | None]:
     """(seconds to the first dashboard frame, seconds to the first trained step shown)."""
     name = f"danlu-bench-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     cmd = f"{DANLU} run run.out_dir={cwd}/runs data.num_workers=0; sleep 30"
+    tmux = ["tmux", "-L", name]  # a server of its own: no race with a default server still exiting
     t0 = time.perf_counter()
-    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "120", "-y", "40", "-c", cwd, cmd],
+    subprocess.run([*tmux, "new-session", "-d", "-s", name, "-x", "120", "-y", "40", "-c", cwd, cmd],
                    check=True)
     frame = step = None
     try:
         while time.perf_counter() - t0 < timeout:
-            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", name],
+            screen = subprocess.run([*tmux, "capture-pane", "-p", "-t", name],
                                     capture_output=True, text=True).stdout
             now = time.perf_counter() - t0
             if frame is None and "●" in screen and "Quit" in screen:
@@ -59,7 +60,7 @@ def first_frame(cwd: str, timeout: float = 30.0) -> tuple[float, float | None]:
                 break
             time.sleep(0.01)
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+        subprocess.run([*tmux, "kill-server"], capture_output=True)
     if frame is None:
         raise RuntimeError(f"no dashboard frame within {timeout}s; last screen:\n{screen}")
     return frame, step

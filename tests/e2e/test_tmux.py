@@ -31,19 +31,22 @@ class Tmux:
 
     def __init__(self, command: str, cwd: Path, size=(80, 24)):
         self.name = f"danlu-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        # A server of its own (-L): never the user's, and no race with a shared default server
+        # that is still exiting after the previous test's session ("server exited unexpectedly").
+        self.tmux = ["tmux", "-L", self.name]
         self.rc_file = cwd / "rc.txt"
         # the shell stays a while after danlu exits, so its last message can be read off the pane
         wrapped = f"{command}; echo $? > {shlex.quote(str(self.rc_file))}; sleep 60"
-        subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", str(size[0]),
+        subprocess.run([*self.tmux, "new-session", "-d", "-s", self.name, "-x", str(size[0]),
                         "-y", str(size[1]), "-c", str(cwd), wrapped], check=True)
 
     def screen(self) -> str:
-        r = subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name],
+        r = subprocess.run([*self.tmux, "capture-pane", "-p", "-t", self.name],
                            capture_output=True, text=True)
         return r.stdout
 
     def keys(self, *keys: str, literal: bool = False) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, *(["-l"] if literal else []), *keys],
+        subprocess.run([*self.tmux, "send-keys", "-t", self.name, *(["-l"] if literal else []), *keys],
                        check=True)
 
     def wait(self, predicate, what: str, timeout: float = T):
@@ -66,7 +69,7 @@ class Tmux:
         raise AssertionError(f"danlu did not exit within {timeout}s; screen:\n{self.screen()}")
 
     def kill(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+        subprocess.run([*self.tmux, "kill-server"], capture_output=True)
 
 
 def danlu_run(*words: str) -> str:
