@@ -240,6 +240,7 @@ async def test_costly_charts_wait_but_panels_and_events_do_not(channel, monkeypa
     from .fake_engine import metrics
 
     monkeypatch.setattr(dash, "UI_BUDGET", 1e-9)  # any frame is "too costly": charts every CHARTS_MAX_S
+    monkeypatch.setattr(dash, "CHARTS_MAX_S", 3.0)  # well apart from the panels' REDRAW_S
     emit_run(channel, steps=200)
     app = create_app(channel)
     async with app.run_test(size=SIZE) as pilot:
@@ -251,7 +252,7 @@ async def test_costly_charts_wait_but_panels_and_events_do_not(channel, monkeypa
         assert screen.charts_interval() == dash.CHARTS_MAX_S
         channel.emit(metrics(200, 20, random.Random(1)))
         await wait_for(pilot, lambda: "step 220/" in rendered(screen.query_one(ProgressPanel)),
-                       timeout=1.5, what="the progress panel at step 220")
+                       timeout=dash.REDRAW_S + 1.0, what="the progress panel at step 220")
         assert chart._key[0] < state.version, "the chart redrew before its interval"
         await wait_for(pilot, lambda: chart._key[0] == state.version, timeout=dash.CHARTS_MAX_S + 1.5,
                        what="the chart catching up")

@@ -27,15 +27,15 @@ from .hparam_dialog import HparamDialog
 from .lr_dialog import LrDialog
 
 TICK_S = 0.1  # drain the channel ~10 times a second
-# New metrics alone redraw the text panels at most this often; any other event (status, answer,
-# alert) redraws everything at once.
-REDRAW_S = 0.5
-# The charts are most of a frame's cost (~10-25 ms of the UI thread at 120x40 on a small CPU),
-# and the UI thread's time is taken from the training thread under the GIL: at 10 Hz the
-# dashboard halved a Python-bound run's steps/s (docs/performance.md). So metrics-only chart
-# redraws are spaced to keep their cost under UI_BUDGET of the wall clock, measured frame by
-# frame on this machine, never more often than REDRAW_S nor less often than CHARTS_MAX_S.
-UI_BUDGET = 0.02
+# The UI thread's time is taken from the training thread under the GIL: at 10 Hz the dashboard
+# halved a Python-bound run's steps/s (docs/performance.md). Any event other than new metrics
+# (status, command answer, alert, checkpoint) redraws everything at once, so keys and dialogs
+# answer as fast as ever. New metrics alone redraw the text panels (step, rates, ETA, memory)
+# at most every REDRAW_S, and the charts (most of a frame: ~15-25 ms of the UI thread at
+# 120x40 on a small CPU) spaced so that their measured cost stays under UI_BUDGET of the wall
+# clock: never more often than REDRAW_S, never less often than CHARTS_MAX_S.
+REDRAW_S = 1.0
+UI_BUDGET = 0.01
 CHARTS_MAX_S = 2.0
 COMPACT_W, COMPACT_H = 100, 30  # below either, the compact layout
 # Actions that talk to a live engine; disabled once the run has ended.
