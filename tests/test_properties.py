@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -67,7 +66,6 @@ def _live_trainer(tmp_path_factory):
     if "t" not in _trainer:
         from tests.conftest import TINY
         from danlu.engine.channel import Channel
-        from danlu.engine.runlog import RunLog  # noqa: F401 - setup writes the run directory
         from danlu.engine.trainer import Trainer
         raw = dict(TINY, run=dict(TINY["run"], out_dir=str(tmp_path_factory.mktemp("runs"))))
         t = Trainer(from_dict(raw), Channel(max_pending_metrics=8))
