@@ -23,6 +23,10 @@ def _clean(v: Any) -> Any:
     return v
 
 
+def _json_line(record: dict[str, Any]) -> str:
+    return json.dumps(_clean(record))
+
+
 def new_run_dir(out_dir: str, name: str) -> Path:
     """A fresh runs/<name>-<YYYYmmdd-HHMMSS>/ (suffixed if that second is taken)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -61,7 +65,7 @@ class RunLog:
                 self.state = {}
 
     def metric(self, record: dict[str, Any]) -> None:
-        self._metrics.write(json.dumps(_clean(record)) + "\n")
+        self._metrics.write(_json_line(record) + "\n")
 
     def train_steps(self, steps: list[int], epochs: list[int], losses: list[float], lrs: list[list[float]],
                     norms: list[float], amp_skipped: set[int]) -> None:
@@ -69,7 +73,7 @@ class RunLog:
 
         This runs for every step of every run, on the training thread, so the common case
         (finite floats, no fp16 skip) is formatted directly: float repr is what json writes.
-        Anything else goes through `metric()` and its NaN-to-null cleaning.
+        Anything else goes through `_json_line`, as `metric()` does, and its NaN-to-null cleaning.
         """
         lines = []
         finite = math.isfinite
@@ -78,7 +82,7 @@ class RunLog:
                 rec = {"step": s, "epoch": e, "loss": loss, "lr": lr[0], "lrs": lr, "grad_norm": norm}
                 if s in amp_skipped:
                     rec["amp_skipped"] = True
-                lines.append(json.dumps(_clean(rec)))
+                lines.append(_json_line(rec))
                 continue
             # repr of a finite float, and of a list of them, is valid JSON and what json.dumps writes
             lines.append(f'{{"step": {s}, "epoch": {e}, "loss": {loss!r}, "lr": {lr[0]!r}, '
@@ -91,14 +95,14 @@ class RunLog:
 
     def event(self, kind: str, step: int, **details: Any) -> None:
         rec = {"step": step, "time": round(time.time(), 3), "kind": kind, **details}
-        self._events.write(json.dumps(_clean(rec)) + "\n")
+        self._events.write(_json_line(rec) + "\n")
 
     def set_state(self, **values: Any) -> None:
         """state.json: what a launcher lists (state, step, best val loss, pid)."""
         self.state.update(values)
         self.state["updated"] = round(time.time(), 3)
         tmp = self.dir / "state.json.tmp"
-        tmp.write_text(json.dumps(_clean(self.state)))
+        tmp.write_text(_json_line(self.state))
         os.replace(tmp, self.dir / "state.json")
 
     def close(self) -> None:
