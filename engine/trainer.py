@@ -649,7 +649,7 @@ class Trainer(CommandHandlers):
 
 def config_for_resume(run_dir: str | os.PathLike, overrides: list[str] | None = None) -> Config:
     """The config a run was made with (its config.yaml), with overrides applied."""
-    from .config import apply_overrides, parse_overrides, parse_yaml
+    from .config_files import apply_overrides, parse_overrides, parse_yaml
     p = Path(run_dir) / "config.yaml"
     if not Path(run_dir).is_dir():
         raise UserError(f"resume: {run_dir} is not a run directory. Give one under runs/, "

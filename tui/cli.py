@@ -83,7 +83,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _check(words: list[str]) -> int:
-    from danlu.engine.config import find_config, load_config
+    from danlu.engine.config_files import find_config, load_config
     path, overrides = split_words(words)
     cfg = load_config(path, overrides)
     print(f"# {find_config(path)}: valid")
@@ -101,7 +101,7 @@ def _load_run_config(args: argparse.Namespace):
             raise UserError("--resume takes its config from the run directory; give only key=value overrides.")
         from danlu.engine.trainer import config_for_resume
         return config_for_resume(args.resume, overrides)
-    from danlu.engine.config import load_config
+    from danlu.engine.config_files import load_config
     return load_config(path, overrides)
 
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from danlu.engine.config import (FIELDS, OPTIM_FIELDS, SCHEDULE_FIELDS, SECTIONS, Config, from_dict,
-                                 parse_yaml)
+from danlu.engine.config import FIELDS, OPTIM_FIELDS, SCHEDULE_FIELDS, SECTIONS, Config, from_dict
+from danlu.engine.config_files import parse_yaml
 from danlu.engine.errors import ConfigError, UserError
 from danlu.engine.knobs import OPTIM_COMMON, OPTIMIZERS, SCHEDULE_COMMON, SCHEDULERS, Knob
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from danlu.engine.config import (PACKAGED_CONFIGS, apply_overrides, find_config, from_dict,
-                                 load_config, parse_overrides)
+from danlu.engine.config import PACKAGED_CONFIGS, from_dict
+from danlu.engine.config_files import apply_overrides, find_config, load_config, parse_overrides
 from danlu.engine.errors import ConfigError, UserError
 from danlu.engine.knobs import OPTIMIZERS, SCHEDULERS
 

@@ -11,7 +11,7 @@ import torch
 
 from danlu.engine import events as ev
 from danlu.engine.channel import Channel
-from danlu.engine.config import load_config
+from danlu.engine.config_files import load_config
 from danlu.engine.knobs import OPTIMIZERS, SCHEDULERS
 from danlu.engine.runlog import read_jsonl
 from danlu.engine.trainer import Trainer, config_for_resume

@@ -1,0 +1,168 @@
+"""Config files: YAML in and out, finding a config by path or packaged name, and
+command-line overrides (`optim.lr=3e-4`). The schema and validation are in config.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import PACKAGED_CONFIGS, SECTIONS, Config, from_dict
+from .errors import ConfigError, UserError
+from .knobs import OPTIM_COMMON, OPTIMIZERS, SCHEDULE_COMMON, SCHEDULERS
+
+
+class _Loader(yaml.SafeLoader):
+    """safe_load, plus '1e-3' read as a float (YAML 1.1 wants a dot)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    __import__("re").compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str, source: str = "<config>") -> Any:
+    """yaml.safe_load with messages that give the line and column."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    except yaml.constructor.ConstructorError as e:
+        where = f" (line {e.problem_mark.line + 1})" if e.problem_mark else ""
+        raise UserError(f"{source}{where}: {e.problem}. danlu reads plain YAML only; python tags "
+                        "like !!python/object are refused because loading them could run code.") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise UserError(f"{source}:{where}: YAML syntax error: {problem}. Fix the file and run again "
+                        f"(check indentation and that every 'key: value' has a space after the colon).") from None
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style for mappings, [a, b] for short lists of plain values."""
+
+
+def _represent_list(dumper: yaml.SafeDumper, data: list) -> yaml.Node:
+    flow = all(not isinstance(x, (dict, list)) for x in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+_Dumper.add_representer(list, _represent_list)
+_Dumper.add_representer(tuple, _represent_list)
+
+
+def dump_yaml(d: dict[str, Any]) -> str:
+    return yaml.dump(d, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+def find_config(path: str | None) -> Path:
+    """The config file a user named: a path, or the name of a packaged config."""
+    if path is None:
+        return PACKAGED_CONFIGS / "default.yaml"
+    p = Path(path)
+    if p.is_file():
+        return p
+    for cand in (PACKAGED_CONFIGS / path, PACKAGED_CONFIGS / f"{path}.yaml"):
+        if cand.is_file():
+            return cand
+    shipped = ", ".join(sorted(x.stem for x in PACKAGED_CONFIGS.glob("*.yaml")))
+    raise UserError(f"config file not found: {path}. Give a path to a YAML file, or one of the "
+                    f"packaged configs: {shipped}.")
+
+
+def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
+    """'optim.lr=3e-4' pairs, values parsed as YAML scalars."""
+    out = []
+    for item in items:
+        if "=" not in item:
+            raise UserError(f"override {item!r} is not key=value. Write it like optim.lr=3e-4.")
+        key, _, text = item.partition("=")
+        key = key.strip()
+        if not key or any(not part for part in key.split(".")):
+            raise UserError(f"override {item!r}: the key must be dotted like optim.lr")
+        value = parse_yaml(text, source=f"override {key}") if text.strip() else None
+        out.append((key, value))
+    return out
+
+
+def _drop_foreign_keys(raw: dict, section: str, table: dict, common: tuple, notes: list[str]) -> None:
+    """After an override switched a section's kind, drop keys only the old kind took."""
+    sec = raw.get(section) or {}
+    name = sec.get("name")
+    if not isinstance(name, str) or name not in table:
+        return
+    own = table[name][-1]
+    for key in list(sec):
+        if key in common or key in own:
+            continue
+        if any(key in entry[-1] for entry in table.values()):
+            notes.append(f"{section}.{key} dropped: {name} does not take it")
+            del sec[key]
+
+
+def apply_overrides(raw: dict, overrides: list[tuple[str, Any]]) -> list[str]:
+    """Set dotted keys in the raw dict; returns notes on keys dropped by a kind switch."""
+    notes: list[str] = []
+    switched = set()
+    for key, value in overrides:
+        parts = key.split(".")
+        node = raw
+        for part in parts[:-1]:
+            nxt = node.get(part)
+            if not isinstance(nxt, dict):
+                nxt = {}
+                node[part] = nxt
+            node = nxt
+        node[parts[-1]] = value
+        if len(parts) == 2 and parts[1] == "name":
+            switched.add(parts[0])
+    overridden = {k for k, _ in overrides}
+    if "optim" in switched:
+        _drop_foreign_keys(raw, "optim", OPTIMIZERS, OPTIM_COMMON, notes)
+    if "schedule" in switched:
+        _drop_foreign_keys(raw, "schedule", SCHEDULERS, SCHEDULE_COMMON, notes)
+    if "model" in switched and "model.args" not in overridden:
+        notes.extend(_drop_model_args(raw))
+    if "data" in switched and "data.args" not in overridden:
+        sec = raw.get("data") or {}
+        if sec.get("args") and not any(k.startswith("data.args.") for k in overridden):
+            notes.append(f"data.args dropped: they were for the previous dataset ({', '.join(sec['args'])})")
+            sec["args"] = {}
+    return notes
+
+
+def _drop_model_args(raw: dict) -> list[str]:
+    sec = raw.get("model") or {}
+    args = sec.get("args") or {}
+    if not args:
+        return []
+    try:  # the builtin models' arguments live beside torch code; only their names are needed
+        from .models import BUILTIN_MODEL_ARGS
+    except Exception:  # torch missing: drop everything rather than guess
+        BUILTIN_MODEL_ARGS = {}
+    keep = BUILTIN_MODEL_ARGS.get(sec.get("name"), {})
+    dropped = [k for k in args if k not in keep]
+    for k in dropped:
+        del args[k]
+    return [f"model.args.{k} dropped: {sec.get('name')} does not take it" for k in dropped]
+
+
+def load_config(path: str | None = None, overrides: list[str] | None = None) -> Config:
+    """Read, override and validate a config; raises UserError/ConfigError for bad input."""
+    file = find_config(path)
+    try:
+        text = file.read_text()
+    except OSError as e:
+        raise UserError(f"cannot read config {file}: {e.strerror}") from None
+    raw = parse_yaml(text, source=str(file))
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([f"the file must hold a mapping of sections ({', '.join(SECTIONS)})"], str(file))
+    notes = apply_overrides(raw, parse_overrides(overrides or []))
+    cfg = from_dict(raw, source=str(file))
+    cfg.notes = notes
+    return cfg
