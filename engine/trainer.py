@@ -27,6 +27,7 @@ from .config import Config, from_dict
 from .data import build_datasets
 from .device import place
 from .errors import CheckpointError, UserError
+from .heap import frozen_heap
 from .models import build_model, count_parameters
 from .optim import build_optimizer
 from .runlog import RunLog, new_run_dir
@@ -213,7 +214,8 @@ class Trainer(CommandHandlers):
             raise
         try:
             self._set_state("running")
-            self._train()
+            with frozen_heap():  # full GC passes skip the setup's heap while training
+                self._train()
             if self._external_stop.is_set():
                 self.log.event("stop", self.step, reason="signal", save=bool(self._stop_requested))
             self.final_state = "stopped" if self._stop_requested is not None else "finished"

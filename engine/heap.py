@@ -1,0 +1,34 @@
+"""Keep Python's cyclic garbage collector off the long-lived heap while a run trains.
+
+`import torch` alone leaves about 190k container objects that the collector tracks; with
+a model, a dataset and the dashboard it is 350-400k. Every full (generation 2) collection
+walks all of them while holding the GIL: 130-240 ms measured on the 2-core CPU box, a
+stall of the training thread each time, wherever the collection was triggered. During a
+run the dashboard's frames and the metric batches promote enough objects for one every
+~10 s, so the full passes alone were ~2% of the wall clock of a live run
+(docs/performance.md, "Full collections").
+
+`gc.freeze()` moves everything allocated so far into a permanent generation the
+collector skips; the same full pass then takes ~10 ms. Reference counting still frees
+frozen objects as usual; only garbage *cycles* among them wait, until `gc.unfreeze()`
+when the run ends hands them back. Both calls only relink lists: no walk of the heap.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+@contextmanager
+def frozen_heap() -> Iterator[None]:
+    """Freeze the heap for the body, then unfreeze it; leave alone a heap someone else froze."""
+    if gc.get_freeze_count():
+        yield  # the host process manages freezing itself (e.g. before a fork): not ours to undo
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
