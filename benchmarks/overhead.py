@@ -10,9 +10,10 @@ Variants, all on the same model, seed, steps and in-memory tensors (num_workers=
   a0  bare loop over pre-stacked batches (no DataLoader): reference only
   a   bare hand-written loop: DataLoader over the same TensorDataset, forward,
       backward, clip_grad_norm_, AdamW step, cosine scheduler step; no monitoring
-  b   the danlu engine headless: the real Trainer from a Config, writing a run dir
-      in a temp folder, in its own thread; the main thread drains the Channel
-      through an EventPump at 10 Hz (what the dashboard does, without drawing)
+  b   the danlu engine headless: `danlu run --headless`'s own code path
+      (engine.headless.run_headless: the real Trainer from a Config, writing a run dir
+      in a temp folder, in its own thread; the main thread drains the Channel into
+      the progress line at 4 Hz), its output into a buffer
   c   the danlu engine with the dashboard live: create_app inside App.run_test()
       (headless Textual, 120x40), then start_in_thread once the first frame is drawn,
       redrawing as in real use
@@ -25,13 +26,17 @@ iteration, steps, telemetry, the final flush); setup (dataset, model, run dir,
 thread and app start) is not. Variants alternate within each round (the order
 rotates), one discarded warm-up round first. Ratios are throughput ratios
 (steps/s of the variant over steps/s of `a`), paired per round, median over rounds,
-so a slow moment on a shared machine hits both sides of a pair.
+so a slow moment on a shared machine hits both sides of a pair; the bracket is a
+distribution-free 95% confidence interval of that median (order statistics; with
+fewer than 6 rounds it is just min-max).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import io
 import statistics
 import tempfile
 import time
@@ -40,7 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from benchmarks.common import load, machine, summary
+from benchmarks.common import load, machine, median_ci, summary
+from danlu.engine import headless
 from danlu.engine.channel import Channel
 from danlu.engine.config import from_dict
 from danlu.engine.data import build_datasets
@@ -85,12 +91,16 @@ def make_config(regime: str, out_dir: str):
 _orig_train = Trainer._train
 
 
+_last_result: list[tuple[float, int, float]] = []
+
+
 def _timed_train(self: Trainer) -> None:
     t0, c0, s0 = time.perf_counter(), time.thread_time(), self.step
     try:
         _orig_train(self)
     finally:
         self.bench_result = (time.perf_counter() - t0, self.step - s0, time.thread_time() - c0)
+        _last_result.append(self.bench_result)
 
 
 Trainer._train = _timed_train  # one extra call per run, nothing per step
@@ -161,15 +171,12 @@ class Bare:
 
 
 def run_headless(cfg) -> tuple[float, int, float]:
-    channel = Channel()
-    from danlu.tui.pump import EventPump  # torch-free, textual-free: the dashboard's fold
-    pump = EventPump(channel)
-    t = start_in_thread(cfg, channel)
-    while t.is_alive():
-        t.join(0.1)
-        pump.tick()
-    pump.tick()
-    return t.trainer.bench_result
+    """What `danlu run --headless` runs, the progress line printed into a buffer."""
+    _last_result.clear()
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        code = headless.run_headless(cfg)
+    assert code == 0, out.getvalue()
+    return _last_result[-1]
 
 
 def run_dashboard(cfg) -> tuple[float, int, float]:
@@ -233,17 +240,18 @@ def report(regime: str, rates: dict[str, list[float]], cpu_rates: dict[str, list
     print(f"\n{regime}: {r['model']['name']} {r['model']['args']}, batch {r['batch']}, "
           f"{r['data']}, {r['steps']} steps, {len(rates['a'])} rounds")
     wall, cpu = _ratios(rates, "a"), _ratios(cpu_rates, "a")
-    print(f"{'variant':34} {'steps/s':>8} {'min':>7} {'max':>7} {'/a paired [min-max]':>22}"
+    print(f"{'variant':34} {'steps/s':>8} {'min':>7} {'max':>7} {'/a paired [95% CI]':>22}"
           f" {'steps/cpu-s':>12} {'/a paired':>10}")
     for v, xs in rates.items():
         med, lo, hi = summary(xs)
-        pm, plo, phi = summary(wall[v])
+        pm, (plo, phi) = statistics.median(wall[v]), median_ci(wall[v])
         cm = statistics.median(cpu_rates[v])
         print(f"{v + '  ' + LABELS[v]:34} {med:8.1f} {lo:7.1f} {hi:7.1f} {pm:9.3f} [{plo:.3f}-{phi:.3f}]"
               f" {cm:12.1f} {statistics.median(cpu[v]):10.3f}")
     if "b" in rates and "c" in rates:
         cb, cbc = _ratios(rates, "b")["c"], _ratios(cpu_rates, "b")["c"]
-        print(f"c/b paired: wall {statistics.median(cb):.3f} [{min(cb):.3f}-{max(cb):.3f}], "
+        lo, hi = median_ci(cb)
+        print(f"c/b paired: wall {statistics.median(cb):.3f} [95% CI {lo:.3f}-{hi:.3f}], "
               f"training-thread cpu {statistics.median(cbc):.3f}")
     return f"{regime}: " + " ".join(f"{v}/a={statistics.median(wall[v]):.3f}" for v in ("b", "c", "d") if v in wall)
 
