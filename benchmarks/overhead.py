@@ -28,7 +28,10 @@ rotates), one discarded warm-up round first. Ratios are throughput ratios
 (steps/s of the variant over steps/s of `a`), paired per round, median over rounds,
 so a slow moment on a shared machine hits both sides of a pair; the bracket is a
 distribution-free 95% confidence interval of that median (order statistics; with
-fewer than 6 rounds it is just min-max).
+fewer than 6 rounds it is just min-max). `on-cpu` is the training thread's CPU time over
+the timed wall clock (median over rounds): what is missing it spent waiting, for the GIL
+above all, so c's drop against b is the dashboard's GIL time, measured without the
+round-to-round swings of the box's speed.
 """
 
 from __future__ import annotations
@@ -241,13 +244,15 @@ def report(regime: str, rates: dict[str, list[float]], cpu_rates: dict[str, list
           f"{r['data']}, {r['steps']} steps, {len(rates['a'])} rounds")
     wall, cpu = _ratios(rates, "a"), _ratios(cpu_rates, "a")
     print(f"{'variant':34} {'steps/s':>8} {'min':>7} {'max':>7} {'/a paired [95% CI]':>22}"
-          f" {'steps/cpu-s':>12} {'/a paired':>10}")
+          f" {'steps/cpu-s':>12} {'/a paired':>10} {'on-cpu':>7}")
     for v, xs in rates.items():
         med, lo, hi = summary(xs)
         pm, (plo, phi) = statistics.median(wall[v]), median_ci(wall[v])
         cm = statistics.median(cpu_rates[v])
+        # share of the timed wall clock the training thread ran: the rest it waited (GIL, I/O)
+        on_cpu = statistics.median(r / c for r, c in zip(xs, cpu_rates[v]))
         print(f"{v + '  ' + LABELS[v]:34} {med:8.1f} {lo:7.1f} {hi:7.1f} {pm:9.3f} [{plo:.3f}-{phi:.3f}]"
-              f" {cm:12.1f} {statistics.median(cpu[v]):10.3f}")
+              f" {cm:12.1f} {statistics.median(cpu[v]):10.3f} {100 * on_cpu:6.1f}%")
     if "b" in rates and "c" in rates:
         cb, cbc = _ratios(rates, "b")["c"], _ratios(cpu_rates, "b")["c"]
         lo, hi = median_ci(cb)
