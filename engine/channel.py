@@ -10,6 +10,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections import deque
+from dataclasses import replace
 
 from .events import Command, Metrics
 
@@ -19,24 +20,37 @@ MAX_PENDING_METRICS = 64
 MAX_POINTS_PER_BATCH = 4096
 
 
-def merge_metrics(a: Metrics, b: Metrics) -> Metrics:
-    """One batch covering both a and b (b is later); thinned if it grows too long."""
-    steps = a.steps + b.steps
-    loss = a.loss + b.loss
-    grad = a.grad_norm + b.grad_norm
-    lr = a.lr + b.lr
-    if len(steps) > MAX_POINTS_PER_BATCH:
-        keep = list(range(len(steps) - 1, -1, -2))[::-1]
-        steps = [steps[i] for i in keep]
-        loss = [loss[i] for i in keep]
-        grad = [grad[i] for i in keep]
-        lr = [lr[i] for i in keep]
+def join_metrics(batches: list[Metrics]) -> Metrics:
+    """One batch covering consecutive batches (oldest first), every point kept.
+
+    Counts (`clipped`) add up; everything that describes "now" (epoch, LRs, rates,
+    memory, ...) comes from the last batch.
+    """
+    if len(batches) == 1:
+        return batches[0]
+    steps, loss, grad, lr = [], [], [], []
+    for m in batches:
+        steps += m.steps
+        loss += m.loss
+        grad += m.grad_norm
+        lr += m.lr
+    b = batches[-1]
     return Metrics(
         steps=steps, loss=loss, grad_norm=grad, lr=lr, epoch=b.epoch, lrs=b.lrs,
-        clipped=a.clipped + b.clipped, phase=b.phase, steps_per_s=b.steps_per_s,
+        clipped=sum(m.clipped for m in batches), phase=b.phase, steps_per_s=b.steps_per_s,
         samples_per_s=b.samples_per_s, elapsed=b.elapsed, eta=b.eta,
         total_steps=b.total_steps, memory=b.memory, amp_skipped=b.amp_skipped,
     )
+
+
+def merge_metrics(a: Metrics, b: Metrics) -> Metrics:
+    """One batch covering both a and b (b is later); thinned if it grows too long."""
+    m = join_metrics([a, b])
+    if len(m.steps) <= MAX_POINTS_PER_BATCH:
+        return m
+    keep = range(len(m.steps) - 1, -1, -2)[::-1]  # every other point, the last one kept
+    return replace(m, steps=[m.steps[i] for i in keep], loss=[m.loss[i] for i in keep],
+                   grad_norm=[m.grad_norm[i] for i in keep], lr=[m.lr[i] for i in keep])
 
 
 class Channel:
