@@ -14,7 +14,7 @@ from typing import Any
 
 from danlu.engine import events as ev
 
-from .series import Series
+from .series import Series, _all_finite
 
 EMA_WEIGHT = 0.9  # smoothing of the train-loss line (TensorBoard-style, bias-corrected)
 
@@ -149,8 +149,18 @@ class RunState:
 
 def _ema(steps, values, ema: float, n: int) -> tuple[list[int], list[float], float, int]:
     """Bias-corrected EMA over the finite values: (their steps, smoothed values, new ema, new n)."""
+    w = EMA_WEIGHT
+    if n >= _EMA_SETTLED and _all_finite(values):
+        # The usual batch, on the UI thread for every step of the run: past _EMA_SETTLED points
+        # the correction 1 - w**n is exactly 1.0, so skipping it changes no value.
+        out = []
+        append, c = out.append, 1 - w
+        for v in values:
+            ema = w * ema + c * v
+            append(ema)
+        return list(steps), out, ema, n + len(out)
     out_steps, out = [], []
-    w, isfinite = EMA_WEIGHT, math.isfinite
+    isfinite = math.isfinite
     for s, v in zip(steps, values):
         if v is not None and isfinite(v):
             n += 1
@@ -158,3 +168,7 @@ def _ema(steps, values, ema: float, n: int) -> tuple[list[int], list[float], flo
             out_steps.append(s)
             out.append(ema / (1 - w ** n))
     return out_steps, out, ema, n
+
+
+# From this many points on, the EMA's bias correction (1 - w**n) is 1.0 in floating point.
+_EMA_SETTLED = next(n for n in range(1, 100_000) if 1 - EMA_WEIGHT ** n == 1.0)
