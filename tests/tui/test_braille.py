@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rich.segment import Segment
 from rich.style import Style
 
 from danlu.tui.braille import BrailleCanvas
@@ -43,3 +44,51 @@ def test_a_full_height_span_is_a_solid_braille_column():
     c.vspan(3, 5, 6, STYLES[1])   # right dot column of the second cell column, rows 5-6
     text = ["".join(seg.text for seg in row) for row in c.rows()]
     assert text == ["⡇ ", "⡇⠰", "⡇ "]
+
+
+def _reference_rows(canvas: BrailleCanvas, base=None):
+    """The plain definition: a cell at a time, a new Segment wherever the style changes."""
+    out = []
+    for r in range(canvas.height):
+        segs, run, run_style = [], [], None
+        for c in range(r * canvas.width, (r + 1) * canvas.width):
+            if c in canvas.chars:
+                char, st = canvas.chars[c]
+            elif canvas.bits[c]:
+                char, st = chr(0x2800 + canvas.bits[c]), canvas.style[c]
+            else:
+                char, st = " ", None
+            if st is not run_style and run:
+                segs.append(Segment("".join(run), st_join(base, run_style)))
+                run = []
+            run_style = st
+            run.append(char)
+        if run:
+            segs.append(Segment("".join(run), st_join(base, run_style)))
+        out.append(segs)
+    return out
+
+
+def st_join(base, st):
+    return st if base is None else (base if st is None else base + st)
+
+
+dots = st.lists(st.tuples(st.integers(-2, 22), st.integers(-2, 40), st.sampled_from(range(len(STYLES)))),
+                max_size=60)
+glyphs = st.lists(st.tuples(st.integers(0, 21), st.integers(0, 39), st.sampled_from("●▲x"),
+                            st.sampled_from(range(len(STYLES)))), max_size=5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(w=st.integers(1, 11), h=st.integers(1, 10), ops=dots, marks=glyphs, spans_=spans,
+       base=st.sampled_from([None, Style(bgcolor="black"), Style(bold=True)]))
+def test_rows_match_the_cell_by_cell_definition(w, h, ops, marks, spans_, base):
+    canvas = BrailleCanvas(w, h)
+    for x, y0, y1, s, every in spans_:
+        canvas.vspan(x, y0, y1, STYLES[s], every)
+    for x, y, s in ops:
+        canvas.dot(x, y, STYLES[s])
+    for x, y, char, s in marks:
+        canvas.glyph(x, y, char, STYLES[s])
+    assert canvas.rows(base) == _reference_rows(canvas, base)
+    assert all(sum(len(seg.text) for seg in row) == w for row in canvas.rows(base))
