@@ -106,3 +106,38 @@ def test_batch_extend_equals_appending_point_by_point(seed, batches, start):
             one.append(s, v)
         many.extend(steps, values)
         assert _snapshot(many) == _snapshot(one)
+
+
+def _reference_columns(s: Series, x0, x1, n):
+    """The plain definition: a point (or bucket) at a time into its column."""
+    out = [None] * n
+    scale = (n - 1) / max(x1 - x0, 1e-9) if n > 1 else 0.0
+    if s.recent and s.recent[0][0] <= x0:
+        points = [(step, v, v, v) for step, v in s.recent]
+    else:
+        points = [(b.last_step, b.lo, b.hi, b.last) for b in s.buckets]
+    for step, lo, hi, last in points:
+        if x0 <= step <= x1:
+            i = int((step - x0) * scale + 0.5)
+            c = out[i]
+            out[i] = (lo, hi, last) if c is None else (min(c[0], lo), max(c[1], hi), last)
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.floats(-1e6, 1e6)), min_size=1, max_size=400),
+       st.floats(-20, 900), st.floats(0, 900), st.integers(1, 250), st.booleans())
+def test_columns_match_the_point_by_point_definition(points, x0, width, n, shuffled):
+    """Chart columns per slice equal the per-point fold, over the recent window and over buckets."""
+    s = Series(recent=64, buckets=16)
+    step, pairs = 0, []
+    for gap, v in points:
+        step += gap
+        pairs.append((step, v))
+    if shuffled:  # steps that go back: the slow path must still be right
+        random.Random(len(points)).shuffle(pairs)
+    for step_, v in pairs:
+        s.append(step_, v)
+    assert s.ordered == (not shuffled or [p[0] for p in pairs] == sorted(p[0] for p in pairs))
+    for lo, hi in ((x0, x0 + width), (s.first_step, s.last_step), (s.recent[0][0], s.last_step)):
+        assert s.columns(lo, hi, n) == _reference_columns(s, lo, hi, n)
