@@ -1,16 +1,18 @@
 """Drains the channel on the UI's timer and folds events into the RunState.
 
-The engine never waits on us: it appends to the channel and moves on; we pick
-everything up at most ~10 times a second, so a burst of Metrics batches costs
-one redraw, not one per batch.
+The engine never waits on us: it appends to the channel and moves on; the
+dashboard picks everything up a few times a second (faster while a command
+waits for its answer), so a burst of Metrics batches costs one fold and one
+redraw, not one per batch.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import Any, Callable
 
 from danlu.engine import events as ev
-from danlu.engine.channel import Channel
+from danlu.engine.channel import Channel, join_metrics
 
 from .run_state import RunState
 
@@ -25,19 +27,57 @@ class EventPump:
         self.channel = channel
         self.state = state or RunState()
         self.sent: dict[int, ev.Command] = {}  # id -> command, to read the answers
+        self.awaiting: dict[int, float] = {}   # id -> when sent, until its answer is folded
+        self.sent_at = 0.0                     # monotonic time of the last send
+        self.on_send: Callable[[ev.Command], None] | None = None  # the dashboard hurries its ticks
 
     def send(self, command: ev.Command) -> ev.Command:
         self.sent[command.id] = command
         if len(self.sent) > 1000:  # answered long ago; keep the map bounded
             self.sent.pop(next(iter(self.sent)))
-        return self.channel.send(command)
+        self.awaiting[command.id] = self.sent_at = time.monotonic()
+        if len(self.awaiting) > 1000:  # an engine that is gone never answers
+            self.awaiting.pop(next(iter(self.awaiting)))
+        out = self.channel.send(command)
+        if self.on_send is not None:
+            self.on_send(command)
+        return out
 
     def tick(self) -> list[Any]:
         """Fold pending events into the state; return the non-Metrics ones for the log."""
-        events = self.channel.drain(MAX_EVENTS_PER_TICK)
         notable = []
-        for e in events:
+        for e in _coalesce(self.channel.drain(MAX_EVENTS_PER_TICK)):
             self.state.apply(e, self.sent)
             if not isinstance(e, ev.Metrics):
                 notable.append(e)
+                if isinstance(e, (ev.CommandApplied, ev.CommandRejected)):
+                    self.awaiting.pop(e.command_id, None)
         return notable
+
+
+def _coalesce(events: list[Any]) -> list[Any]:
+    """Runs of adjacent Metrics batches folded as two: all but the last joined, then the last.
+
+    At 1,000 steps/s and log_every 10 a tick finds ~10 batches. Folding costs ~7 us a step
+    in batches of 10 and ~2 in batches of 100 (per batch: five Series.extend, two EMAs), on
+    the UI thread, which takes it from a Python-bound training loop under the GIL. The last
+    batch stays whole because the grad panel shows its clipped fraction ("last batch").
+    """
+    out: list[Any] = []
+    run: list[ev.Metrics] = []
+
+    def flush():
+        if len(run) > 2:
+            out.extend((join_metrics(run[:-1]), run[-1]))
+        else:
+            out.extend(run)
+        run.clear()
+
+    for e in events:
+        if isinstance(e, ev.Metrics):
+            run.append(e)
+        else:
+            flush()
+            out.append(e)
+    flush()
+    return out

@@ -260,3 +260,31 @@ async def test_costly_charts_wait_but_panels_and_events_do_not(channel, monkeypa
         channel.emit(ev.StatusChanged("paused", 240))
         await wait_for(pilot, lambda: chart._key[0] == state.version, timeout=0.6,
                        what="a status change redrawing the charts at once")
+
+
+@pytest.mark.asyncio
+async def test_the_channel_is_drained_fast_only_while_a_command_waits(channel):
+    """A few drains a second while metrics flow (each wakeup costs the training thread GIL
+    time); 20 a second from a key press until its answer arrives, so it shows at once."""
+    import time
+
+    app = create_app(channel)  # no engine: the test answers by hand
+    async with app.run_test(size=SIZE) as pilot:
+        ticks = []
+        real_tick = app.pump.tick
+        app.pump.tick = lambda: (ticks.append(time.monotonic()), real_tick())[1]
+
+        async def drains_in(seconds: float) -> int:
+            n = len(ticks)
+            await pilot.pause(seconds)
+            return len(ticks) - n
+
+        assert await drains_in(1.0) <= 6  # idle: TICK_S
+        await pilot.press("s")
+        [cmd] = drain_commands(channel)
+        assert await drains_in(1.0) >= 8  # waiting for the answer: ANSWER_TICK_S
+        channel.emit(ev.CheckpointSaved(5, "runs/x/ckpt-5.pt", "request"))
+        channel.emit(ev.CommandApplied(cmd.id, cmd.kind, 5))
+        await wait_for(pilot, lambda: not app.pump.awaiting, what="the answer folded")
+        assert await drains_in(1.0) <= 6  # answered: back to TICK_S
+        assert any("checkpoint saved at step 5" in t for t in app.toasts)

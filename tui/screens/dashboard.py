@@ -26,16 +26,21 @@ from ..widgets.val_panel import ValPanel
 from .hparam_dialog import HparamDialog
 from .lr_dialog import LrDialog
 
-TICK_S = 0.1  # drain the channel ~10 times a second
-# The UI thread's time is taken from the training thread under the GIL: at 10 Hz the dashboard
-# halved a Python-bound run's steps/s (docs/performance.md). Any event other than new metrics
-# (status, command answer, alert, checkpoint) redraws everything at once, so keys and dialogs
-# answer as fast as ever. New metrics alone redraw the text panels (step, rates, ETA, memory)
-# at most every REDRAW_S, and the charts (most of a frame: ~15-25 ms of the UI thread at
-# 120x40 on a small CPU) spaced so that their measured cost stays under UI_BUDGET of the wall
-# clock: never more often than REDRAW_S, never less often than CHARTS_MAX_S.
+# Drain the channel 4 times a second, and 20 while a command the user sent waits for its answer
+# (pause, LR, save: the answer shows within ~50 ms), for at most ANSWER_WAIT_S. Every wakeup of
+# the UI thread is taken from the training thread under the GIL, cold caches included: at
+# 1,000 steps/s the UI thread's busy share was 1.6% draining at 10 Hz and 1.1% at 4 Hz
+# (benchmarks/ui_render.py --only-duty, docs/performance.md).
+TICK_S = 0.25
+ANSWER_TICK_S = 0.05
+ANSWER_WAIT_S = 3.0
+# Any event other than new metrics (status, command answer, alert, checkpoint) redraws
+# everything at once. New metrics alone redraw the text panels (step, rates, ETA, memory) at
+# most every REDRAW_S, and the charts (most of a frame: ~5-8 ms of the UI thread at 120x40 on
+# a small CPU) spaced so that their measured cost stays under UI_BUDGET of the wall clock:
+# never more often than REDRAW_S, never less often than CHARTS_MAX_S.
 REDRAW_S = 1.0
-UI_BUDGET = 0.01
+UI_BUDGET = 0.005
 CHARTS_MAX_S = 2.0
 COMPACT_W, COMPACT_H = 100, 30  # below either, the compact layout
 # Actions that talk to a live engine; disabled once the run has ended.
@@ -96,7 +101,18 @@ class DashboardScreen(Screen):
 
     def on_mount(self) -> None:
         self.set_interval(TICK_S, self.tick)
+        self._answer_timer = self.set_interval(ANSWER_TICK_S, self._answer_tick, pause=True)
+        self.pump.on_send = lambda _command: self._answer_timer.resume()
         self.redraw()
+
+    def on_unmount(self) -> None:
+        self.pump.on_send = None
+
+    def _answer_tick(self) -> None:
+        """The fast drain while a sent command waits for its answer; it stops itself."""
+        self.tick()
+        if not self.pump.awaiting or time.monotonic() - self.pump.sent_at > ANSWER_WAIT_S:
+            self._answer_timer.pause()
 
     def on_resize(self, event: Resize) -> None:
         w, h = event.size
