@@ -191,8 +191,9 @@ def run_dashboard(cfg) -> tuple[float, int, float]:
             # the app's one-off start (CSS, layout: ~0.3 s of the UI thread) would land on the steps.
             await pilot.pause()
             app.engine_thread = start_in_thread(cfg, channel)
-            while app.engine_thread.is_alive():
-                await asyncio.sleep(0.05)
+            # Wait in a worker thread: polling here would add wakeups of the UI thread (and so
+            # GIL time) that `danlu run` does not have.
+            await asyncio.get_running_loop().run_in_executor(None, app.engine_thread.join)
             await pilot.pause()
 
     _last_result.clear()
