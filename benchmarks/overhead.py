@@ -21,6 +21,11 @@ Variants, all on the same model, seed, steps and in-memory tensors (num_workers=
       a TensorBoard SummaryWriter.add_scalar of loss/lr/grad norm every step
       (only if tensorboard is importable; it is not a danlu dependency)
 
+Controls, only when asked for (--variants a,b,b2,ci,c):
+
+  b2  b again: two identical variants, so their paired ratio shows the box's own noise
+  ci  c with the dashboard's drain turned off: Textual's own loop, no folding or drawing
+
 Only the training steps are timed: for the engine, Trainer._train (data loader
 iteration, steps, telemetry, the final flush); setup (dataset, model, run dir,
 thread and app start) is not. Variants alternate within each round (the order
@@ -201,6 +206,16 @@ def run_dashboard(cfg) -> tuple[float, int, float]:
     return _last_result[-1]
 
 
+def run_dashboard_idle(cfg) -> tuple[float, int, float]:
+    """c with the dashboard's drain turned off: what Textual's own loop costs the engine."""
+    import danlu.tui.screens.dashboard as dash
+    tick, dash.DashboardScreen.tick = dash.DashboardScreen.tick, lambda self: None
+    try:
+        return run_dashboard(cfg)
+    finally:
+        dash.DashboardScreen.tick = tick
+
+
 def have_tensorboard() -> bool:
     try:
         import torch.utils.tensorboard  # noqa: F401
@@ -215,7 +230,8 @@ def bench(regime: str, rounds: int, variants: list[str]) -> tuple[dict[str, list
         cfg = make_config(regime, out)
         bare = Bare(cfg)
         fns = {"a0": lambda: bare.run("a0"), "a": lambda: bare.run("a"), "b": lambda: run_headless(cfg),
-               "c": lambda: run_dashboard(cfg), "d": lambda: bare.run("d")}
+               "c": lambda: run_dashboard(cfg), "d": lambda: bare.run("d"),
+               "b2": lambda: run_headless(cfg), "ci": lambda: run_dashboard_idle(cfg)}
         rates: dict[str, list[float]] = {v: [] for v in variants}
         cpu_rates: dict[str, list[float]] = {v: [] for v in variants}
         for r in range(rounds + 1):  # round 0 warms up and is dropped
@@ -230,7 +246,8 @@ def bench(regime: str, rounds: int, variants: list[str]) -> tuple[dict[str, list
 
 
 LABELS = {"a0": "bare, pre-stacked batches", "a": "bare loop (DataLoader)", "b": "danlu headless",
-          "c": "danlu + dashboard", "d": "naive: .item() + TensorBoard"}
+          "c": "danlu + dashboard", "d": "naive: .item() + TensorBoard",
+          "b2": "b again (noise control)", "ci": "app live, dashboard drain off"}
 
 
 def _ratios(rates: dict[str, list[float]], base: str) -> dict[str, list[float]]:
@@ -239,11 +256,12 @@ def _ratios(rates: dict[str, list[float]], base: str) -> dict[str, list[float]]:
 
 def report(regime: str, rates: dict[str, list[float]], cpu_rates: dict[str, list[float]]) -> str:
     r = REGIMES[regime]
+    base = "a" if "a" in rates else next(iter(rates))  # the bare loop, unless left out
     print(f"\n{regime}: {r['model']['name']} {r['model']['args']}, batch {r['batch']}, "
-          f"{r['data']}, {r['steps']} steps, {len(rates['a'])} rounds")
-    wall, cpu = _ratios(rates, "a"), _ratios(cpu_rates, "a")
-    print(f"{'variant':34} {'steps/s':>8} {'min':>7} {'max':>7} {'/a paired [95% CI]':>22}"
-          f" {'steps/cpu-s':>12} {'/a paired':>10} {'on-cpu':>7}")
+          f"{r['data']}, {r['steps']} steps, {len(rates[base])} rounds")
+    wall, cpu = _ratios(rates, base), _ratios(cpu_rates, base)
+    print(f"{'variant':34} {'steps/s':>8} {'min':>7} {'max':>7} {f'/{base} paired [95% CI]':>22}"
+          f" {'steps/cpu-s':>12} {f'/{base} paired':>10} {'on-cpu':>7}")
     for v, xs in rates.items():
         med, lo, hi = summary(xs)
         pm, (plo, phi) = statistics.median(wall[v]), median_ci(wall[v])
@@ -252,12 +270,14 @@ def report(regime: str, rates: dict[str, list[float]], cpu_rates: dict[str, list
         on_cpu = statistics.median(r / c for r, c in zip(xs, cpu_rates[v]))
         print(f"{v + '  ' + LABELS[v]:34} {med:8.1f} {lo:7.1f} {hi:7.1f} {pm:9.3f} [{plo:.3f}-{phi:.3f}]"
               f" {cm:12.1f} {statistics.median(cpu[v]):10.3f} {100 * on_cpu:6.1f}%")
-    if "b" in rates and "c" in rates:
-        cb, cbc = _ratios(rates, "b")["c"], _ratios(cpu_rates, "b")["c"]
-        lo, hi = median_ci(cb)
-        print(f"c/b paired: wall {statistics.median(cb):.3f} [95% CI {lo:.3f}-{hi:.3f}], "
-              f"training-thread cpu {statistics.median(cbc):.3f}")
-    return f"{regime}: " + " ".join(f"{v}/a={statistics.median(wall[v]):.3f}" for v in ("b", "c", "d") if v in wall)
+    for v in ("c", "b2", "ci"):  # against b, paired: the dashboard's cost, and the controls
+        if "b" in rates and v in rates:
+            vb, vbc = _ratios(rates, "b")[v], _ratios(cpu_rates, "b")[v]
+            lo, hi = median_ci(vb)
+            print(f"{v}/b paired: wall {statistics.median(vb):.3f} [95% CI {lo:.3f}-{hi:.3f}], "
+                  f"training-thread cpu {statistics.median(vbc):.3f}")
+    return f"{regime}: " + " ".join(f"{v}/{base}={statistics.median(wall[v]):.3f}"
+                                    for v in ("b", "c", "d") if v in wall and v != base)
 
 
 def main() -> None:
