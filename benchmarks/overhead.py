@@ -270,8 +270,8 @@ def report(regime: str, rates: dict[str, list[float]], cpu_rates: dict[str, list
         on_cpu = statistics.median(r / c for r, c in zip(xs, cpu_rates[v]))
         print(f"{v + '  ' + LABELS[v]:34} {med:8.1f} {lo:7.1f} {hi:7.1f} {pm:9.3f} [{plo:.3f}-{phi:.3f}]"
               f" {cm:12.1f} {statistics.median(cpu[v]):10.3f} {100 * on_cpu:6.1f}%")
-    for v in ("c", "b2", "ci"):  # against b, paired: the dashboard's cost, and the controls
-        if "b" in rates and v in rates:
+    for v in ("c", "b2", "ci"):  # against b, paired (already the table's column when b is the base)
+        if base != "b" and "b" in rates and v in rates:
             vb, vbc = _ratios(rates, "b")[v], _ratios(cpu_rates, "b")[v]
             lo, hi = median_ci(vb)
             print(f"{v}/b paired: wall {statistics.median(vb):.3f} [95% CI {lo:.3f}-{hi:.3f}], "

@@ -238,14 +238,14 @@ async def duty_table(seconds: float = 8.0) -> None:
     import danlu.tui.screens.dashboard as dash
     print(f"\nUI thread busy (CPU/wall), dashboard at {W}x{H}, producer 1,000 steps/s in batches of 10, "
           f"{seconds:.0f} s each")
-    print(f"{'pacing':64} {'busy':>6} {'chart frames':>13} {'frame ms':>9}")
+    print(f"{'pacing':70} {'busy':>6} {'chart frames':>13} {'frame ms':>9}")
     cases = [("drain 10 Hz, panels and charts every 0.1 s (first session)", 0.1, 0.1, 1e9),
              ("drain 10 Hz, panels 1 s, charts by a 1% budget (sessions 2-3 pacing)", 0.1, 1.0, 0.01),
              (f"drain {1 / dash.TICK_S:.0f} Hz, panels {dash.REDRAW_S:.0f} s, charts by a "
               f"{100 * dash.UI_BUDGET:.1f}% budget (now)", dash.TICK_S, dash.REDRAW_S, dash.UI_BUDGET)]
     for label, tick_s, redraw_s, budget in cases:
         busy, n, ms = await duty(tick_s, redraw_s, budget, seconds)
-        print(f"{label:64} {100 * busy:5.1f}% {n:>13} {ms:9.1f}", flush=True)
+        print(f"{label:70} {100 * busy:5.1f}% {n:>13} {ms:9.1f}", flush=True)
 
 
 async def main() -> None:

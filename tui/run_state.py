@@ -14,7 +14,7 @@ from typing import Any
 
 from danlu.engine import events as ev
 
-from .series import Series, _all_finite
+from .series import Series, all_finite
 
 EMA_WEIGHT = 0.9  # smoothing of the train-loss line (TensorBoard-style, bias-corrected)
 
@@ -150,7 +150,7 @@ class RunState:
 def _ema(steps, values, ema: float, n: int) -> tuple[list[int], list[float], float, int]:
     """Bias-corrected EMA over the finite values: (their steps, smoothed values, new ema, new n)."""
     w = EMA_WEIGHT
-    if n >= _EMA_SETTLED and _all_finite(values):
+    if n >= _EMA_SETTLED and all_finite(values):
         # The usual batch, on the UI thread for every step of the run: past _EMA_SETTLED points
         # the correction 1 - w**n is exactly 1.0, so skipping it changes no value.
         out = []

@@ -26,7 +26,7 @@ class Bucket:
     last_step: int
 
 
-def _all_finite(values: list) -> bool:
+def all_finite(values: list) -> bool:
     """fsum is exact, so the sum is finite iff every value is; None or overflow: go the slow way."""
     try:
         return math.isfinite(math.fsum(values))
@@ -90,7 +90,7 @@ class Series:
         """
         steps, values = list(steps), list(values)
         n = len(steps)
-        if (n < 4 or steps != sorted(steps) or not _all_finite(values)
+        if (n < 4 or steps != sorted(steps) or not all_finite(values)
                 or (self.last_step is not None and steps[0] < self.last_step)):
             for s, v in zip(steps, values):
                 self.append(s, v)

@@ -28,16 +28,16 @@ from .lr_dialog import LrDialog
 
 # Drain the channel 4 times a second, and 20 while a command the user sent waits for its answer
 # (pause, LR, save: the answer shows within ~50 ms), for at most ANSWER_WAIT_S. Every wakeup of
-# the UI thread is taken from the training thread under the GIL, cold caches included: at
-# 1,000 steps/s the UI thread's busy share was 1.6% draining at 10 Hz and 1.1% at 4 Hz
-# (benchmarks/ui_render.py --only-duty, docs/performance.md).
+# the UI thread is taken from the training thread under the GIL: at 1,000 steps/s the UI
+# thread's busy share was 1.9% draining at 10 Hz and 1.4% at 4 Hz
+# (python -m benchmarks.ui_render --only-duty, docs/performance.md).
 TICK_S = 0.25
 ANSWER_TICK_S = 0.05
 ANSWER_WAIT_S = 3.0
 # Any event other than new metrics (status, command answer, alert, checkpoint) redraws
 # everything at once. New metrics alone redraw the text panels (step, rates, ETA, memory) at
-# most every REDRAW_S, and the charts (most of a frame: ~5-8 ms of the UI thread at 120x40 on
-# a small CPU) spaced so that their measured cost stays under UI_BUDGET of the wall clock:
+# most every REDRAW_S, and the charts (most of a full frame: ~16-20 ms of the UI thread at
+# 120x40 on a small CPU) spaced so that their measured cost stays under UI_BUDGET of the wall clock:
 # never more often than REDRAW_S, never less often than CHARTS_MAX_S.
 REDRAW_S = 1.0
 UI_BUDGET = 0.005
