@@ -4,6 +4,11 @@ Two levels: the last `recent` points exactly, and the whole run in at most
 `buckets` buckets of min/max/last. When the buckets fill, neighbours are merged
 pairwise and the bucket width doubles, so memory and the cost of `columns()`
 are bounded by `recent + buckets` whatever the run length. Torch-free.
+
+Both levels are kept as parallel sequences (steps in one, values in another)
+rather than a tuple or an object per point: the dashboard folds every step of a
+run into five of these on the UI thread, and draws from them every few seconds,
+and that thread's time is taken from a Python-bound training loop under the GIL.
 """
 
 from __future__ import annotations
@@ -12,7 +17,6 @@ import math
 from bisect import bisect_left, bisect_right
 from collections import deque
 from dataclasses import dataclass
-from itertools import groupby
 
 
 @dataclass(slots=True)
@@ -44,8 +48,14 @@ class Series:
     def __init__(self, recent: int = 4096, buckets: int = 1024):
         if buckets < 2:
             raise ValueError("buckets must be >= 2")
-        self.recent: deque[tuple[int, float]] = deque(maxlen=recent)
-        self.buckets: list[Bucket] = []
+        self._rsteps: deque[int] = deque(maxlen=recent)    # the recent window: steps
+        self._rvalues: deque[float] = deque(maxlen=recent)  # and their values
+        # the buckets, one list per field (see Bucket)
+        self._index: list[int] = []
+        self._lo: list[float] = []
+        self._hi: list[float] = []
+        self._last: list[float] = []
+        self._last_step: list[int] = []
         self.max_buckets = buckets
         self.width = 1          # steps per bucket; doubles when the buckets fill
         self.count = 0          # finite points ever appended
@@ -58,6 +68,16 @@ class Series:
     def __len__(self) -> int:
         return self.count
 
+    @property
+    def recent(self) -> deque[tuple[int, float]]:
+        """The recent window as (step, value) pairs, oldest first (a copy, for inspection)."""
+        return deque(zip(self._rsteps, self._rvalues), maxlen=self._rsteps.maxlen)
+
+    @property
+    def buckets(self) -> list[Bucket]:
+        """The buckets, oldest first (a copy, for inspection)."""
+        return [Bucket(*b) for b in zip(self._index, self._lo, self._hi, self._last, self._last_step)]
+
     def append(self, step: int, value: float) -> None:
         if value is None or not math.isfinite(value):
             self.skipped += 1
@@ -69,17 +89,15 @@ class Series:
             self.ordered = False
         self.last_step, self.last = step, value
         self.count += 1
-        self.recent.append((step, value))
+        self._rsteps.append(step)
+        self._rvalues.append(value)
         idx = step // self.width
-        b = self.buckets[-1] if self.buckets else None
-        if b is not None and b.index == idx:
-            b.lo = min(b.lo, value)
-            b.hi = max(b.hi, value)
-            b.last, b.last_step = value, step
+        if self._index and self._index[-1] == idx:
+            self._lo[-1] = min(self._lo[-1], value)
+            self._hi[-1] = max(self._hi[-1], value)
+            self._last[-1], self._last_step[-1] = value, step
         else:
-            self.buckets.append(Bucket(idx, value, value, value, step))
-            if len(self.buckets) > self.max_buckets:
-                self._coarsen()
+            self._add_bucket(idx, value, value, value, step)
 
     def extend(self, steps, values) -> None:
         """Append a batch; the same result as appending point by point, at a fraction of the cost.
@@ -100,37 +118,48 @@ class Series:
             self.first_step = steps[0]
         self.last_step, self.last = steps[-1], values[-1]
         self.count += n
-        self.recent.extend(zip(steps, values))
+        self._rsteps.extend(steps)
+        self._rvalues.extend(values)
+        index, lo, hi = self._index, self._lo, self._hi
         i = 0
         while i < n:
             w = self.width
             idx = steps[i] // w
             j = bisect_left(steps, (idx + 1) * w, i)  # first step past this bucket
             chunk = values[i:j]
-            b = self.buckets[-1] if self.buckets else None
-            if b is not None and b.index == idx:
-                b.lo, b.hi = min(b.lo, *chunk), max(b.hi, *chunk)
-                b.last, b.last_step = chunk[-1], steps[j - 1]
+            if index and index[-1] == idx:
+                lo[-1], hi[-1] = min(lo[-1], min(chunk)), max(hi[-1], max(chunk))
+                self._last[-1], self._last_step[-1] = chunk[-1], steps[j - 1]
             else:
-                self.buckets.append(Bucket(idx, min(chunk), max(chunk), chunk[-1], steps[j - 1]))
-                if len(self.buckets) > self.max_buckets:
-                    self._coarsen()
+                self._add_bucket(idx, min(chunk), max(chunk), chunk[-1], steps[j - 1])
+                index, lo, hi = self._index, self._lo, self._hi  # a coarsening makes new lists
             i = j
+
+    def _add_bucket(self, idx: int, lo: float, hi: float, last: float, step: int) -> None:
+        self._index.append(idx)
+        self._lo.append(lo)
+        self._hi.append(hi)
+        self._last.append(last)
+        self._last_step.append(step)
+        if len(self._index) > self.max_buckets:
+            self._coarsen()
 
     def _coarsen(self) -> None:
         """Double the bucket width, merging buckets that now share an index."""
         self.width *= 2
-        merged: list[Bucket] = []
-        for b in self.buckets:
-            idx = b.index // 2
-            if merged and merged[-1].index == idx:
-                m = merged[-1]
-                m.lo, m.hi = min(m.lo, b.lo), max(m.hi, b.hi)
-                m.last, m.last_step = b.last, b.last_step
+        index, lo, hi, last, last_step = [], [], [], [], []
+        for i, l, h, v, s in zip(self._index, self._lo, self._hi, self._last, self._last_step):
+            i //= 2
+            if index and index[-1] == i:
+                lo[-1], hi[-1] = min(lo[-1], l), max(hi[-1], h)
+                last[-1], last_step[-1] = v, s
             else:
-                b.index = idx
-                merged.append(b)
-        self.buckets = merged
+                index.append(i)
+                lo.append(l)
+                hi.append(h)
+                last.append(v)
+                last_step.append(s)
+        self._index, self._lo, self._hi, self._last, self._last_step = index, lo, hi, last, last_step
 
     def columns(self, x0: float, x1: float, n: int) -> list[Column | None]:
         """`n` columns spanning steps [x0, x1]; None where no point falls.
@@ -142,22 +171,29 @@ class Series:
             return out
         span = max(x1 - x0, 1e-9)
         scale = (n - 1) / span if n > 1 else 0.0
-        if self.recent and self.recent[0][0] <= x0:
-            steps = [s for s, _ in self.recent]
-            values = [v for _, v in self.recent]
-            los = his = lasts = values
+        if self._rsteps and self._rsteps[0] <= x0:
+            steps = list(self._rsteps)
+            los = his = lasts = list(self._rvalues)
         else:
             # A bucket is drawn at its last step, where its `last` value lives.
-            steps = [b.last_step for b in self.buckets]
-            los, his, lasts = [b.lo for b in self.buckets], [b.hi for b in self.buckets], \
-                [b.last for b in self.buckets]
+            steps, los, his, lasts = self._last_step, self._lo, self._hi, self._last
         if not self.ordered:
             return _columns_any_order(out, zip(steps, los, his, lasts), x0, x1, scale)
-        # Steps ascend, so each column's points are one slice: a C-level min/max per column,
-        # not a Python step per point (up to 4,096 recent points per series, 5 series a frame).
+        # Steps ascend, so each column's points are one slice, found by a C-level bisect per
+        # column rather than a Python step per point (up to 4,096 recent points per series,
+        # five series a frame), then a C-level min/max over it.
         i, end = bisect_left(steps, x0), bisect_right(steps, x1)
-        for col, run in groupby([int((s - x0) * scale + 0.5) for s in steps[i:end]]):
-            j = i + len(tuple(run))
+        while i < end:
+            col = int((steps[i] - x0) * scale + 0.5)
+            j = end
+            if scale and col < n - 1:
+                # the column's far edge in steps, then exact: col() is monotone in the step, and
+                # the float edge can be off by a point either way
+                j = bisect_left(steps, x0 + (col + 0.5) / scale, i + 1, end)
+                while j < end and int((steps[j] - x0) * scale + 0.5) <= col:
+                    j += 1
+                while j > i + 1 and int((steps[j - 1] - x0) * scale + 0.5) > col:
+                    j -= 1
             out[col] = (min(los[i:j]), max(his[i:j]), lasts[j - 1])
             i = j
         return out
