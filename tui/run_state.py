@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from danlu.engine import events as ev
+from danlu.engine.channel import join_metrics
 
 from .series import Series, all_finite
 
 EMA_WEIGHT = 0.9  # smoothing of the train-loss line (TensorBoard-style, bias-corrected)
+# Pending steps folded into the series even if no chart reads them (a dialog covers the charts).
+FOLD_AT = 8192
 
 
 @dataclass
@@ -43,24 +46,54 @@ class RunState:
     memory: dict[str, Any] = field(default_factory=dict)
     last_loss: float | None = None
     last_grad: float | None = None
-    nonfinite: int = 0
     val: ev.EvalDone | None = None
     best_val_loss: float | None = None
     best_val_acc: float | None = None
     last_checkpoint: ev.CheckpointSaved | None = None
-    loss: Series = field(default_factory=Series)
-    ema: Series = field(default_factory=Series)
-    grad: Series = field(default_factory=Series)
-    grad_ema: Series = field(default_factory=Series)  # drawn over the grad band: noisy norms fill it
     hparams: dict[str, Any] = field(default_factory=dict)  # every applied set_hparam, name -> new
-    lr: Series = field(default_factory=Series)
     val_points: deque = field(default_factory=lambda: deque(maxlen=2000))  # (step, val_loss)
     markers: deque = field(default_factory=lambda: deque(maxlen=500))      # (step, kind)
     version: int = 0
+    # The charts' series, behind properties that fold the pending Metrics batches first.
+    _loss: Series = field(default_factory=Series, repr=False)
+    _ema_series: Series = field(default_factory=Series, repr=False)
+    _grad: Series = field(default_factory=Series, repr=False)
+    _grad_ema: Series = field(default_factory=Series, repr=False)
+    _lr: Series = field(default_factory=Series, repr=False)
+    _nonfinite: int = 0
+    _pending: list = field(default_factory=list, repr=False)  # Metrics batches not yet in the series
+    _pending_steps: int = 0
     _ema: float = 0.0
     _ema_n: int = 0
     _gema: float = 0.0
     _gema_n: int = 0
+
+    # Each read of a chart's series folds what is pending, so readers never see a stale one.
+    @property
+    def loss(self) -> Series:
+        return self._folded()._loss
+
+    @property
+    def ema(self) -> Series:
+        return self._folded()._ema_series
+
+    @property
+    def grad(self) -> Series:
+        return self._folded()._grad
+
+    @property
+    def grad_ema(self) -> Series:
+        """Drawn over the grad band: noisy norms fill it."""
+        return self._folded()._grad_ema
+
+    @property
+    def lr(self) -> Series:
+        return self._folded()._lr
+
+    @property
+    def nonfinite(self) -> int:
+        """Non-finite train losses seen."""
+        return self._folded()._nonfinite
 
     @property
     def final(self) -> bool:
@@ -91,16 +124,14 @@ class RunState:
         self.grad_clip = e.grad_clip
 
     def _on_Metrics(self, e: ev.Metrics, _):
-        # Every step of the run passes through here on the UI thread, which shares the GIL with
-        # the training loop: whole batches go to Series.extend, and the EMAs are one tight loop.
-        self.loss.extend(e.steps, e.loss)
-        steps, smooth, self._ema, self._ema_n = _ema(e.steps, e.loss, self._ema, self._ema_n)
-        self.nonfinite += len(e.steps) - len(steps)
-        self.ema.extend(steps, smooth)
-        self.grad.extend(e.steps, e.grad_norm)
-        steps, smooth, self._gema, self._gema_n = _ema(e.steps, e.grad_norm, self._gema, self._gema_n)
-        self.grad_ema.extend(steps, smooth)
-        self.lr.extend(e.steps, e.lr)
+        # Only the latest values now; the steps wait for the next read of a series (a chart
+        # frame, every 1-2 s), so they are folded in a few large batches rather than many small
+        # ones, on the UI thread that shares the GIL with the training loop.
+        if e.steps:
+            self._pending.append(e)
+            self._pending_steps += len(e.steps)
+            if self._pending_steps >= FOLD_AT:  # nothing is drawing (a dialog is up): keep it bounded
+                self._fold()
         self.step, self.epoch = e.step, e.epoch
         self.last_loss = e.loss[-1] if e.loss else self.last_loss
         self.last_grad = e.grad_norm[-1] if e.grad_norm else self.last_grad
@@ -113,6 +144,24 @@ class RunState:
         self.seen_steps += len(e.steps)
         self.recent_clipped = e.clipped / len(e.steps) if e.steps else None
         self.memory = dict(e.memory or {})
+
+    def _folded(self) -> "RunState":
+        if self._pending:
+            self._fold()
+        return self
+
+    def _fold(self) -> None:
+        """Every pending step into the series: one Series.extend each and two EMA loops."""
+        e = join_metrics(self._pending)
+        self._pending, self._pending_steps = [], 0
+        self._loss.extend(e.steps, e.loss)
+        steps, smooth, self._ema, self._ema_n = _ema(e.steps, e.loss, self._ema, self._ema_n)
+        self._nonfinite += len(e.steps) - len(steps)
+        self._ema_series.extend(steps, smooth)
+        self._grad.extend(e.steps, e.grad_norm)
+        steps, smooth, self._gema, self._gema_n = _ema(e.steps, e.grad_norm, self._gema, self._gema_n)
+        self._grad_ema.extend(steps, smooth)
+        self._lr.extend(e.steps, e.lr)
 
     def _on_EvalDone(self, e: ev.EvalDone, _):
         self.val = e

@@ -14,17 +14,21 @@ from danlu.tui.series import Series
 from .fake_engine import emit_run, metrics
 
 
+SERIES = ("loss", "ema", "grad", "grad_ema", "lr", "nonfinite")  # read through their folding properties
+
+
 def _shown(state: RunState) -> dict:
-    """Every field of the state; Series by their contents."""
+    """Every public field of the state and every series a chart reads; Series by their contents."""
     out = {}
-    for f in dataclasses.fields(state):
-        v = getattr(state, f.name)
+    names = [f.name for f in dataclasses.fields(state) if not f.name.startswith("_")] + list(SERIES)
+    for name in names:
+        v = getattr(state, name)
         if isinstance(v, Series):
             v = (list(v.recent), [(b.index, b.lo, b.hi, b.last, b.last_step) for b in v.buckets],
                  v.width, v.count, v.skipped, v.first_step, v.last_step, v.last)
-        elif f.name == "version":
+        elif name == "version":
             continue  # bumps once per folded event: fewer folds is the point
-        out[f.name] = list(v) if hasattr(v, "maxlen") else v
+        out[name] = list(v) if hasattr(v, "maxlen") else v
     return out
 
 

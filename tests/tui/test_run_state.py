@@ -56,3 +56,59 @@ def test_memory_summary_prefers_cuda():
         == "gpu 1.0 GiB/8.0 GiB"
     assert memory_summary({"rss_mb": 512.0}) == "rss 512.0 MiB"
     assert memory_summary({}) == ""
+
+
+def _contents(series: Series):
+    return (list(series.recent), series.buckets, series.width, series.count, series.skipped,
+            series.first_step, series.last_step, series.last)
+
+
+def _eager(batches) -> dict:
+    """The plain definition: every batch into the series as it arrives (EMA through RunState's own)."""
+    from danlu.tui.run_state import _ema
+    out = {k: Series() for k in ("loss", "ema", "grad", "grad_ema", "lr")}
+    ema = gema = 0.0
+    n = gn = nonfinite = 0
+    for m in batches:
+        out["loss"].extend(m.steps, m.loss)
+        steps, smooth, ema, n = _ema(m.steps, m.loss, ema, n)
+        nonfinite += len(m.steps) - len(steps)
+        out["ema"].extend(steps, smooth)
+        out["grad"].extend(m.steps, m.grad_norm)
+        steps, smooth, gema, gn = _ema(m.steps, m.grad_norm, gema, gn)
+        out["grad_ema"].extend(steps, smooth)
+        out["lr"].extend(m.steps, m.lr)
+    return {k: _contents(v) for k, v in out.items()} | {"nonfinite": nonfinite}
+
+
+def test_series_read_at_any_moment_show_every_step_folded_so_far():
+    """The fold waits for a reader; whenever a chart reads, it sees exactly what folding each batch at once shows."""
+    import dataclasses
+    import random
+
+    from .fake_engine import metrics
+    rnd = random.Random(3)
+    batches = [metrics(i * 10, 10, rnd) for i in range(300)]
+    batches[57] = dataclasses.replace(batches[57], loss=[float("nan")] + batches[57].loss[1:])
+    s = RunState()
+    for i, m in enumerate(batches):
+        s.apply(m)
+        if rnd.random() < 0.05 or i == len(batches) - 1:  # a chart frame now and then
+            shown = {k: _contents(getattr(s, k)) for k in ("loss", "ema", "grad", "grad_ema", "lr")}
+            assert shown | {"nonfinite": s.nonfinite} == _eager(batches[:i + 1]), i
+    assert s.nonfinite == 1 and s.loss.last_step == 3000
+
+
+def test_pending_steps_stay_bounded_when_no_chart_reads():
+    """With a dialog over the charts nothing reads the series; the pending batches still fold."""
+    import random
+
+    from danlu.tui.run_state import FOLD_AT
+
+    from .fake_engine import metrics
+    rnd = random.Random(0)
+    s = RunState()
+    for i in range(3 * FOLD_AT // 10):
+        s.apply(metrics(i * 10, 10, rnd))
+        assert s._pending_steps < FOLD_AT
+    assert s._loss.count > 2 * FOLD_AT - 10  # folded without a single read
