@@ -16,8 +16,12 @@ class LossChart(Vertical):
     def compose(self) -> ComposeResult:
         yield Chart(id="loss-plot")
 
+    _title = ""
+
     def on_mount(self) -> None:
-        self.border_title = "Loss"
+        self.border_title = self._title = "Loss"
+        self.border_subtitle = ("[$primary]⣿ train[/] [$warning]━ ema[/] [$error]● val[/]"
+                                " [$secondary]┊ lr[/] [$warning]┊ pause[/] [$success]┊ ckpt[/]")
 
     def show(self, state: RunState, log: bool = False) -> None:
         spec = PlotSpec(
@@ -27,9 +31,11 @@ class LossChart(Vertical):
             log=log,
             empty_text=state.empty_text,
         )
-        self.border_title = "Loss · log" if log else "Loss"
-        self.border_subtitle = ("[$primary]⣿ train[/] [$warning]━ ema[/] [$error]● val[/]"
-                                " [$secondary]┊ lr[/] [$warning]┊ pause[/] [$success]┊ ckpt[/]")
+        title = "Loss · log" if log else "Loss"
         if state.loss.skipped:
-            self.border_title += f" · {state.loss.skipped} non-finite"
+            title += f" · {state.loss.skipped} non-finite"
+        # A border title is markup, parsed at each set, and setting it repaints the whole panel:
+        # only when it changed, not at every chart frame.
+        if title != self._title:
+            self.border_title = self._title = title
         self.query_one(Chart).plot(spec, (state.version, log))
