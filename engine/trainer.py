@@ -34,6 +34,7 @@ from .persistence import CheckpointState
 from .runlog import RunLog, new_run_dir
 from .sampler import EpochSampler
 from .schedule import LRSchedule
+from .spikes import SpikeWatch
 from .telemetry import SystemSampler
 
 FLUSH_SECONDS = 0.5
@@ -398,7 +399,7 @@ class Trainer(CommandHandlers, CheckpointState):
         self._buf_lrs: list[list[float]] = []
         self._buf_epoch: list[int] = []
         self._amp_skipped_steps: set[int] = set()  # fp16 overflow steps the GradScaler skipped
-        self._ema: float | None = None
+        self._spikes = SpikeWatch()
         self._last_eval_step = -1
 
     def _flush(self, now: float | None = None) -> None:
@@ -444,9 +445,9 @@ class Trainer(CommandHandlers, CheckpointState):
                             f"nan_policy={self.cfg.monitor.nan_policy}")
                 self._nonfinite = True
                 return
-            if self._ema is not None and l_ > self.cfg.monitor.spike_factor * self._ema and s > 20:
-                self._alert("spike", f"loss spike at step {s}: {l_:.4g} vs recent {self._ema:.4g}")
-            self._ema = l_ if self._ema is None else 0.95 * self._ema + 0.05 * l_
+            spike = self._spikes.check(s, l_, self.cfg.monitor.spike_factor)
+            if spike is not None:
+                self._alert("spike", spike)
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
