@@ -288,3 +288,31 @@ async def test_the_channel_is_drained_fast_only_while_a_command_waits(channel):
         await wait_for(pilot, lambda: not app.pump.awaiting, what="the answer folded")
         assert await drains_in(1.0) <= 6  # answered: back to TICK_S
         assert any("checkpoint saved at step 5" in t for t in app.toasts)
+
+
+@pytest.mark.asyncio
+async def test_a_burst_of_spike_alerts_is_logged_but_toasted_once(channel):
+    """A fast, spiky run can send several spike alerts a second: each goes to the event log, one
+    toast stands for them, and none forces the charts to redraw before their interval."""
+    import danlu.tui.screens.dashboard as dash
+    from danlu.tui.widgets.chart import Chart
+    from danlu.tui.widgets.loss_chart import LossChart
+
+    emit_run(channel, steps=200)
+    app = create_app(channel)
+    async with app.run_test(size=SIZE) as pilot:
+        state, screen = app.pump.state, app.screen
+        chart = screen.query_one(LossChart).query_one(Chart)
+        await wait_for(pilot, lambda: state.step == 200 and screen._shown_version == state.version,
+                       what="first frame")
+        screen._drawn_at = float("inf")  # the charts' own interval never comes in this test
+        for i in range(5):
+            channel.emit(ev.Alert(200 + i, "spike", f"loss spike at step {200 + i}: 9 vs recent 0.1"))
+        await wait_for(pilot, lambda: sum("loss spike" in line for line in screen.query_one(EventLog).lines_text) == 5,
+                       what="five spikes in the event log")
+        assert sum("loss spike" in t for t in app.toasts) == 1
+        assert chart._key[0] < state.version, "a spike alert redrew the charts at once"
+        channel.emit(ev.Alert(210, "oom", "out of memory at step 210"))  # other alerts still draw at once
+        await wait_for(pilot, lambda: chart._key[0] == state.version, timeout=1.0, what="the oom redraw")
+        assert any("out of memory" in t for t in app.toasts)
+        assert dash.SPIKE_TOAST_S >= 5

@@ -51,6 +51,9 @@ LIVE_ACTIONS = ("toggle_pause", "set_lr", "set_hparam", "save", "evaluate", "edi
 TOAST_KINDS = ("set_lr", "set_hparam")
 # Checkpoints the engine writes by itself are logged, not toasted (one per eval would be noise).
 QUIET_CHECKPOINTS = ("periodic", "best")
+# Spike alerts come at most once per 100 steps from the engine, which can be 10 a second on a fast
+# loop: one toast per this many seconds, the rest in the event log.
+SPIKE_TOAST_S = 10.0
 
 
 class DashboardScreen(Screen):
@@ -82,6 +85,7 @@ class DashboardScreen(Screen):
         self._measuring: float | None = None
         self._was_final = False
         self._last_alert = ""  # the failed status usually repeats it: say it once
+        self._spike_toast_at = -SPIKE_TOAST_S
 
     @property
     def state(self):
@@ -147,7 +151,9 @@ class DashboardScreen(Screen):
             if isinstance(e, ev.StatusChanged):
                 self._pause_intent = None
         version, now = self.state.version, time.monotonic()
-        if version != self._shown_version and (notable or now - self._drawn_at >= self.charts_interval()):
+        # a spike is a marker on the loss chart: it waits for the next chart frame like new metrics
+        urgent = any(not (isinstance(e, ev.Alert) and e.kind == "spike") for e in notable)
+        if version != self._shown_version and (urgent or now - self._drawn_at >= self.charts_interval()):
             self.redraw()
         elif version != self._panels_version and now - self._panels_at >= REDRAW_S:
             self._redraw_panels()
@@ -169,6 +175,10 @@ class DashboardScreen(Screen):
         elif isinstance(e, ev.CheckpointSaved) and e.reason not in QUIET_CHECKPOINTS:
             notify(f"checkpoint saved at step {e.step}: {short_path(e.path, run_dir)}")
         elif isinstance(e, ev.Alert):
+            if e.kind == "spike":  # the event log has every one; a toast at most every SPIKE_TOAST_S
+                if time.monotonic() - self._spike_toast_at < SPIKE_TOAST_S:
+                    return
+                self._spike_toast_at = time.monotonic()
             notify(f"step {e.step}: {e.message}", title=e.kind,
                    severity="warning" if e.kind in ("spike", "nonfinite") else "error")
         elif isinstance(e, ev.StatusChanged) and e.state in ev.FINAL_STATES:
