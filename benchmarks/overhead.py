@@ -4,6 +4,7 @@ Not a test (never asserted). Run from the repository root:
 
     python -m benchmarks.overhead                  # both regimes, 7 rounds
     python -m benchmarks.overhead --regime mlp --rounds 9
+    python -m benchmarks.overhead --regime mlp --variants b,c --rounds 12 --fresh   # a process per run
 
 Variants, all on the same model, seed, steps and in-memory tensors (num_workers=0):
 
@@ -45,7 +46,10 @@ import argparse
 import asyncio
 import contextlib
 import io
+import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -224,25 +228,54 @@ def have_tensorboard() -> bool:
         return False
 
 
-def bench(regime: str, rounds: int, variants: list[str]) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """(steps/s by wall clock, steps per CPU-second of the training thread), per variant, one entry per round."""
+def _variants(cfg) -> dict:
+    """Each variant as a call that trains once and returns (seconds, steps, training-thread CPU s)."""
+    bare = None
+
+    def bare_run(v):
+        nonlocal bare
+        bare = bare or Bare(cfg)  # the in-memory batches, built once, only if a bare variant runs
+        return bare.run(v)
+
+    return {"a0": lambda: bare_run("a0"), "a": lambda: bare_run("a"), "b": lambda: run_headless(cfg),
+            "c": lambda: run_dashboard(cfg), "d": lambda: bare_run("d"),
+            "b2": lambda: run_headless(cfg), "ci": lambda: run_dashboard_idle(cfg)}
+
+
+def bench(regime: str, rounds: int, variants: list[str], fresh: bool = False,
+          threads: int = 1) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """(steps/s by wall clock, steps per CPU-second of the training thread), per variant, one entry per round.
+
+    fresh: every run in a process of its own (`--one`), as `danlu run` is, so no run inherits
+    the heap, caches or threads that earlier runs of other variants left in the process.
+    """
     with tempfile.TemporaryDirectory() as out:
         cfg = make_config(regime, out)
-        bare = Bare(cfg)
-        fns = {"a0": lambda: bare.run("a0"), "a": lambda: bare.run("a"), "b": lambda: run_headless(cfg),
-               "c": lambda: run_dashboard(cfg), "d": lambda: bare.run("d"),
-               "b2": lambda: run_headless(cfg), "ci": lambda: run_dashboard_idle(cfg)}
+        fns = _variants(cfg)
         rates: dict[str, list[float]] = {v: [] for v in variants}
         cpu_rates: dict[str, list[float]] = {v: [] for v in variants}
-        for r in range(rounds + 1):  # round 0 warms up and is dropped
+        for r in range(rounds + (not fresh)):  # in one process, round 0 warms up and is dropped
             k = r % len(variants)
             for v in variants[k:] + variants[:k]:
-                dt, n, cpu = fns[v]()
+                dt, n, cpu = _run_fresh(regime, v, threads) if fresh else fns[v]()
                 assert n == cfg.train.max_steps, (v, n)
-                if r:
+                if r or fresh:
                     rates[v].append(n / dt)
                     cpu_rates[v].append(n / cpu)
         return rates, cpu_rates
+
+
+def _run_fresh(regime: str, variant: str, threads: int) -> tuple[float, int, float]:
+    out = subprocess.run([sys.executable, "-m", "benchmarks.overhead", "--regime", regime, "--one", variant,
+                          "--threads", str(threads)], capture_output=True, text=True, check=True)
+    dt, n, cpu = json.loads(out.stdout.strip().splitlines()[-1])
+    return dt, n, cpu
+
+
+def _one(regime: str, variant: str) -> None:
+    """Train `variant` once in this process and print (seconds, steps, CPU s) as JSON."""
+    with tempfile.TemporaryDirectory() as out:
+        print(json.dumps(_variants(make_config(regime, out))[variant]()))
 
 
 LABELS = {"a0": "bare, pre-stacked batches", "a": "bare loop (DataLoader)", "b": "danlu headless",
@@ -285,12 +318,17 @@ def main() -> None:
     p.add_argument("--regime", choices=[*REGIMES, "all"], default="all")
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--variants", default="a0,a,b,c,d")
+    p.add_argument("--fresh", action="store_true",
+                   help="each run in a new process (slower: ~4 s of imports a run), as danlu run is")
+    p.add_argument("--one", metavar="VARIANT", help=argparse.SUPPRESS)  # one run, for --fresh
     p.add_argument("--threads", type=int, default=1,
                    help="torch intra-op threads (default 1: steadier on a shared box, and the training "
                         "thread's CPU time then covers all compute; 0: torch's default)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.one:
+        return _one(args.regime, args.one)
     variants = [v for v in args.variants.split(",") if v]
     if "d" in variants and not have_tensorboard():
         print("tensorboard is not installed: variant d skipped (pip install tensorboard to run it)")
@@ -298,7 +336,7 @@ def main() -> None:
     print(machine())
     lines = []
     for regime in REGIMES if args.regime == "all" else [args.regime]:
-        lines.append(report(regime, *bench(regime, args.rounds, variants)))
+        lines.append(report(regime, *bench(regime, args.rounds, variants, args.fresh, args.threads)))
     print(f"\nload avg at the end: {load()}")
     for line in lines:
         print(line)
