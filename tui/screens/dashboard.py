@@ -34,8 +34,8 @@ from .lr_dialog import LrDialog
 TICK_S = 0.25
 ANSWER_TICK_S = 0.05
 ANSWER_WAIT_S = 3.0
-# Any event other than new metrics (status, command answer, alert, checkpoint) redraws
-# everything at once. New metrics alone redraw the text panels (step, rates, ETA, memory) at
+# Any event other than new metrics (status, command answer, alert but a spike, checkpoint)
+# redraws everything at once. New metrics alone redraw the text panels (step, rates, ETA, memory) at
 # most every REDRAW_S, and the charts (most of a full frame: ~20-27 ms of the UI thread at
 # 120x40 on a 2-core VM, the series fold included) spaced so that their measured cost stays
 # under UI_BUDGET of the wall clock: never more often than REDRAW_S, never less often than

@@ -13,10 +13,10 @@ from .chart import Chart
 class LossChart(Vertical):
     """The big chart. `show(state, log=...)` redraws when the state changed."""
 
+    _title = ""  # the border title shown now
+
     def compose(self) -> ComposeResult:
         yield Chart(id="loss-plot")
-
-    _title = ""
 
     def on_mount(self) -> None:
         self.border_title = self._title = "Loss"
