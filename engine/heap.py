@@ -14,11 +14,10 @@ frozen objects as usual, and `gc.unfreeze()` hands the heap back when the run en
 
 One full collection runs first, once, before the first step: garbage cycles left by
 setup, or by an earlier run in the same process (a restart with a changed config, a
-benchmark's rounds), would otherwise be frozen for the whole run: their memory kept (an
-old model's tensors among them) and their half-empty allocator pools mixed into the new
-run's. With them frozen, whole dashboard runs that followed other runs in one process
-read 7-12% fewer steps per CPU-second than headless ones; collecting first, 1.00
-(docs/performance.md, fifth session).
+benchmark's rounds), would otherwise be frozen for the whole run, their memory kept (an
+old model's tensors among them). With them frozen, whole dashboard runs that followed
+other runs in one process read 7-12% fewer steps per CPU-second than headless ones;
+collecting first, 1.00-1.07 (docs/performance.md, fifth session).
 """
 
 from __future__ import annotations
