@@ -77,7 +77,7 @@ def bench_data(size: int = 4000, image_size: int = 8, channels: int = 1, num_cla
     import torch
     from torch.utils.data import TensorDataset
 
-    from danlu.engine.shapes import ShapesDataset
+    from danlu.engine.build.shapes import ShapesDataset
 
     key = (size, image_size, channels, num_classes, seed)
     if key not in _DATA_CACHE:

@@ -46,8 +46,8 @@ import torch
 
 from benchmarks.common import load, machine, median_ci
 from benchmarks.overhead import EPOCH_STEPS, REGIMES, make_config
-from danlu.engine.channel import Channel
-from danlu.engine.trainer import Trainer, start_in_thread
+from danlu.engine.control.channel import Channel
+from danlu.engine.loop.trainer import Trainer, start_in_thread
 
 _orig_train = Trainer._train
 _training = threading.Event()

@@ -24,10 +24,10 @@ import torch
 
 from benchmarks import overhead
 from benchmarks.common import machine
-from danlu.engine.channel import Channel
-from danlu.engine.runlog import RunLog
-from danlu.engine.schedule import LRSchedule
-from danlu.engine.trainer import Trainer
+from danlu.engine.control.channel import Channel
+from danlu.engine.store.runlog import RunLog
+from danlu.engine.build.schedule import LRSchedule
+from danlu.engine.loop.trainer import Trainer
 
 HOOKS = [(Trainer, "_boundary"), (Trainer, "_after_step"), (Trainer, "_flush"), (RunLog, "train_steps"),
          (Channel, "emit"), (LRSchedule, "on_step"), (LRSchedule, "_advance")]

@@ -8,7 +8,7 @@ Not a test (never asserted). Run from the repository root:
 A `gc.callbacks` hook times every collection that starts while `Trainer._train` runs,
 by thread and generation. Each variant (b: `danlu run --headless`'s code path, c: the
 dashboard live, as in benchmarks/overhead.py) runs twice: as shipped, where the engine
-freezes the heap built before training (engine/heap.py), and with that freeze turned
+freezes the heap built before training (engine/loop/heap.py), and with that freeze turned
 off. A collection holds the GIL for its whole length, so a long one stalls the training
 thread even when another thread triggered it.
 """
@@ -26,7 +26,7 @@ import torch
 
 from benchmarks import overhead
 from benchmarks.common import machine
-from danlu.engine import trainer as trainer_mod
+from danlu.engine.loop import trainer as trainer_mod
 
 _FREEZE = trainer_mod.frozen_heap
 

@@ -58,13 +58,13 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from benchmarks.common import load, machine, median_ci, summary
-from danlu.engine import headless
-from danlu.engine.channel import Channel
-from danlu.engine.config import from_dict
-from danlu.engine.data import build_datasets
-from danlu.engine.models import build_model
-from danlu.engine.sampler import EpochSampler
-from danlu.engine.trainer import Trainer, start_in_thread
+from danlu.tui.cli import headless
+from danlu.engine.control.channel import Channel
+from danlu.engine.config.schema import from_dict
+from danlu.engine.build.data import build_datasets
+from danlu.engine.build.models import build_model
+from danlu.engine.build.sampler import EpochSampler
+from danlu.engine.loop.trainer import Trainer, start_in_thread
 
 REGIMES = {
     # Python overhead shows: about a millisecond a step. 6,000 steps (4 epochs of 1,500) so the

@@ -37,8 +37,8 @@ from textual.app import App
 from textual.geometry import Region
 
 from benchmarks.common import load, machine, summary
-from danlu.engine import events as ev
-from danlu.engine.channel import Channel
+from danlu.engine.control import events as ev
+from danlu.engine.control.channel import Channel
 from danlu.tui.run_state import RunState
 from danlu.tui.widgets.chart import Chart
 from danlu.tui.widgets.grad_panel import GradPanel

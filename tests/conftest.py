@@ -32,7 +32,7 @@ def merge(base: dict, over: dict) -> dict:
 @pytest.fixture
 def tiny_config(tmp_path):
     """A factory: tiny_config(**section_overrides) -> validated Config writing under tmp_path."""
-    from danlu.engine.config import from_dict
+    from danlu.engine.config.schema import from_dict
 
     def make(over: dict | None = None):
         raw = merge(TINY, {"run": {"out_dir": str(tmp_path / "runs")}})

@@ -17,7 +17,7 @@ TINY = ["data.num_workers=0", "run.device=cpu", "data.args.size=128", "data.args
 
 
 def _finished_run(tmp) -> str:
-    out = subprocess.run([sys.executable, "-m", "danlu.tui.cli", "run", "--headless", f"run.out_dir={tmp}/runs", *TINY],
+    out = subprocess.run([sys.executable, "-m", "danlu.tui.cli.main", "run", "--headless", f"run.out_dir={tmp}/runs", *TINY],
                          capture_output=True, text=True, cwd=tmp, timeout=180)
     assert out.returncode == 0, out.stderr
     (run,) = (tmp / "runs").glob("default-*")
@@ -74,7 +74,7 @@ def test_bad_input_gives_documented_message_and_exit_2(case, tmp_path):
     argv, needle = CASES[case]
     if callable(argv):
         argv = argv(tmp_path)
-    out = subprocess.run([sys.executable, "-m", "danlu.tui.cli", *argv], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "danlu.tui.cli.main", *argv], capture_output=True, text=True,
                          cwd=tmp_path, timeout=180)
     assert out.returncode == 2, out.stdout + out.stderr
     assert needle in out.stderr, out.stderr

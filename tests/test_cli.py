@@ -16,7 +16,7 @@ FAST = ["data.num_workers=0", "run.device=cpu", "data.args.size=256", "data.args
 
 
 def danlu(*args, cwd=None, timeout=180):
-    return subprocess.run([sys.executable, "-m", "danlu.tui.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "danlu.tui.cli.main", *args], capture_output=True, text=True,
                           cwd=cwd, timeout=timeout)
 
 
@@ -53,7 +53,7 @@ def test_resume_of_missing_dir_exits_2(tmp_path):
 
 
 def test_ctrl_c_saves_and_prints_resume_command(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "danlu.tui.cli", "run", "--headless",
+    proc = subprocess.Popen([sys.executable, "-m", "danlu.tui.cli.main", "run", "--headless",
                              f"run.out_dir={tmp_path}", "train.epochs=200", *FAST],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     try:

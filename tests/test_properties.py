@@ -7,10 +7,10 @@ import math
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from danlu.engine import events as ev
-from danlu.engine.config import FIELDS, SECTIONS, from_dict
+from danlu.engine.control import events as ev
+from danlu.engine.config.schema import FIELDS, SECTIONS, from_dict
 from danlu.engine.errors import ConfigError
-from danlu.engine.knobs import OPTIMIZERS, SCHEDULERS
+from danlu.engine.config.knobs import OPTIMIZERS, SCHEDULERS
 from danlu.tui.parsing import BadInput, parse_hparam, parse_lr
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),
@@ -65,8 +65,8 @@ _trainer = {}
 def _live_trainer(tmp_path_factory):
     if "t" not in _trainer:
         from tests.conftest import TINY
-        from danlu.engine.channel import Channel
-        from danlu.engine.trainer import Trainer
+        from danlu.engine.control.channel import Channel
+        from danlu.engine.loop.trainer import Trainer
         raw = dict(TINY, run=dict(TINY["run"], out_dir=str(tmp_path_factory.mktemp("runs"))))
         t = Trainer(from_dict(raw), Channel(max_pending_metrics=8))
         t.setup()

@@ -18,8 +18,8 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from danlu.engine import events as ev
-from danlu.engine.channel import Channel
+from danlu.engine.control import events as ev
+from danlu.engine.control.channel import Channel
 
 from .pump import EventPump
 from .run_state import RunState

@@ -17,10 +17,10 @@ from typing import Any
 
 import yaml
 
-from danlu.engine.config import FIELDS, OPTIM_FIELDS, SCHEDULE_FIELDS, SECTIONS, Config, from_dict
-from danlu.engine.config_files import parse_yaml
+from danlu.engine.config.schema import FIELDS, OPTIM_FIELDS, SCHEDULE_FIELDS, SECTIONS, Config, from_dict
+from danlu.engine.config.files import parse_yaml
 from danlu.engine.errors import ConfigError, UserError
-from danlu.engine.knobs import OPTIM_COMMON, OPTIMIZERS, SCHEDULE_COMMON, SCHEDULERS, Knob
+from danlu.engine.config.knobs import OPTIM_COMMON, OPTIMIZERS, SCHEDULE_COMMON, SCHEDULERS, Knob
 
 # Offered in the model Select; any torchvision classifier or module:callable works too (raw view).
 MODEL_SUGGESTIONS = ("small_cnn", "mlp", "resnet18", "resnet34", "resnet50", "mobilenet_v3_small",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from danlu.engine import events as ev
+from danlu.engine.control import events as ev
 
 from .format import num
 

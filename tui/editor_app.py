@@ -18,7 +18,7 @@ from textual import on
 from textual.app import App
 from textual.binding import Binding
 
-from danlu.engine.config import PACKAGED_CONFIGS
+from danlu.engine.config.schema import PACKAGED_CONFIGS
 
 from .run_index import pid_alive
 from .screens.editor import EditorScreen

@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from danlu.engine import events as ev
-from danlu.engine.channel import Channel, join_metrics
+from danlu.engine.control import events as ev
+from danlu.engine.control.channel import Channel, join_metrics
 
 from .run_state import RunState
 

@@ -9,8 +9,8 @@ import threading
 import time
 from typing import Any
 
-from danlu.engine.channel import Channel
-from danlu.engine.events import Alert, StatusChanged, stop
+from danlu.engine.control.channel import Channel
+from danlu.engine.control.events import Alert, StatusChanged, stop
 
 
 def engine_starter(cfg: Any, channel: Channel, resume: str | None, holder: dict,
@@ -25,7 +25,7 @@ def engine_starter(cfg: Any, channel: Channel, resume: str | None, holder: dict,
         holder.pop("error", None)  # a new run: an earlier run's failure is not this one's
         try:
             from danlu.engine.errors import UserError
-            from danlu.engine.trainer import Trainer
+            from danlu.engine.loop.trainer import Trainer
             trainer = Trainer(cfg, channel, resume=resume, warm_start=warm_start)
             holder["trainer"] = trainer
             if holder.get("signalled"):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from danlu.engine.config import PACKAGED_CONFIGS
+from danlu.engine.config.schema import PACKAGED_CONFIGS
 
 # States a live trainer writes; with its process gone, the run crashed.
 LIVE_STATES = ("running", "paused", "evaluating", "saving", "stopping")

@@ -12,8 +12,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from danlu.engine import events as ev
-from danlu.engine.channel import join_metrics
+from danlu.engine.control import events as ev
+from danlu.engine.control.channel import join_metrics
 
 from .series import Series, all_finite
 

@@ -15,7 +15,7 @@ import psutil
 import pytest
 from textual.widgets import Input, Static
 
-from danlu.engine.channel import Channel
+from danlu.engine.control.channel import Channel
 from danlu.tui.app import create_app
 from danlu.tui.screens.lr_dialog import LrDialog
 from danlu.tui.screens.quit_dialog import QuitDialog
@@ -37,7 +37,7 @@ def engine_threads() -> list[threading.Thread]:
 
 
 def real_app(cfg):
-    from danlu.engine.trainer import start_in_thread
+    from danlu.engine.loop.trainer import start_in_thread
 
     channel = Channel()
     app = create_app(channel, lambda: start_in_thread(cfg, channel))
@@ -177,7 +177,7 @@ async def test_quit_after_the_run_ended_exits_at_once(tiny_config):
 
 @pytest.mark.asyncio
 async def test_a_bad_data_root_shows_the_reason(tmp_path):
-    from danlu.engine.config import from_dict
+    from danlu.engine.config.schema import from_dict
 
     raw = merge(TINY, {"run": {"out_dir": str(tmp_path / "runs")},
                        "data": {"name": "mnist", "root": str(tmp_path / "nowhere")}})

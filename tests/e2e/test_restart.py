@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from danlu.engine.channel import Channel
-from danlu.engine.trainer import start_in_thread
+from danlu.engine.control.channel import Channel
+from danlu.engine.loop.trainer import start_in_thread
 from danlu.tui.app import create_app
 from danlu.tui.screens.editor_dialogs import ConfirmDialog
 from danlu.tui.screens.editor_live import LiveEditorScreen

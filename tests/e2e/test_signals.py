@@ -16,7 +16,7 @@ import pytest
 
 from ..conftest import wait_until
 
-DANLU = [sys.executable, "-m", "danlu.tui.cli"]
+DANLU = [sys.executable, "-m", "danlu.tui.cli.main"]
 SMALL = ["data.args.size=512", "data.args.image_size=16", "model.args.width=8", "train.epochs=500",
          "data.batch_size=16"]
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from danlu.engine.channel import Channel
-from danlu.engine.trainer import Trainer
+from danlu.engine.control.channel import Channel
+from danlu.engine.loop.trainer import Trainer
 
 
 class ScriptedChannel(Channel):
@@ -19,7 +19,7 @@ class ScriptedChannel(Channel):
     def poll_command(self, timeout=None):
         step = self.trainer.step if self.trainer is not None else 0
         if self.resume_when_paused and self.trainer is not None and self.trainer.paused:
-            from danlu.engine.events import resume
+            from danlu.engine.control.events import resume
             return resume()
         if self.script.get(step):
             return self.script[step].pop(0)

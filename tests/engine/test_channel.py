@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from danlu.engine import events as ev
-from danlu.engine.channel import Channel
+from danlu.engine.control import events as ev
+from danlu.engine.control.channel import Channel
 
 
 def _metrics(step: int, n: int = 10) -> ev.Metrics:

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from danlu.engine.config import PACKAGED_CONFIGS, from_dict
-from danlu.engine.config_files import apply_overrides, find_config, load_config, parse_overrides
+from danlu.engine.config.schema import PACKAGED_CONFIGS, from_dict
+from danlu.engine.config.files import apply_overrides, find_config, load_config, parse_overrides
 from danlu.engine.errors import ConfigError, UserError
-from danlu.engine.knobs import OPTIMIZERS, SCHEDULERS
+from danlu.engine.config.knobs import OPTIMIZERS, SCHEDULERS
 
 BAD = Path(__file__).resolve().parent.parent / "fixtures" / "bad_configs"
 
@@ -132,6 +132,6 @@ def test_missing_config_file_lists_packaged_ones():
 
 
 def test_config_reference_doc_is_current():
-    from danlu.engine.config_reference import render
+    from danlu.engine.config.reference import render
     doc = Path(__file__).resolve().parents[2] / "docs" / "config.md"
-    assert doc.read_text() == render(), "regenerate: python -m danlu.engine.config_reference > docs/config.md"
+    assert doc.read_text() == render(), "regenerate: python -m danlu.engine.config.reference > docs/config.md"

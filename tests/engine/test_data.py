@@ -13,9 +13,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from danlu.engine.data import build_datasets
+from danlu.engine.build.data import build_datasets
 from danlu.engine.errors import UserError
-from danlu.engine.shapes import ShapesDataset
+from danlu.engine.build.shapes import ShapesDataset
 
 
 def data_cfg(name="shapes", root=None, download=False, val_fraction=0.1, **args):

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from danlu.engine import checkpoint as ckpt
-from danlu.engine import events as ev
+from danlu.engine.store import checkpoint_file as ckpt
+from danlu.engine.control import events as ev
 from danlu.engine.errors import CheckpointError
-from danlu.engine.runlog import read_jsonl
-from danlu.engine.trainer import config_for_resume
+from danlu.engine.store.runlog import read_jsonl
+from danlu.engine.loop.trainer import config_for_resume
 
 from .helpers import of_type, run_trainer
 
@@ -125,7 +125,7 @@ def test_nonfinite_loss_follows_policy_and_never_saves_nan(tiny_config, policy):
 
 
 def test_headless_pause_policy_stops_instead_of_waiting(tiny_config):
-    from danlu.engine.trainer import Trainer
+    from danlu.engine.loop.trainer import Trainer
     from .helpers import ScriptedChannel
     ch = ScriptedChannel()
     t = Trainer(tiny_config(faulty("nan", at=3, once=False, train={"max_steps": 50})), ch)
@@ -154,7 +154,7 @@ def test_oom_saves_pauses_and_the_step_is_redone(tiny_config):
 
 
 def test_oom_headless_stops_with_checkpoint(tiny_config):
-    from danlu.engine.trainer import Trainer
+    from danlu.engine.loop.trainer import Trainer
     from .helpers import ScriptedChannel
     ch = ScriptedChannel()
     t = Trainer(tiny_config(faulty("oom", at=4, train={"max_steps": 8})), ch)
@@ -177,7 +177,7 @@ def test_crash_in_user_code_marks_run_failed_with_traceback(tiny_config):
 
 def test_gradscaler_skipped_steps_are_counted_and_hold_the_schedule(tiny_config):
     """fp16's GradScaler skips overflow steps: counted, shown, no alert, the schedule does not advance."""
-    from danlu.engine.trainer import Trainer
+    from danlu.engine.loop.trainer import Trainer
     from .helpers import ScriptedChannel
     cfg = tiny_config(faulty("infgrad", at=6, schedule={"name": "cosine"}, train={"max_steps": 10}))
     ch = ScriptedChannel()

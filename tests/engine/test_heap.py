@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import weakref
 
-from danlu.engine.trainer import Trainer
+from danlu.engine.loop.trainer import Trainer
 
 from .helpers import ScriptedChannel
 
@@ -69,7 +69,7 @@ def test_training_freezes_the_setup_heap_and_gives_it_back(tiny_config):
 
 def test_frozen_objects_are_out_of_a_full_pass():
     """What frozen_heap freezes, a full pass does not walk: a cycle frozen with it survives the pass."""
-    from danlu.engine.heap import frozen_heap
+    from danlu.engine.loop.heap import frozen_heap
     gc.disable()
     try:
         with frozen_heap():

@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 from danlu.engine.errors import UserError
-from danlu.engine.imports import resolve_target
-from danlu.engine.models import BUILTIN_MODEL_ARGS, MLP, SmallCNN, build_model, count_parameters
-from danlu.engine.shapes import ShapesDataset
+from danlu.engine.build.imports import resolve_target
+from danlu.engine.build.models import BUILTIN_MODEL_ARGS, MLP, SmallCNN, build_model, count_parameters
+from danlu.engine.build.shapes import ShapesDataset
 
 
 def model_cfg(name="small_cnn", init="default", **args):

@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from danlu.engine.errors import UserError
-from danlu.engine.knobs import OPTIMIZERS, optimizer_defaults, scheduler_defaults
-from danlu.engine.optim import build_optimizer, set_hparam
-from danlu.engine.schedule import LRSchedule
+from danlu.engine.config.knobs import OPTIMIZERS, optimizer_defaults, scheduler_defaults
+from danlu.engine.build.optim import build_optimizer, set_hparam
+from danlu.engine.build.schedule import LRSchedule
 
 
 class Net(nn.Module):

@@ -6,7 +6,7 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from danlu.engine.runlog import RunLog
+from danlu.engine.store.runlog import RunLog
 
 floats = st.floats(allow_nan=True, allow_infinity=True, width=64)
 

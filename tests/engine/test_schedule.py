@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from danlu.engine.errors import CheckpointError, UserError
-from danlu.engine.knobs import SCHEDULERS, scheduler_defaults
-from danlu.engine.schedule import LRSchedule, preview
+from danlu.engine.config.knobs import SCHEDULERS, scheduler_defaults
+from danlu.engine.build.schedule import LRSchedule, preview
 
 SPE, TOTAL = 10, 60
 BASE = (0.1, 0.01)                  # two groups, so differential LRs are checked too
@@ -285,8 +285,8 @@ def test_current_lrs_follow_every_change():
     """The trainer records schedule.current each step: it must always equal the groups' LRs."""
     import torch
 
-    from danlu.engine.config import from_dict
-    from danlu.engine.schedule import LRSchedule
+    from danlu.engine.config.schema import from_dict
+    from danlu.engine.build.schedule import LRSchedule
 
     for name, extra in (("cosine", {}), ("plateau", {"patience": 0}), ("onecycle", {}), ("step", {"step_size": 1})):
         model = torch.nn.Linear(2, 2)

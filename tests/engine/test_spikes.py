@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from danlu.engine.spikes import COOLDOWN, SpikeWatch
+from danlu.engine.loop.spikes import COOLDOWN, SpikeWatch
 
 
 def _alerts(losses, factor=4.0):

@@ -15,8 +15,8 @@ import functools
 import pytest
 import torch
 
-from danlu.engine import events as ev
-from danlu.engine.trainer import Trainer
+from danlu.engine.control import events as ev
+from danlu.engine.loop.trainer import Trainer
 
 from .helpers import ScriptedChannel
 

@@ -9,12 +9,12 @@ import threading
 import pytest
 import torch
 
-from danlu.engine import events as ev
-from danlu.engine.channel import Channel
-from danlu.engine.config_files import load_config
-from danlu.engine.knobs import OPTIMIZERS, SCHEDULERS
-from danlu.engine.runlog import read_jsonl
-from danlu.engine.trainer import Trainer, config_for_resume
+from danlu.engine.control import events as ev
+from danlu.engine.control.channel import Channel
+from danlu.engine.config.files import load_config
+from danlu.engine.config.knobs import OPTIMIZERS, SCHEDULERS
+from danlu.engine.store.runlog import read_jsonl
+from danlu.engine.loop.trainer import Trainer, config_for_resume
 
 from ..conftest import wait_until
 from .helpers import of_type, run_trainer

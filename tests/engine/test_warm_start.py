@@ -8,9 +8,9 @@ import pytest
 import torch
 import yaml
 
-from danlu.engine import events as ev
+from danlu.engine.control import events as ev
 from danlu.engine.errors import CheckpointError
-from danlu.engine.trainer import Trainer
+from danlu.engine.loop.trainer import Trainer
 
 from .helpers import ScriptedChannel, of_type, run_trainer
 

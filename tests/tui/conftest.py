@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from danlu.engine.channel import Channel
+from danlu.engine.control.channel import Channel
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import math
 import random
 import threading
 
-from danlu.engine import events as ev
-from danlu.engine.channel import Channel
+from danlu.engine.control import events as ev
+from danlu.engine.control.channel import Channel
 
 TOTAL = 2000
 

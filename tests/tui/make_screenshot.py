@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from danlu.engine.channel import Channel
+from danlu.engine.control.channel import Channel
 from danlu.tui.app import create_app
 
 from .conftest import wait_for

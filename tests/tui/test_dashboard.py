@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from textual.widgets import Input, Static
 
-from danlu.engine import events as ev
+from danlu.engine.control import events as ev
 from danlu.tui.app import create_app
 from danlu.tui.screens.lr_dialog import LrDialog
 from danlu.tui.screens.quit_dialog import QuitDialog

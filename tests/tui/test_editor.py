@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from danlu.engine.config import PACKAGED_CONFIGS
-from danlu.engine.config_files import load_config, parse_yaml
+from danlu.engine.config.schema import PACKAGED_CONFIGS
+from danlu.engine.config.files import load_config, parse_yaml
 from danlu.tui.config_doc import DELETE, check, edit, line_of, problem_path
 from danlu.tui.editor_app import Outcome, create_editor_app
 from danlu.tui.screens.editor_dialogs import ConfirmDialog, DiffDialog

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from danlu.engine import events as ev
-from danlu.engine.config import Config
+from danlu.engine.control import events as ev
+from danlu.engine.config.schema import Config
 from danlu.tui.app import create_app
 from danlu.tui.screens.editor_live import LiveEditorScreen
 

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from danlu.engine.config import PACKAGED_CONFIGS
+from danlu.engine.config.schema import PACKAGED_CONFIGS
 from danlu.tui.editor_app import create_editor_app, create_launcher_app
 
 from .conftest import wait_for

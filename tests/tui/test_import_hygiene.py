@@ -9,7 +9,7 @@ import danlu.tui
 for m in pkgutil.walk_packages(danlu.tui.__path__, "danlu.tui."):
     importlib.import_module(m.name)
 bad = sorted(k for k in sys.modules if k == "torch" or k.startswith("torch.")
-             or k == "danlu.engine.trainer")
+             or k == "danlu.engine.loop.trainer")
 print(bad)
 sys.exit(1 if bad else 0)
 """

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from danlu.engine.config import PACKAGED_CONFIGS
+from danlu.engine.config.schema import PACKAGED_CONFIGS
 from danlu.tui.editor_app import Outcome, create_launcher_app
 from danlu.tui.run_index import age, scan_configs, scan_runs
 from danlu.tui.screens.editor import EditorScreen
@@ -123,7 +123,7 @@ async def test_e_edits_and_n_makes_a_new_config(workdir):
 
 
 def test_cli_acts_on_the_outcome(monkeypatch):
-    from danlu.tui import cli
+    from danlu.tui.cli import main as cli
     seen = []
     monkeypatch.setattr(cli, "_run", lambda args: seen.append((args.words, args.resume, args.headless)) or 0)
     assert cli._after(None) == 0 and seen == []

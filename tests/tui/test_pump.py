@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import random
 
-from danlu.engine import events as ev
-from danlu.engine.channel import Channel
+from danlu.engine.control import events as ev
+from danlu.engine.control.channel import Channel
 from danlu.tui.pump import EventPump
 from danlu.tui.run_state import RunState
 from danlu.tui.series import Series

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from danlu.engine import events as ev
+from danlu.engine.control import events as ev
 from danlu.tui.describe import describe
 from danlu.tui.plot import PlotSpec, render_plot
 from danlu.tui.run_state import RunState

@@ -11,7 +11,7 @@ from textual.events import Resize
 from textual.screen import Screen
 from textual.widgets import Footer
 
-from danlu.engine import events as ev
+from danlu.engine.control import events as ev
 
 from ..describe import applied_text, describe, short_path
 from ..pump import EventPump

@@ -16,9 +16,9 @@ from typing import Any
 
 from textual.binding import Binding
 
-from danlu.engine import events as ev
-from danlu.engine.config import from_dict
-from danlu.engine.config_files import dump_yaml
+from danlu.engine.control import events as ev
+from danlu.engine.config.schema import from_dict
+from danlu.engine.config.files import dump_yaml
 from danlu.engine.errors import ConfigError
 
 from ..config_doc import HOT_PATHS, changed_paths

@@ -9,7 +9,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Select, Static
 
-from danlu.engine import events as ev
+from danlu.engine.control import events as ev
 
 from ..parsing import HPARAM_HELP, BadInput, parse_hparam
 

@@ -9,7 +9,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, RadioButton, RadioSet, Select, Static
 
-from danlu.engine import events as ev
+from danlu.engine.control import events as ev
 
 from ..format import num
 from ..parsing import BadInput, parse_lr

@@ -11,8 +11,8 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Input, Label, Select, Static, Switch
 
-from danlu.engine.config import BUILTIN_DATA, SECTIONS
-from danlu.engine.knobs import Knob
+from danlu.engine.config.schema import BUILTIN_DATA, SECTIONS
+from danlu.engine.config.knobs import Knob
 
 from ..config_doc import (DELETE, MODEL_SUGGESTIONS, Checked, same_value, default_of, read_input, section_knobs,
                           show_value)

@@ -15,7 +15,7 @@ from textual.message import Message
 from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
-from danlu.engine.config import Config
+from danlu.engine.config.schema import Config
 
 from ..config_doc import estimate_steps
 from ..format import num
@@ -27,7 +27,7 @@ PreviewFn = Callable[[object, float, int, int], list]
 
 
 def _engine_preview(schedule, base_lr: float, steps_per_epoch: int, total_steps: int) -> list:
-    from danlu.engine.schedule import preview  # torch loads here, in the worker thread
+    from danlu.engine.build.schedule import preview  # torch loads here, in the worker thread
     return preview(schedule, base_lr, steps_per_epoch, total_steps)
 
 

@@ -11,7 +11,7 @@ from ..run_state import RunState
 from .text import set_text
 
 # Known keys in display order with a label; anything else follows, sorted.
-# The engine's keys (engine/telemetry.py) and their labels, in display order.
+# The engine's keys (engine/loop/telemetry.py) and their labels, in display order.
 _KNOWN = {
     "cuda_allocated_mb": "allocated", "cuda_reserved_mb": "reserved", "cuda_peak_mb": "peak",
     "cuda_total_mb": "gpu total", "gpu_util": "gpu util", "gpu_temp_c": "gpu temp",

@@ -19,21 +19,21 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from . import checkpoint as ckpt
-from . import events as ev
-from .channel import Channel
+from ..store import checkpoint_file as ckpt
+from ..control import events as ev
+from ..control.channel import Channel
 from .commands import CommandHandlers
-from .config import Config, from_dict
-from .data import build_datasets
-from .device import place
-from .errors import UserError
+from ..config.schema import Config, from_dict
+from ..build.data import build_datasets
+from ..build.device import place
+from ..errors import UserError
 from .heap import frozen_heap
-from .models import build_model, count_parameters
-from .optim import build_optimizer
-from .persistence import CheckpointState
-from .runlog import RunLog, new_run_dir
-from .sampler import EpochSampler
-from .schedule import LRSchedule
+from ..build.models import build_model, count_parameters
+from ..build.optim import build_optimizer
+from ..store.trainer_state import CheckpointState
+from ..store.runlog import RunLog, new_run_dir
+from ..build.sampler import EpochSampler
+from ..build.schedule import LRSchedule
 from .spikes import SpikeWatch
 from .telemetry import SystemSampler
 
@@ -523,7 +523,7 @@ class Trainer(CommandHandlers, CheckpointState):
 
 def config_for_resume(run_dir: str | os.PathLike, overrides: list[str] | None = None) -> Config:
     """The config a run was made with (its config.yaml), with overrides applied."""
-    from .config_files import apply_overrides, parse_overrides, parse_yaml
+    from ..config.files import apply_overrides, parse_overrides, parse_yaml
     p = Path(run_dir) / "config.yaml"
     if not Path(run_dir).is_dir():
         raise UserError(f"resume: {run_dir} is not a run directory. Give one under runs/, "

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import UserError
+from ..errors import UserError
 from .imports import resolve_target
 
 # The config layer reads this to drop args a newly chosen model does not take.

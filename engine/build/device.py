@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import UserError
+from ..errors import UserError
 
 
 _NO_AUTOCAST = contextlib.nullcontext()  # reusable; one less object per step in fp32

@@ -12,11 +12,11 @@ from typing import Any
 
 import torch
 
-from . import checkpoint as ckpt
-from . import events as ev
-from .errors import CheckpointError
-from .optim import build_optimizer
-from .schedule import LRSchedule
+from . import checkpoint_file as ckpt
+from ..control import events as ev
+from ..errors import CheckpointError
+from ..build.optim import build_optimizer
+from ..build.schedule import LRSchedule
 
 
 class CheckpointState:

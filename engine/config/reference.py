@@ -1,8 +1,8 @@
-"""docs/config.md, written from the schema itself: `python -m danlu.engine.config_reference`."""
+"""docs/config.md, written from the schema itself: `python -m danlu.engine.config.reference`."""
 
 from __future__ import annotations
 
-from .config import FIELDS, OPTIM_FIELDS, PARAM_GROUP_FIELDS, SCHEDULE_FIELDS
+from .schema import FIELDS, OPTIM_FIELDS, PARAM_GROUP_FIELDS, SCHEDULE_FIELDS
 from .knobs import OPTIMIZERS, SCHEDULERS, Knob
 
 
@@ -26,8 +26,8 @@ def _table(fields: dict[str, Knob]) -> list[str]:
 
 def render() -> str:
     out = ["# Config reference", "",
-           "Generated from the schema (`engine/config.py`, `engine/knobs.py`) by",
-           "`python -m danlu.engine.config_reference > docs/config.md`; a test keeps it in step.",
+           "Generated from the schema (`engine/config/schema.py`, `engine/config/knobs.py`) by",
+           "`python -m danlu.engine.config.reference > docs/config.md`; a test keeps it in step.",
            "Every key is optional; `danlu check CONFIG` prints the resolved config.", ""]
     for section in ("run", "data", "model"):
         out += [f"## {section}", "", *_table(FIELDS[section]), ""]

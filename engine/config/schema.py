@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .knobs import OPTIMIZERS, SCHEDULERS, Knob
 
-PACKAGED_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+PACKAGED_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 BUILTIN_DATA = ("shapes", "mnist", "fashion_mnist", "cifar10", "image_folder")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -122,7 +122,7 @@ class Config:
         return out
 
     def to_yaml(self) -> str:
-        from .config_files import dump_yaml  # config_files imports this module
+        from .files import dump_yaml  # config_files imports this module
         return dump_yaml(self.to_dict())
 
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 
-from .errors import UserError
-from .numbers import as_float
-from .knobs import OPTIMIZERS
+from ..errors import UserError
+from ..config.numbers import as_float
+from ..config.knobs import OPTIMIZERS
 
 # Applied by the trainer between steps; listed so a misrouted call says where it belongs.
 _TRAINER_HPARAMS = ("grad_clip", "log_every", "eval_every", "checkpoint_every")

@@ -83,7 +83,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _check(words: list[str]) -> int:
-    from danlu.engine.config_files import find_config, load_config
+    from danlu.engine.config.files import find_config, load_config
     path, overrides = split_words(words)
     cfg = load_config(path, overrides)
     print(f"# {find_config(path)}: valid")
@@ -99,9 +99,9 @@ def _load_run_config(args: argparse.Namespace):
         if path is not None:
             from danlu.engine.errors import UserError
             raise UserError("--resume takes its config from the run directory; give only key=value overrides.")
-        from danlu.engine.trainer import config_for_resume
+        from danlu.engine.loop.trainer import config_for_resume
         return config_for_resume(args.resume, overrides)
-    from danlu.engine.config_files import load_config
+    from danlu.engine.config.files import load_config
     return load_config(path, overrides)
 
 
@@ -110,7 +110,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.headless or not sys.stdout.isatty():
         if not args.headless:
             print("danlu: stdout is not a terminal; running headless", file=sys.stderr)
-        from danlu.engine.headless import run_headless
+        from danlu.tui.cli.headless import run_headless
         return run_headless(cfg, resume=args.resume)
     from danlu.tui.run_dashboard import run_dashboard
     return run_dashboard(cfg, resume=args.resume)

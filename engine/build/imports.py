@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import UserError
+from ..errors import UserError
 
 
 def resolve_target(spec: str, what: str) -> Callable[..., Any]:

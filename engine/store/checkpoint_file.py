@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 FORMAT = 1
 _PERIODIC = re.compile(r"^step-(\d+)\.pt$")

@@ -9,10 +9,10 @@ from typing import Any
 
 import torch
 
-from .errors import CheckpointError, UserError
-from .events import LR_MODES
-from .knobs import SCHEDULERS, scheduler_defaults
-from .numbers import as_float
+from ..errors import CheckpointError, UserError
+from ..control.events import LR_MODES
+from ..config.knobs import SCHEDULERS, scheduler_defaults
+from ..config.numbers import as_float
 
 MAX_LR = 10.0
 

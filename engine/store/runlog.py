@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from ..errors import UserError
 
 
 def _clean(v: Any) -> Any:

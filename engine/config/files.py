@@ -9,8 +9,8 @@ from typing import Any
 
 import yaml
 
-from .config import PACKAGED_CONFIGS, SECTIONS, Config, from_dict
-from .errors import ConfigError, UserError
+from .schema import PACKAGED_CONFIGS, SECTIONS, Config, from_dict
+from ..errors import ConfigError, UserError
 from .knobs import OPTIM_COMMON, OPTIMIZERS, SCHEDULE_COMMON, SCHEDULERS
 
 
@@ -140,7 +140,7 @@ def _drop_model_args(raw: dict) -> list[str]:
     if not args:
         return []
     try:  # the builtin models' arguments live beside torch code; only their names are needed
-        from .models import BUILTIN_MODEL_ARGS
+        from ..build.models import BUILTIN_MODEL_ARGS
     except Exception:  # torch missing: drop everything rather than guess
         BUILTIN_MODEL_ARGS = {}
     keep = BUILTIN_MODEL_ARGS.get(sec.get("name"), {})

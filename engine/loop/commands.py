@@ -10,9 +10,9 @@ import math
 import time
 from typing import Any
 
-from . import events as ev
-from .errors import UserError
-from .optim import set_hparam
+from ..control import events as ev
+from ..errors import UserError
+from ..build.optim import set_hparam
 
 
 class CommandHandlers:

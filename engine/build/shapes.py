@@ -7,7 +7,7 @@ import math
 import torch
 from torch.utils.data import Dataset
 
-from .errors import UserError
+from ..errors import UserError
 
 SHAPES = ("circle", "square", "triangle", "cross", "ring", "bar", "diamond", "xmark")
 

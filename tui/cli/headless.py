@@ -8,9 +8,9 @@ import signal
 import sys
 import time
 
-from . import events as ev
-from .channel import Channel
-from .config import Config
+from danlu.engine.control import events as ev
+from danlu.engine.control.channel import Channel
+from danlu.engine.config.schema import Config
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -67,7 +67,7 @@ class ProgressLine:
 
 def run_headless(cfg: Config, resume: str | None = None) -> int:
     """Train with a progress line; returns the process exit code."""
-    from .trainer import Trainer  # torch loads here, not at `danlu --help`
+    from danlu.engine.loop.trainer import Trainer  # torch loads here, not at `danlu --help`
     import threading
 
     channel = Channel()

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, Subset, random_split
 
-from .errors import UserError
+from ..errors import UserError
 from .imports import resolve_target
 from .shapes import ShapesDataset
 

@@ -1,0 +1,1 @@
+"""The run configuration: schema, knobs, files and overrides. Imports no torch."""

@@ -1,0 +1,1 @@
+"""How the engine is talked to: the command and event vocabulary and the channel. Imports no torch."""

@@ -1,0 +1,1 @@
+"""The command line and the headless front end. Imports neither textual nor torch."""
