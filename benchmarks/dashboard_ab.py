@@ -47,7 +47,8 @@ import torch
 from benchmarks.common import load, machine, median_ci
 from benchmarks.overhead import EPOCH_STEPS, REGIMES, make_config
 from danlu.engine.control.channel import Channel
-from danlu.engine.loop.trainer import Trainer, start_in_thread
+from danlu.engine.loop.runner import start_engine
+from danlu.engine.loop.trainer import Trainer
 
 _orig_train = Trainer._train
 _training = threading.Event()
@@ -102,7 +103,7 @@ def run(regime: str, seconds: float, window: float, steps_per_s: float) -> list[
             async def go():
                 async with app.run_test(size=(120, 40)) as pilot:
                     await pilot.pause()
-                    app.engine_thread = start_in_thread(cfg, channel)
+                    app.engine_thread = start_engine(cfg, channel)
                     s = threading.Thread(target=sampler, args=(app.engine_thread,), name="bench-sampler")
                     s.start()
                     await asyncio.get_running_loop().run_in_executor(None, app.engine_thread.join)

@@ -29,7 +29,7 @@ from danlu.engine.store.runlog import RunLog
 from danlu.engine.build.schedule import LRSchedule
 from danlu.engine.loop.trainer import Trainer
 
-HOOKS = [(Trainer, "_boundary"), (Trainer, "_after_step"), (Trainer, "_flush"), (RunLog, "train_steps"),
+HOOKS = [(Trainer, "_boundary"), (Trainer, "_after_step"), (Trainer, "flush"), (RunLog, "train_steps"),
          (Channel, "emit"), (LRSchedule, "on_step"), (LRSchedule, "_advance")]
 
 

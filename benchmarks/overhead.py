@@ -16,7 +16,7 @@ Variants, all on the same model, seed, steps and in-memory tensors (num_workers=
       in a temp folder, in its own thread; the main thread drains the Channel into
       the progress line at 4 Hz), its output into a buffer
   c   the danlu engine with the dashboard live: create_app inside App.run_test()
-      (headless Textual, 120x40), then start_in_thread once the first frame is drawn,
+      (headless Textual, 120x40), then start_engine once the first frame is drawn,
       redrawing as in real use
   d   the naive way: the bare loop plus .item() of loss and grad norm every step and
       a TensorBoard SummaryWriter.add_scalar of loss/lr/grad norm every step
@@ -64,7 +64,8 @@ from danlu.engine.config.schema import from_dict
 from danlu.engine.build.data import build_datasets
 from danlu.engine.build.models import build_model
 from danlu.engine.build.sampler import EpochSampler
-from danlu.engine.loop.trainer import Trainer, start_in_thread
+from danlu.engine.loop.runner import start_engine
+from danlu.engine.loop.trainer import Trainer
 
 REGIMES = {
     # Python overhead shows: about a millisecond a step. 6,000 steps (4 epochs of 1,500) so the
@@ -199,7 +200,7 @@ def run_dashboard(cfg) -> tuple[float, int, float]:
             # and model takes longer than the app's first frame; here setup is near instant, and
             # the app's one-off start (CSS, layout: ~0.3 s of the UI thread) would land on the steps.
             await pilot.pause()
-            app.engine_thread = start_in_thread(cfg, channel)
+            app.engine_thread = start_engine(cfg, channel)
             # Wait in a worker thread: polling here would add wakeups of the UI thread (and so
             # GIL time) that `danlu run` does not have.
             await asyncio.get_running_loop().run_in_executor(None, app.engine_thread.join)

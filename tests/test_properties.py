@@ -7,7 +7,9 @@ import math
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from danlu.engine.config import hot
 from danlu.engine.control import events as ev
+from danlu.engine.loop import commands as engine_commands
 from danlu.engine.config.schema import FIELDS, SECTIONS, from_dict
 from danlu.engine.errors import ConfigError
 from danlu.engine.config.knobs import OPTIMIZERS, SCHEDULERS
@@ -51,7 +53,7 @@ def test_lr_input_is_a_positive_finite_change_or_a_message(text):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.sampled_from(ev.HOT_HPARAMS), st.text(max_size=16))
+@given(st.sampled_from(hot.HPARAMS), st.text(max_size=16))
 def test_hparam_input_parses_or_explains(name, text):
     try:
         parse_hparam(name, text)
@@ -70,13 +72,12 @@ def _live_trainer(tmp_path_factory):
         raw = dict(TINY, run=dict(TINY["run"], out_dir=str(tmp_path_factory.mktemp("runs"))))
         t = Trainer(from_dict(raw), Channel(max_pending_metrics=8))
         t.setup()
-        t._reset_buffers()
         _trainer["t"] = t
     return _trainer["t"]
 
 
 command_args = st.dictionaries(st.sampled_from(["value", "factor", "group", "mode", "name", "save"]),
-                               st.one_of(scalars, st.sampled_from(["rescale", "override", "lr", *ev.HOT_HPARAMS]),
+                               st.one_of(scalars, st.sampled_from(["rescale", "override", "lr", *hot.HPARAMS]),
                                          st.lists(st.floats(), max_size=3)), max_size=4)
 commands = st.builds(ev.Command, st.sampled_from(["set_lr", "set_hparam", "pause", "resume", "eval_now", "bogus"]),
                      command_args)
@@ -87,7 +88,7 @@ commands = st.builds(ev.Command, st.sampled_from(["set_lr", "set_hparam", "pause
 def test_every_command_gets_an_answer_and_never_breaks_the_engine(tmp_path_factory, cmd):
     t = _live_trainer(tmp_path_factory)
     t.channel.drain()
-    t._apply(cmd)
+    engine_commands.apply(t, cmd)
     answers = [e for e in t.channel.drain() if isinstance(e, (ev.CommandApplied, ev.CommandRejected))
                and e.command_id == cmd.id]
     assert len(answers) == 1

@@ -57,11 +57,9 @@ class DanluApp(App):
         self.engine_thread: threading.Thread | None = None
         self.toasts: deque[str] = deque(maxlen=200)  # every toast shown, newest last
         self.quitting = False
-        self._stop_deadline = 0.0
         self.make_starter = make_starter
         self.restarting = False
-        self._restart: dict[str, Any] | None = None
-        self._restart_timer = None
+        self._stop_timer = None  # polls for the engine's end after a stop was sent
 
     def on_mount(self) -> None:
         self.push_screen(DashboardScreen(self.pump))
@@ -97,20 +95,43 @@ class DanluApp(App):
         self.quitting = True
         if self.engine_thread is None and not self.pump.state.final:
             self.pump.send(ev.stop(save=save))  # an engine we did not start may be listening
+        if self.engine_alive:
+            self.toast("stopping: finishing the current step" + (" and saving" if save else ""))
+        self._stop_engine(save, then=self.exit, timed_out=lambda: self.exit(
+            return_code=1, message=f"danlu: the engine did not stop within {STOP_TIMEOUT_S:.0f}s."))
+
+    def _stop_engine(self, save: bool, *, then: Callable[[], None], timed_out: Callable[[], None],
+                     give_up: Callable[[], bool] = lambda: False) -> None:
+        """Send stop to a live engine and call `then` once its thread has ended (never blocks the UI).
+
+        `timed_out` runs instead after STOP_TIMEOUT_S; polling ends early, calling neither,
+        when `give_up()` turns true.
+        """
+        if self._stop_timer is not None:
+            self._stop_timer.stop()
+            self._stop_timer = None
         if not self.engine_alive:
-            self.exit()
+            then()
             return
         self.pump.send(ev.stop(save=save))
-        self.toast("stopping: finishing the current step" + (" and saving" if save else ""))
-        self._stop_deadline = time.monotonic() + STOP_TIMEOUT_S
-        self.set_interval(0.1, self._wait_for_engine)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
 
-    def _wait_for_engine(self) -> None:
-        if not self.engine_alive:
-            self.exit()
-        elif time.monotonic() > self._stop_deadline:
-            self.exit(return_code=1,
-                      message=f"danlu: the engine did not stop within {STOP_TIMEOUT_S:.0f}s.")
+        def poll() -> None:
+            if give_up():
+                done()
+            elif not self.engine_alive:
+                done()
+                then()
+            elif time.monotonic() > deadline:
+                done()
+                timed_out()
+
+        def done() -> None:
+            if self._stop_timer is not None:
+                self._stop_timer.stop()
+            self._stop_timer = None
+
+        self._stop_timer = self.set_interval(0.1, poll)
 
     def on_unmount(self) -> None:
         # Any other way out (an exception, the test harness): still stop and join.
@@ -138,26 +159,25 @@ class DanluApp(App):
             self.toast("the run has not started yet; try again in a moment", severity="warning")
             return False
         self.restarting = True
-        self._restart = {"config": config, "changes": list(changes), "old_run": run.run_dir}
+        request = {"config": config, "changes": list(changes), "old_run": run.run_dir}
         if self.engine_alive:
-            self.pump.send(ev.stop(save=True))
             self.toast("restarting: finishing the current step and saving a checkpoint…")
-        self._stop_deadline = time.monotonic() + STOP_TIMEOUT_S
-        self._restart_timer = self.set_interval(0.1, self._restart_poll)
+
+        def timed_out() -> None:
+            self.restarting = False
+            self.toast(f"restart abandoned: the run did not stop within {STOP_TIMEOUT_S:.0f}s", severity="error")
+
+        def quit_wins() -> bool:  # quitting while the old run stops: no new run
+            if self.quitting:
+                self.restarting = False
+            return self.quitting
+
+        self._stop_engine(True, then=lambda: self._restart_from(request), timed_out=timed_out, give_up=quit_wins)
         return True
 
-    def _restart_poll(self) -> None:
-        if self.quitting:  # quit wins: no new run
-            self._end_restart()
-            return
-        if self.engine_alive:
-            if time.monotonic() > self._stop_deadline:
-                self._end_restart()
-                self.toast(f"restart abandoned: the run did not stop within {STOP_TIMEOUT_S:.0f}s",
-                           severity="error")
-            return
-        req = self._restart
-        self._end_restart()
+    def _restart_from(self, req: dict[str, Any]) -> None:
+        """The old run has stopped: start the new one from its last checkpoint."""
+        self.restarting = False
         dash = self._dashboard()
         if dash is not None:
             dash.tick()  # fold the old run's last events (its stop, its checkpoint) first
@@ -176,12 +196,6 @@ class DanluApp(App):
         cfg.run.parent_step = int(step)
         note = f"restarted from {old_run.name} step {step} with: " + "; ".join(req["changes"])
         self.restart_engine(self.make_starter(cfg, str(last)), note=note)
-
-    def _end_restart(self) -> None:
-        if self._restart_timer is not None:
-            self._restart_timer.stop()
-        self._restart_timer = None
-        self.restarting = False
 
     def restart_engine(self, start_engine: StartEngine, note: str | None = None) -> None:
         """Start a new engine on the same channel, the dashboard on a fresh RunState.

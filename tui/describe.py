@@ -20,7 +20,7 @@ def _val(x: Any) -> str:
 
 
 # States the engine passes through around evals and saves; the status line shows them.
-TRANSIENT_STATES = ("running", "evaluating", "saving", "starting")
+TRANSIENT_STATES = (ev.State.RUNNING, ev.State.EVALUATING, ev.State.SAVING, ev.State.STARTING)
 
 
 def short_path(path: str, run_dir: str | None) -> str:
@@ -53,7 +53,7 @@ def describe(e: Any, commands: dict[int, ev.Command] | None = None,
         if detail.startswith("at step"):
             detail = ""  # the line starts with the step already
         text = f"step {e.step}: {e.state}" + (f" — {detail}" if detail else "")
-        return ("error" if e.state == "failed" else "info"), text
+        return ("error" if e.state == ev.State.FAILED else "info"), text
     if isinstance(e, ev.CommandApplied):
         return "info", f"step {e.step}: {applied_text(e, commands.get(e.command_id))}"
     if isinstance(e, ev.CommandRejected):
@@ -66,7 +66,7 @@ def describe(e: Any, commands: dict[int, ev.Command] | None = None,
                         f"acc {num(e.val_acc)}{best}")
     if isinstance(e, ev.Alert):
         text = f"step {e.step}: {e.kind}: {e.message}"
-        return ("warning" if e.kind in ("spike", "nonfinite") else "error"), text
+        return ("warning" if e.kind in (ev.AlertKind.SPIKE, ev.AlertKind.NONFINITE) else "error"), text
     if isinstance(e, ev.LogLine):
         return e.level, f"step {e.step}: {e.message}"
     return None
@@ -76,14 +76,14 @@ def applied_text(e: ev.CommandApplied, cmd: ev.Command | None = None) -> str:
     """'set_lr 1e-3 → 5e-4' style summary of an applied command."""
     name = e.kind
     detail = e.detail
-    if e.kind == "set_hparam" and cmd is not None:
+    if e.kind == ev.CommandKind.SET_HPARAM and cmd is not None:
         name = str(cmd.args.get("name", name))
-    elif e.kind == "set_lr":
+    elif e.kind == ev.CommandKind.SET_LR:
         # the engine's detail ("rescale; from step N") repeats the step the caller shows
         name, detail = "lr", ""
         if cmd is not None and cmd.args.get("group") is not None:
             name = f"lr (group {cmd.args['group']})"
-        if cmd is not None and cmd.args.get("mode") == "override":
+        if cmd is not None and cmd.args.get("mode") == ev.LrMode.OVERRIDE:
             detail = "override"
     if e.old is None and e.new is None:
         text = f"{name} applied"

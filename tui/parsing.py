@@ -10,6 +10,8 @@ import math
 import re
 from dataclasses import dataclass
 
+from danlu.engine.config import hot
+
 
 class BadInput(ValueError):
     """Input the dialog refuses; the message is shown inside the dialog."""
@@ -59,52 +61,30 @@ def parse_lr(text: str) -> LrChange:
     return LrChange(value=x)
 
 
-# Hot hyperparameters: name -> (kind, help shown in the dialog).
-HPARAM_HELP = {
-    "weight_decay": "float >= 0, e.g. 0.01",
-    "momentum": "float in [0, 1], e.g. 0.9",
-    "betas": "two floats in [0, 1), e.g. 0.9, 0.999",
-    "grad_clip": "max grad norm > 0, or 'off' to disable",
-    "log_every": "whole number of steps >= 1",
-    "eval_every": "whole number of steps >= 1",
-    "checkpoint_every": "whole number of steps >= 1",
-}
-
-_OFF = ("off", "none", "no", "disable", "disabled")
+def hparam_help(name: str) -> str:
+    """What the dialog says a hot setting takes: its bounds (from the engine's table) and an example."""
+    h = hot.HOT[name]
+    return f"{h.knob.bounds_text()}, e.g. {h.example}"
 
 
 def parse_hparam(name: str, text: str):
-    """The typed value for hot hyperparameter `name`, validated like the config is."""
-    if name not in HPARAM_HELP:
-        raise BadInput(f"'{name}' cannot be changed mid-run; it needs a restart.")
-    s = text.strip()
-    if name == "weight_decay":
-        x = parse_number(s, name)
-        if x < 0:
-            raise BadInput(f"weight_decay must be >= 0, got {x:g}.")
-        return x
-    if name == "momentum":
-        x = parse_number(s, name)
-        if not 0 <= x <= 1:
-            raise BadInput(f"momentum must be in [0, 1], got {x:g}.")
-        return x
-    if name == "betas":
-        parts = [p for p in re.split(r"[\s,()\[\]]+", s) if p]
-        if len(parts) != 2:
-            raise BadInput("betas takes two numbers, e.g. 0.9, 0.999.")
-        pair = tuple(parse_number(p, "beta") for p in parts)
-        if not all(0 <= b < 1 for b in pair):
-            raise BadInput(f"each beta must be in [0, 1), got {pair[0]:g}, {pair[1]:g}.")
-        return pair
-    if name == "grad_clip":
-        if s.lower() in _OFF:
-            return None
-        x = parse_number(s, name)
-        if x <= 0:
-            raise BadInput(f"grad_clip must be > 0, got {x:g}; type 'off' to disable clipping.")
-        return x
-    # the intervals
-    x = parse_number(s, name)
-    if x != int(x) or x < 1:
-        raise BadInput(f"{name} must be a whole number >= 1, got {s}.")
-    return int(x)
+    """The typed value for hot setting `name`, checked against the same bounds the engine applies."""
+    try:
+        return hot.parse_text(name, text)
+    except ValueError as e:
+        raise BadInput(str(e)) from None
+
+
+def check_lr(lrs: list[float], change: LrChange, groups: list[int] | None = None) -> None:
+    """Refuse an LR change the engine would refuse: any group's new LR past the config's bound."""
+    top = hot.HOT["lr"].knob.max
+    if change.value is not None and change.value > top:
+        raise BadInput(f"the largest allowed LR is {top:g}; {change.value:g} is most likely a typo.")
+    for i, lr in enumerate(lrs):
+        if groups is not None and i not in groups:
+            continue
+        new = change.apply_to(lr)
+        if new > top:
+            who = f" for group {i}" if len(lrs) > 1 else ""
+            raise BadInput(f"that makes the LR{who} {new:g}; the largest allowed is {top:g} "
+                           "(a larger value is most likely a typo).")

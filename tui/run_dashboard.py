@@ -7,41 +7,25 @@ import signal
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from danlu.engine.control.channel import Channel
-from danlu.engine.control.events import Alert, StatusChanged, stop
+from danlu.engine.control.events import stop
 
 
-def engine_starter(cfg: Any, channel: Channel, resume: str | None, holder: dict,
-                   warm_start: str | None = None) -> callable:
-    """A start_engine for create_app: torch loads in the engine thread, so the first frame is quick.
+def engine_starter(cfg: Any, channel: Channel, holder: dict, *, resume: str | None = None,
+                   warm_start: str | None = None) -> Callable[[], Any]:
+    """A start_engine for create_app. With warm_start (a checkpoint file), a new run starts from it
+    (restart with changes). `holder["thread"]` always names the latest engine thread, so the exit
+    code and the closing words are about it."""
 
-    With warm_start (a checkpoint file), a new run starts from it (restart with changes).
-    The holder always names the latest trainer, so the exit code and prints are about it.
-    """
-
-    def target() -> None:
-        holder.pop("error", None)  # a new run: an earlier run's failure is not this one's
-        try:
-            from danlu.engine.errors import UserError
-            from danlu.engine.loop.trainer import Trainer
-            trainer = Trainer(cfg, channel, resume=resume, warm_start=warm_start)
-            holder["trainer"] = trainer
-            if holder.get("signalled"):
-                trainer.request_stop(save=True)
-            trainer.run()
-        except Exception as e:  # noqa: BLE001 - shown in the dashboard, reported again on exit
-            holder["error"] = e
-            if not isinstance(e, UserError):
-                import traceback
-                channel.emit(Alert(0, "error", f"{type(e).__name__}: {e}", traceback.format_exc()))
-                channel.emit(StatusChanged("failed", 0, str(e)))
-
-    def start() -> threading.Thread:
-        t = threading.Thread(target=target, name="danlu-engine")
-        t.start()
-        return t
+    def start():
+        from danlu.engine.loop.runner import start_engine
+        thread = start_engine(cfg, channel, resume=resume, warm_start=warm_start)
+        holder["thread"] = thread
+        if holder.get("signalled"):
+            thread.request_stop(save=True)
+        return thread
 
     return start
 
@@ -66,9 +50,7 @@ def _exit_once_saved(app: Any, holder: dict, grace_s: float = 5.0) -> None:
             break
         time.sleep(0.1)
     time.sleep(grace_s)  # the app's own, orderly exit normally wins this race
-    trainer = holder.get("trainer")
-    state = getattr(trainer, "final_state", "failed")
-    os._exit(0 if state in ("finished", "stopped") else 1)
+    os._exit(thread.outcome()[0])
 
 
 def run_dashboard(cfg: Any, resume: str | None = None) -> int:
@@ -77,18 +59,17 @@ def run_dashboard(cfg: Any, resume: str | None = None) -> int:
 
     channel = Channel()
     holder: dict = {}
-    app = create_app(channel, engine_starter(cfg, channel, resume, holder),
+    app = create_app(channel, engine_starter(cfg, channel, holder, resume=resume),
                      title=f"danlu · {cfg.run.name}",
-                     make_starter=lambda new_cfg, warm: engine_starter(new_cfg, channel, None, holder,
-                                                                       warm_start=warm))
+                     make_starter=lambda new_cfg, warm: engine_starter(new_cfg, channel, holder, warm_start=warm))
 
     def on_signal(signum, frame):
         # SIGTERM, or SIGHUP when the SSH session drops: save at the next step boundary and end.
         # The handler only sets flags; the engine saves, the app exits.
         holder["signalled"] = signum
-        trainer = holder.get("trainer")
-        if trainer is not None:
-            trainer.request_stop(save=True)
+        thread = holder.get("thread")
+        if thread is not None:
+            thread.request_stop(save=True)
         app.exit(return_code=0)
         if "watchdog" not in holder:
             holder["watchdog"] = threading.Thread(target=_exit_once_saved, args=(app, holder),
@@ -105,22 +86,9 @@ def run_dashboard(cfg: Any, resume: str | None = None) -> int:
         if thread is not None and thread.is_alive():
             channel.send(stop(save=True))  # the app left without stopping the engine (lost terminal)
             thread.join(timeout=300)
-    trainer = holder.get("trainer")
-    error = holder.get("error")
-    if error is not None:
-        from danlu.engine.errors import UserError
-        _say(f"danlu: {error}", err=True)
-        return error.exit_code if isinstance(error, UserError) else 1
-    if trainer is None:
+    thread = holder.get("thread")
+    if thread is None:
         return 1
-    run_dir = getattr(trainer, "run_dir", None)
-    state = trainer.final_state
-    if state == "finished":
-        _say(f"danlu: finished at step {trainer.step}: {run_dir}")
-        return 0
-    if state == "stopped":
-        _say(f"danlu: stopped at step {trainer.step}; run directory {run_dir}\n"
-             f"resume with: danlu run --resume {run_dir}")
-        return 0
-    _say(f"danlu: the run failed: {trainer.error}\nrun directory: {run_dir}", err=True)
-    return 1
+    code, text = thread.outcome()
+    _say(f"danlu: {text}", err=code != 0)
+    return code

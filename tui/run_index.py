@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Callable
 
 from danlu.engine.config.schema import PACKAGED_CONFIGS
+from danlu.engine.control.events import LIVE_STATES
 
-# States a live trainer writes; with its process gone, the run crashed.
-LIVE_STATES = ("running", "paused", "evaluating", "saving", "stopping")
 
 
 @dataclass(frozen=True)
@@ -92,7 +91,7 @@ def read_run(d: Path, alive: Callable[[int], bool] = pid_alive) -> RunEntry | No
         return RunEntry(d, d.name, "unreadable", None, None, None, None, None)
     state = str(s.get("state", "unknown"))
     pid = s.get("pid") if isinstance(s.get("pid"), int) else None
-    if state in LIVE_STATES and (pid is None or not alive(pid)):
+    if state in LIVE_STATES and (pid is None or not alive(pid)):  # its process is gone
         state = "crashed"
 
     def num(k, t):

@@ -27,7 +27,7 @@ class RunState:
     """The latest known value of everything on screen; `version` bumps on each change."""
 
     run: ev.RunStarted | None = None
-    state: str = "starting"
+    state: str = ev.State.STARTING
     detail: str = ""
     step: int = 0
     epoch: int = 0
@@ -176,11 +176,11 @@ class RunState:
 
     def _on_CommandApplied(self, e: ev.CommandApplied, commands):
         cmd = commands.get(e.command_id)
-        if e.kind in ("set_lr", "pause"):
+        if e.kind in (ev.CommandKind.SET_LR, ev.CommandKind.PAUSE):
             self.markers.append((e.step, e.kind))
-            if e.kind == "set_lr" and isinstance(e.new, list) and len(e.new) == len(self.lrs):
+            if e.kind == ev.CommandKind.SET_LR and isinstance(e.new, list) and len(e.new) == len(self.lrs):
                 self.lrs = list(e.new)  # shown at once, even while paused (no Metrics then)
-        elif e.kind == "set_hparam":
+        elif e.kind == ev.CommandKind.SET_HPARAM:
             self.markers.append((e.step, "hparam"))
             name = cmd.args.get("name") if cmd is not None else None
             if name == "grad_clip":

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, Subset, random_split
 
+from ..config.plan import val_size
 from ..errors import UserError
 from .imports import resolve_target
 from .shapes import ShapesDataset
@@ -68,7 +69,7 @@ def build_datasets(cfg: Any, seed: int) -> DataBundle:
 def split(dataset: Dataset, val_fraction: float, seed: int) -> tuple[Dataset, Dataset | None]:
     """Split off a validation set; the same seed always picks the same items."""
     n = len(dataset)  # type: ignore[arg-type]
-    n_val = min(n - 1, max(1, round(n * val_fraction))) if val_fraction > 0 and n > 1 else 0
+    n_val = val_size(n, val_fraction)
     if n_val == 0:
         return dataset, None
     train, val = random_split(dataset, [n - n_val, n_val], generator=torch.Generator().manual_seed(seed))

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any
 
 import torch
 
-from ..errors import UserError
-from ..config.numbers import as_float
+from ..config import hot
 from ..config.knobs import OPTIMIZERS
-
-# Applied by the trainer between steps; listed so a misrouted call says where it belongs.
-_TRAINER_HPARAMS = ("grad_clip", "log_every", "eval_every", "checkpoint_every")
-OPTIMIZER_HPARAMS = ("weight_decay", "momentum", "betas")
+from ..errors import UserError
 
 
 class Change(tuple):
@@ -103,14 +98,6 @@ def build_optimizer(model: torch.nn.Module, cfg: Any) -> torch.optim.Optimizer:
     return cls(groups, lr=float(cfg.lr), **args)
 
 
-def _as_unit(name: str, value: Any) -> float:
-    """A float in [0, 1), or ValueError saying why not."""
-    v = as_float(name, value, "a number in [0, 1)")
-    if not (math.isfinite(v) and 0.0 <= v < 1.0):
-        raise ValueError(f"{name} must be in [0, 1), got {value}")
-    return v
-
-
 def _opt_name(optimizer: torch.optim.Optimizer) -> str:
     return type(optimizer).__name__.lower()
 
@@ -127,17 +114,20 @@ def _pick_groups(optimizer: torch.optim.Optimizer, group: int | None) -> list[in
 
 def set_hparam(optimizer: torch.optim.Optimizer, name: str, value: Any, group: int | None = None,
                schedule: Any = None) -> Change:
-    """Change weight_decay, momentum or betas in place; returns (old, new) per group, with a detail line."""
-    if name in _TRAINER_HPARAMS:
-        raise ValueError(f"{name} is applied by the trainer, not the optimizer")
-    if name not in OPTIMIZER_HPARAMS:
-        raise ValueError(f"{name!r} cannot be changed mid-run; hot settings are: "
-                         f"{', '.join(OPTIMIZER_HPARAMS + _TRAINER_HPARAMS)}")
+    """Change weight_decay, momentum or betas in place; returns (old, new) per group, with a detail line.
+
+    Bounds come from the hot-settings table (config/hot.py), as in the config and the dialogs.
+    """
+    row = hot.HOT.get(name)
+    if row is None or row.applied_by != "optimizer":
+        raise ValueError(f"{name} is not an optimizer setting" if row else
+                         f"{name!r} cannot change mid-run; hot settings are: {', '.join(hot.HOT)}")
     pgs = optimizer.param_groups
     idx = _pick_groups(optimizer, group)
     opt = _opt_name(optimizer)
+    v = hot.check(name, value)
     if name == "weight_decay":
-        return _set_weight_decay(pgs, idx, value, group)
+        return _set_weight_decay(pgs, idx, v, group)
 
     if getattr(schedule, "cycles_momentum", False):
         raise ValueError("onecycle cycles momentum every step; "
@@ -147,7 +137,6 @@ def set_hparam(optimizer: torch.optim.Optimizer, name: str, value: Any, group: i
     if name == "momentum":
         if not (has_momentum or has_betas):
             raise ValueError(f"momentum: {opt} has neither momentum nor betas to set")
-        v = _as_unit("momentum", value)
         if has_momentum:
             if v == 0.0 and any(pgs[i].get("nesterov") for i in idx):
                 raise ValueError("momentum: sgd with nesterov=true needs momentum > 0")
@@ -167,27 +156,14 @@ def set_hparam(optimizer: torch.optim.Optimizer, name: str, value: Any, group: i
     if not has_betas:
         hint = "; set momentum instead" if has_momentum else ""
         raise ValueError(f"betas: {opt} has no betas{hint}")
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
-        raise ValueError(f"betas must be a pair like [0.9, 0.999], got {value!r}")
-    b = (_as_unit("betas[0]", value[0]), _as_unit("betas[1]", value[1]))
     read = lambda g: [float(x) for x in g["betas"]]  # noqa: E731
     old = [read(g) for g in pgs]
     for i in idx:
-        pgs[i]["betas"] = b
+        pgs[i]["betas"] = tuple(v)
     return Change(old, [read(g) for g in pgs])
 
 
-def _set_weight_decay(pgs: list[dict], idx: list[int], value: Any, group: int | None) -> Change:
-    if isinstance(value, bool):
-        raise ValueError(f"weight_decay must be a number >= 0, got {value!r}")
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"weight_decay must be a number >= 0, got {value!r}") from None
-    if not math.isfinite(v) or v < 0:
-        raise ValueError(f"weight_decay must be a finite number >= 0, got {value}")
-    if v > 1:
-        raise ValueError(f"weight_decay {v:g} looks like a typo; max is 1")
+def _set_weight_decay(pgs: list[dict], idx: list[int], v: float, group: int | None) -> Change:
     old = [float(g["weight_decay"]) for g in pgs]
     targets = idx if group is not None else [i for i in idx if not pgs[i].get("wd_pinned")]
     if not targets:

@@ -10,11 +10,13 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError, UserError
-from ..control.events import LR_MODES
+from ..control.events import LrMode
+from ..config.hot import HOT
 from ..config.knobs import SCHEDULERS, scheduler_defaults
 from ..config.numbers import as_float
 
-MAX_LR = 10.0
+# The LR's upper bound is the config's (a larger value is a typo), so a typed LR and a configured one agree.
+MAX_LR = float(HOT["lr"].knob.max)
 
 
 class LRSchedule:
@@ -143,10 +145,10 @@ class LRSchedule:
     # --- a person's changes ---------------------------------------------------
 
     def set_lr(self, value: float | None = None, factor: float | None = None, group: int | None = None,
-               mode: str = "rescale") -> tuple[list[float], list[float]]:
+               mode: str = LrMode.RESCALE) -> tuple[list[float], list[float]]:
         """Set the LR by value or factor, for all groups (one ratio) or one; returns (old, new) per group."""
-        if mode not in LR_MODES:
-            raise ValueError(f"mode must be one of {', '.join(LR_MODES)}, got {mode!r}")
+        if mode not in tuple(LrMode):
+            raise ValueError(f"mode must be one of {', '.join(LrMode)}, got {mode!r}")
         if (value is None) == (factor is None):
             raise ValueError("give exactly one of value or factor")
         x = _positive("lr" if value is not None else "factor", value if value is not None else factor)
@@ -164,7 +166,7 @@ class LRSchedule:
             target = {g: old[g] * x for g in idx}
         elif old[ref] > 0:
             target = {g: old[g] * (x / old[ref]) for g in idx}
-        elif mode == "override":
+        elif mode == LrMode.OVERRIDE:
             # No current level to keep ratios from: fall back on the configured lr_mult ratios.
             mult = [float(gr.get("lr_mult", 1.0)) for gr in groups]
             target = {g: x * mult[g] / mult[ref] for g in idx}
@@ -176,12 +178,12 @@ class LRSchedule:
                     raise ValueError(f"lr {t:g} looks like a typo; max is {MAX_LR:g}")
                 who = f"group {g}" + (f" ({groups[g]['name']})" if "name" in groups[g] else "")
                 raise ValueError(f"{who} would get lr {t:g}, which looks like a typo; max is {MAX_LR:g}")
-            if mode == "override" and not t > 0:
+            if mode == LrMode.OVERRIDE and not t > 0:
                 raise ValueError(f"the LR of group {g} is 0 right now, so a factor would hold it at 0; give a value")
 
         f = self._warmup_factor()
         new_scale = {}
-        if mode == "rescale":
+        if mode == LrMode.RESCALE:
             for g in idx:
                 level = self._sched_lrs[g] * f
                 if factor is not None and (self._override[g] is None or level <= 0):
@@ -191,7 +193,7 @@ class LRSchedule:
                 else:
                     raise ValueError(zero_hint)
         for g in idx:
-            if mode == "override":
+            if mode == LrMode.OVERRIDE:
                 self._override[g] = target[g]
             else:
                 # A rescale on an overridden group rejoins the schedule's shape at the new level.

@@ -11,7 +11,7 @@ import yaml
 
 from .schema import PACKAGED_CONFIGS, SECTIONS, Config, from_dict
 from ..errors import ConfigError, UserError
-from .knobs import OPTIM_COMMON, OPTIMIZERS, SCHEDULE_COMMON, SCHEDULERS
+from .knobs import foreign_keys
 
 
 class _Loader(yaml.SafeLoader):
@@ -88,19 +88,15 @@ def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
     return out
 
 
-def _drop_foreign_keys(raw: dict, section: str, table: dict, common: tuple, notes: list[str]) -> None:
+def _drop_foreign_keys(raw: dict, section: str, notes: list[str]) -> None:
     """After an override switched a section's kind, drop keys only the old kind took."""
     sec = raw.get(section) or {}
     name = sec.get("name")
-    if not isinstance(name, str) or name not in table:
+    if not isinstance(name, str):
         return
-    own = table[name][-1]
-    for key in list(sec):
-        if key in common or key in own:
-            continue
-        if any(key in entry[-1] for entry in table.values()):
-            notes.append(f"{section}.{key} dropped: {name} does not take it")
-            del sec[key]
+    for key in foreign_keys(section, list(sec), name):
+        notes.append(f"{section}.{key} dropped: {name} does not take it")
+        del sec[key]
 
 
 def apply_overrides(raw: dict, overrides: list[tuple[str, Any]]) -> list[str]:
@@ -120,10 +116,9 @@ def apply_overrides(raw: dict, overrides: list[tuple[str, Any]]) -> list[str]:
         if len(parts) == 2 and parts[1] == "name":
             switched.add(parts[0])
     overridden = {k for k, _ in overrides}
-    if "optim" in switched:
-        _drop_foreign_keys(raw, "optim", OPTIMIZERS, OPTIM_COMMON, notes)
-    if "schedule" in switched:
-        _drop_foreign_keys(raw, "schedule", SCHEDULERS, SCHEDULE_COMMON, notes)
+    for section in ("optim", "schedule"):
+        if section in switched:
+            _drop_foreign_keys(raw, section, notes)
     if "model" in switched and "model.args" not in overridden:
         notes.extend(_drop_model_args(raw))
     if "data" in switched and "data.args" not in overridden:
@@ -164,5 +159,20 @@ def load_config(path: str | None = None, overrides: list[str] | None = None) -> 
         raise ConfigError([f"the file must hold a mapping of sections ({', '.join(SECTIONS)})"], str(file))
     notes = apply_overrides(raw, parse_overrides(overrides or []))
     cfg = from_dict(raw, source=str(file))
+    cfg.notes = notes
+    return cfg
+
+
+def config_for_resume(run_dir: str | Path, overrides: list[str] | None = None) -> Config:
+    """The config a run was made with (its config.yaml), with overrides applied."""
+    p = Path(run_dir) / "config.yaml"
+    if not Path(run_dir).is_dir():
+        raise UserError(f"resume: {run_dir} is not a run directory. Give one under runs/, "
+                        "e.g. danlu run --resume runs/default-20260101-120000")
+    if not p.is_file():
+        raise UserError(f"resume: {run_dir} has no config.yaml, so it is not a danlu run directory.")
+    raw = parse_yaml(p.read_text(), str(p)) or {}
+    notes = apply_overrides(raw, parse_overrides(overrides or []))
+    cfg = from_dict(raw, source=str(p))
     cfg.notes = notes
     return cfg

@@ -7,8 +7,14 @@ docs. Imports no torch.
 
 from __future__ import annotations
 
+import difflib
+import math
 from dataclasses import dataclass
 from typing import Any
+
+# Words that mean "off" for a knob whose empty value disables it (grad_clip: off). YAML reads a
+# bare `off` or `no` as false, so false counts too.
+OFF_WORDS = ("off", "none", "no", "false", "disable", "disabled")
 
 
 @dataclass(frozen=True)
@@ -24,19 +30,40 @@ class Knob:
     lt: float | None = None    # exclusive upper bound
     choices: tuple | None = None
     optional: bool = False     # None allowed (means "derive it", e.g. T_max from the run length)
+    off: bool = False          # None means "off", and the words in OFF_WORDS (and false) say it
+
+    def bounds_text(self) -> str:
+        """The allowed values in words: 'a number > 0', 'a whole number >= 1', 'two numbers in [0, 1)'."""
+        what = {"int": "a whole number", "ints": "whole numbers", "float": "a number", "floats": "numbers",
+                "pair": "two numbers"}.get(self.type, self.type)
+        lo = f"[{self.min:g}" if self.min is not None else (f"({self.gt:g}" if self.gt is not None else None)
+        hi = f"{self.max:g}]" if self.max is not None else (f"{self.lt:g})" if self.lt is not None else None)
+        if lo and hi:
+            text = f"{what} in {lo}, {hi}"
+        elif lo:
+            text = f"{what} {'>=' if lo[0] == '[' else '>'} {lo[1:]}"
+        elif hi:
+            text = f"{what} {'<=' if hi[-1] == ']' else '<'} {hi[:-1]}"
+        else:
+            text = what
+        return text + (", or off" if self.off else "")
 
 
-WD = Knob("float", 0.0, "L2 penalty added to the gradient (decoupled in AdamW). 0 disables.", min=0)
+WD = Knob("float", 0.0, "L2 penalty added to the gradient (decoupled in AdamW). 0 disables.", min=0, max=1)
 EPS = Knob("float", 1e-8, "Added to the denominator for numerical stability.", gt=0)
 MAXIMIZE = Knob("bool", False, "Maximize the objective instead of minimizing it.")
 BETAS = Knob("pair", (0.9, 0.999), "Decay rates of the running averages of the gradient and its square.",
              min=0, lt=1)
+# One momentum rule for every optimizer that has one (and for beta1 where it stands in):
+# 1 or more never converges, so it is refused everywhere, in the config and mid-run alike.
+MOMENTUM = Knob("float", 0.0, "Momentum factor: accumulates past gradients to speed up and smooth descent "
+                "(0.9 is common).", min=0, lt=1)
 AMSGRAD = Knob("bool", False, "Use the AMSGrad variant (keeps the max of past squared-gradient averages).")
 
 # name -> (torch class name, default lr, {arg: Knob})
 OPTIMIZERS: dict[str, tuple[str, float, dict[str, Knob]]] = {
     "sgd": ("SGD", 0.1, {
-        "momentum": Knob("float", 0.0, "Momentum factor: accumulates past gradients to speed up and smooth descent (0.9 is common).", min=0),
+        "momentum": MOMENTUM,
         "dampening": Knob("float", 0.0, "Fraction of the new gradient damped out of the momentum buffer (ignored on the first step).", min=0, max=1),
         "nesterov": Knob("bool", False, "Nesterov momentum: look ahead along the momentum before taking the gradient (needs momentum > 0, dampening 0)."),
         "weight_decay": WD,
@@ -52,7 +79,7 @@ OPTIMIZERS: dict[str, tuple[str, float, dict[str, Knob]]] = {
     "adamw": ("AdamW", 1e-3, {
         "betas": BETAS,
         "eps": EPS,
-        "weight_decay": Knob("float", 0.01, "Decoupled weight decay, applied to the weights directly (0.01-0.1 is common).", min=0),
+        "weight_decay": Knob("float", 0.01, "Decoupled weight decay, applied to the weights directly (0.01-0.1 is common).", min=0, max=1),
         "amsgrad": AMSGRAD,
         "maximize": MAXIMIZE,
     }),
@@ -60,7 +87,7 @@ OPTIMIZERS: dict[str, tuple[str, float, dict[str, Knob]]] = {
         "alpha": Knob("float", 0.99, "Smoothing constant of the running average of squared gradients.", min=0, max=1),
         "eps": EPS,
         "weight_decay": WD,
-        "momentum": Knob("float", 0.0, "Momentum factor.", min=0),
+        "momentum": MOMENTUM,
         "centered": Knob("bool", False, "Normalise by the estimated variance of the gradient instead of its raw second moment."),
         "maximize": MAXIMIZE,
     }),
@@ -134,9 +161,117 @@ SCHEDULERS: dict[str, tuple[str | None, str, dict[str, Knob]]] = {
 SCHEDULE_COMMON = ("name", "warmup_steps", "warmup_start_factor", "interval")
 
 
+KINDS = {"optim": (OPTIMIZERS, OPTIM_COMMON), "schedule": (SCHEDULERS, SCHEDULE_COMMON)}
+
+
+def foreign_keys(section: str, keys: list[str], name: str) -> list[str]:
+    """The keys a switch of `section` (optim or schedule) to kind `name` drops: those only other kinds take.
+
+    The one kind-switch rule, used by command-line overrides and by the editor's form alike.
+    """
+    table, common = KINDS[section]
+    own = table[name][-1] if name in table else {}
+    return [k for k in keys if k not in common and k not in own
+            and any(k in entry[-1] for entry in table.values())]
+
+
 def optimizer_defaults(name: str) -> dict[str, Any]:
     return {k: v.default for k, v in OPTIMIZERS[name][2].items()}
 
 
 def scheduler_defaults(name: str) -> dict[str, Any]:
     return {k: v.default for k, v in SCHEDULERS[name][2].items()}
+
+
+# --- checking a value against its knob ---------------------------------------------
+
+def fmt(v: Any) -> str:
+    return repr(v) if isinstance(v, str) else str(v)
+
+
+# Knob types checked by isinstance alone: (Python type, how the message names it).
+_PLAIN_TYPES = {
+    "bool": (bool, "true or false"),
+    "str": (str, "a string"),
+    "dict": (dict, "a mapping (key: value)"),
+    "list": (list, "a list"),
+}
+
+
+def check_value(path: str, v: Any, knob: Knob, problems: list[str]) -> Any:
+    """The value coerced to the knob's type, or the problem appended and None returned."""
+    if knob.off and (v is False or (isinstance(v, str) and v.strip().lower() in OFF_WORDS)):
+        return None
+    if v is None:
+        if knob.optional:
+            return None
+        problems.append(f"{path}: must be set ({knob.help})")
+        return None
+    t = knob.type
+    if t in _PLAIN_TYPES:
+        kind, words = _PLAIN_TYPES[t]
+        if not isinstance(v, kind):
+            problems.append(f"{path}: must be {words}, got {fmt(v)}")
+            return None
+        if knob.choices and v not in knob.choices:
+            hint = difflib.get_close_matches(v, knob.choices, n=1)
+            extra = f" Did you mean {hint[0]!r}?" if hint else ""
+            problems.append(f"{path}: must be one of {', '.join(knob.choices)}; got {v!r}.{extra}")
+            return None
+        return kind(v) if kind in (dict, list) else v  # containers copied, so configs never share them
+    if t in ("int", "float"):
+        return _check_number(path, v, knob, problems)
+    if t in ("floats", "ints", "pair"):
+        if not isinstance(v, (list, tuple)):
+            problems.append(f"{path}: must be a list like [0.9, 0.999], got {fmt(v)}")
+            return None
+        if t == "pair" and len(v) != 2:
+            problems.append(f"{path}: must be a pair like [0.9, 0.999], got {len(v)} values")
+            return None
+        item = Knob("int" if t == "ints" else "float", None, knob.help, min=knob.min, gt=knob.gt,
+                    max=knob.max, lt=knob.lt)
+        out = [check_value(f"{path}[{i}]", x, item, problems) for i, x in enumerate(v)]
+        if any(x is None for x in out):
+            return None
+        if t == "ints" and out != sorted(set(out)):
+            problems.append(f"{path}: must be increasing without repeats, got {out}")
+            return None
+        return out
+    raise AssertionError(f"unknown knob type {t}")
+
+
+def _check_number(path: str, v: Any, knob: Knob, problems: list[str]) -> Any:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        if isinstance(v, str):
+            try:  # YAML reads 1e-3 (no dot) as a string; accept what is plainly a number
+                v = float(v) if knob.type == "float" else int(v)
+            except ValueError:
+                problems.append(f"{path}: must be a number, got {fmt(v)}")
+                return None
+        else:
+            problems.append(f"{path}: must be a number, got {fmt(v)}")
+            return None
+    if knob.type == "int":
+        if isinstance(v, float):
+            if not v.is_integer():
+                problems.append(f"{path}: must be a whole number, got {v}")
+                return None
+            v = int(v)
+    else:
+        v = float(v)
+        if not math.isfinite(v):
+            problems.append(f"{path}: must be a finite number, got {v}")
+            return None
+    if knob.gt is not None and not v > knob.gt:
+        problems.append(f"{path}: must be > {knob.gt:g}, got {v:g}")
+        return None
+    if knob.min is not None and v < knob.min:
+        problems.append(f"{path}: must be >= {knob.min:g}, got {v:g}")
+        return None
+    if knob.lt is not None and not v < knob.lt:
+        problems.append(f"{path}: must be < {knob.lt:g}, got {v:g}")
+        return None
+    if knob.max is not None and v > knob.max:
+        problems.append(f"{path}: must be <= {knob.max:g}, got {v:g}")
+        return None
+    return v

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import copy
 import difflib
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .knobs import OPTIMIZERS, SCHEDULERS, Knob
+from .knobs import OPTIMIZERS, SCHEDULERS, Knob, check_value as _check_value, fmt as _fmt
 
 PACKAGED_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 BUILTIN_DATA = ("shapes", "mnist", "fashion_mnist", "cifar10", "image_folder")
@@ -162,7 +161,7 @@ FIELDS: dict[str, dict[str, Knob]] = {
         "epochs": Knob("int", 3, "Passes over the training set.", min=1),
         "max_steps": Knob("int", None, "Stop after this many optimizer steps, whatever epochs says.", min=1, optional=True),
         "grad_accum": Knob("int", 1, "Micro-batches per optimizer step (loss is divided by this).", min=1),
-        "grad_clip": Knob("float", 1.0, "Clip the total grad norm to this; empty disables clipping (the norm is still reported).", gt=0, optional=True),
+        "grad_clip": Knob("float", 1.0, "Clip the total grad norm to this; off (or empty) disables clipping (the norm is still reported).", gt=0, optional=True, off=True),
         "eval_every": Knob("int", None, "Evaluate every N steps; empty = at the end of each epoch.", min=1, optional=True),
         "checkpoint_every": Knob("int", None, "Checkpoint every N steps; empty = at the end of each epoch.", min=1, optional=True),
         "keep_last": Knob("int", 3, "Periodic checkpoints kept (last and best are kept apart).", min=1),
@@ -194,98 +193,6 @@ PARAM_GROUP_FIELDS: dict[str, Knob] = {
     "weight_decay": Knob("float", None, "This group's weight decay (default: the optimizer's).", min=0, optional=True),
     "name": Knob("str", None, "Label shown in the dashboard (default: the regex).", optional=True),
 }
-
-
-# --- values --------------------------------------------------------------------
-
-def _fmt(v: Any) -> str:
-    return repr(v) if isinstance(v, str) else str(v)
-
-
-# Knob types checked by isinstance alone: (Python type, how the message names it).
-_PLAIN_TYPES = {
-    "bool": (bool, "true or false"),
-    "str": (str, "a string"),
-    "dict": (dict, "a mapping (key: value)"),
-    "list": (list, "a list"),
-}
-
-
-def _check_value(path: str, v: Any, knob: Knob, problems: list[str]) -> Any:
-    """The value coerced to the knob's type, or the problem appended and None returned."""
-    if v is None:
-        if knob.optional:
-            return None
-        problems.append(f"{path}: must be set ({knob.help})")
-        return None
-    t = knob.type
-    if t in _PLAIN_TYPES:
-        kind, words = _PLAIN_TYPES[t]
-        if not isinstance(v, kind):
-            problems.append(f"{path}: must be {words}, got {_fmt(v)}")
-            return None
-        if knob.choices and v not in knob.choices:
-            hint = difflib.get_close_matches(v, knob.choices, n=1)
-            extra = f" Did you mean {hint[0]!r}?" if hint else ""
-            problems.append(f"{path}: must be one of {', '.join(knob.choices)}; got {v!r}.{extra}")
-            return None
-        return kind(v) if kind in (dict, list) else v  # containers copied, so configs never share them
-    if t in ("int", "float"):
-        return _check_number(path, v, knob, problems)
-    if t in ("floats", "ints", "pair"):
-        if not isinstance(v, (list, tuple)):
-            problems.append(f"{path}: must be a list like [0.9, 0.999], got {_fmt(v)}")
-            return None
-        if t == "pair" and len(v) != 2:
-            problems.append(f"{path}: must be a pair like [0.9, 0.999], got {len(v)} values")
-            return None
-        item = Knob("int" if t == "ints" else "float", None, knob.help, min=knob.min, gt=knob.gt,
-                    max=knob.max, lt=knob.lt)
-        out = [_check_value(f"{path}[{i}]", x, item, problems) for i, x in enumerate(v)]
-        if any(x is None for x in out):
-            return None
-        if t == "ints" and out != sorted(set(out)):
-            problems.append(f"{path}: must be increasing without repeats, got {out}")
-            return None
-        return out
-    raise AssertionError(f"unknown knob type {t}")
-
-
-def _check_number(path: str, v: Any, knob: Knob, problems: list[str]) -> Any:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        if isinstance(v, str):
-            try:  # YAML reads 1e-3 (no dot) as a string; accept what is plainly a number
-                v = float(v) if knob.type == "float" else int(v)
-            except ValueError:
-                problems.append(f"{path}: must be a number, got {_fmt(v)}")
-                return None
-        else:
-            problems.append(f"{path}: must be a number, got {_fmt(v)}")
-            return None
-    if knob.type == "int":
-        if isinstance(v, float):
-            if not v.is_integer():
-                problems.append(f"{path}: must be a whole number, got {v}")
-                return None
-            v = int(v)
-    else:
-        v = float(v)
-        if not math.isfinite(v):
-            problems.append(f"{path}: must be a finite number, got {v}")
-            return None
-    if knob.gt is not None and not v > knob.gt:
-        problems.append(f"{path}: must be > {knob.gt:g}, got {v:g}")
-        return None
-    if knob.min is not None and v < knob.min:
-        problems.append(f"{path}: must be >= {knob.min:g}, got {v:g}")
-        return None
-    if knob.lt is not None and not v < knob.lt:
-        problems.append(f"{path}: must be < {knob.lt:g}, got {v:g}")
-        return None
-    if knob.max is not None and v > knob.max:
-        problems.append(f"{path}: must be <= {knob.max:g}, got {v:g}")
-        return None
-    return v
 
 
 # Names people write for our keys (torch, Keras, other tools), and frequent typos of them.

@@ -9,31 +9,79 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
+try:
+    from enum import StrEnum
+except ImportError:  # Python 3.10
+    class StrEnum(str, Enum):  # type: ignore[no-redef]
+        """Members are their own string values (Python 3.11's StrEnum)."""
+
+        def __str__(self) -> str:
+            return str(self.value)
+
+
+# --- the kinds of things, one enum each -----------------------------------------
+# Members compare equal to their plain strings, so events that crossed JSON (a socket,
+# events.jsonl) compare the same as those made in this process.
+
+class State(StrEnum):
+    """Where a run is; the last three are final."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    PAUSED = "paused"
+    EVALUATING = "evaluating"
+    SAVING = "saving"
+    STOPPING = "stopping"
+    FINISHED = "finished"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+    @property
+    def final(self) -> bool:
+        return self in FINAL_STATES
+
+
+FINAL_STATES = frozenset({State.FINISHED, State.STOPPED, State.FAILED})
+# States a live trainer passes through; a run left in one of them with its process gone crashed.
+LIVE_STATES = frozenset(State) - FINAL_STATES
+
+
+class CommandKind(StrEnum):
+    PAUSE = "pause"
+    RESUME = "resume"
+    SET_LR = "set_lr"                    # args: value | factor, group (None = all), mode (LrMode)
+    SET_HPARAM = "set_hparam"            # args: name, value, group (None = all)
+    SAVE_CHECKPOINT = "save_checkpoint"
+    EVAL_NOW = "eval_now"
+    STOP = "stop"                        # args: save (bool, default True)
+
+
+class LrMode(StrEnum):
+    RESCALE = "rescale"      # the schedule keeps its shape at the new level
+    OVERRIDE = "override"    # the LR stays at this value until changed again
+
+
+class CheckpointReason(StrEnum):
+    PERIODIC = "periodic"    # checkpoint_every / the end of an epoch; rotated by keep_last
+    REQUEST = "request"      # a person asked (s, the quit dialog, a signal); never rotated away
+    LAST = "last"            # the end of the run
+    BEST = "best"            # a new best validation loss
+    FAULT = "fault"          # before pausing or stopping on out of memory
+
+
+class AlertKind(StrEnum):
+    NONFINITE = "nonfinite"
+    SPIKE = "spike"
+    OOM = "oom"
+    ERROR = "error"
+    SAVE_FAILED = "save_failed"
+    BAD_INPUT = "bad_input"
+
+
 # --- commands (imperative: what the user asks for) ---------------------------
-
-COMMAND_KINDS = (
-    "pause",
-    "resume",
-    "set_lr",        # args: value | factor, group (None = all), mode: rescale | override
-    "set_hparam",    # args: name, value, group (None = all)
-    "save_checkpoint",
-    "eval_now",
-    "stop",          # args: save (bool, default True)
-)
-
-LR_MODES = ("rescale", "override")
-
-HOT_HPARAMS = (
-    "weight_decay",
-    "momentum",
-    "betas",
-    "grad_clip",
-    "log_every",
-    "eval_every",
-    "checkpoint_every",
-)
 
 _ids = itertools.count(1)
 
@@ -46,41 +94,36 @@ class Command:
 
 
 def pause() -> Command:
-    return Command("pause")
+    return Command(CommandKind.PAUSE)
 
 
 def resume() -> Command:
-    return Command("resume")
+    return Command(CommandKind.RESUME)
 
 
 def set_lr(value: float | None = None, *, factor: float | None = None,
-           group: int | None = None, mode: str = "rescale") -> Command:
+           group: int | None = None, mode: str = LrMode.RESCALE) -> Command:
     """New LR for all groups (scaled together by one ratio) or for one group."""
-    return Command("set_lr", {"value": value, "factor": factor, "group": group, "mode": mode})
+    return Command(CommandKind.SET_LR, {"value": value, "factor": factor, "group": group, "mode": LrMode(mode)})
 
 
 def set_hparam(name: str, value: Any, group: int | None = None) -> Command:
-    return Command("set_hparam", {"name": name, "value": value, "group": group})
+    return Command(CommandKind.SET_HPARAM, {"name": name, "value": value, "group": group})
 
 
 def save_checkpoint() -> Command:
-    return Command("save_checkpoint")
+    return Command(CommandKind.SAVE_CHECKPOINT)
 
 
 def eval_now() -> Command:
-    return Command("eval_now")
+    return Command(CommandKind.EVAL_NOW)
 
 
 def stop(save: bool = True) -> Command:
-    return Command("stop", {"save": save})
+    return Command(CommandKind.STOP, {"save": save})
 
 
 # --- events (past tense facts from the engine) --------------------------------
-
-STATES = ("starting", "running", "paused", "evaluating", "saving", "stopping",
-          "finished", "stopped", "failed")
-FINAL_STATES = ("finished", "stopped", "failed")
-
 
 @dataclass(frozen=True)
 class RunStarted:
@@ -136,7 +179,7 @@ class EvalDone:
 
 @dataclass(frozen=True)
 class StatusChanged:
-    state: str
+    state: str      # a State
     step: int
     detail: str = ""
 
@@ -163,13 +206,13 @@ class CommandRejected:
 class CheckpointSaved:
     step: int
     path: str
-    reason: str     # periodic, request, last, best, stop, fault
+    reason: str     # a CheckpointReason
 
 
 @dataclass(frozen=True)
 class Alert:
     step: int
-    kind: str       # nonfinite, spike, oom, error, save_failed
+    kind: str       # an AlertKind
     message: str
     details: str = ""
 

@@ -1,103 +1,123 @@
-"""What each command does to a running Trainer, applied only at step boundaries.
+"""What each command does to a running Trainer: a dispatch table, applied only at step boundaries.
 
-A mixin of Trainer: every handler answers with CommandApplied (old -> new, the
-step) or CommandRejected (a reason a person can act on), and logs to events.jsonl.
+Every handler returns an Answer (old -> new, a detail) or raises ValueError with a reason a
+person can act on; `apply` turns that into CommandApplied or CommandRejected, and logs it to
+events.jsonl. The trainer calls `apply` between optimizer steps, never inside one.
 """
 
 from __future__ import annotations
 
-import math
-import time
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
 
+from ..build.optim import set_hparam as set_optimizer_hparam
+from ..config import hot
 from ..control import events as ev
+from ..control.events import CheckpointReason, CommandKind, LrMode, State
 from ..errors import UserError
-from ..build.optim import set_hparam
+from .progress import Stop, StopReason
+
+if TYPE_CHECKING:
+    from .trainer import Trainer
 
 
-class CommandHandlers:
-    """The `_cmd_<kind>` handlers; `_apply` routes a Command to one of them."""
+@dataclass
+class Answer:
+    """What an applied command changed: old -> new, a detail line, extra fields for events.jsonl."""
 
-    def _apply(self, cmd: ev.Command) -> None:
-        try:
-            handler = getattr(self, f"_cmd_{cmd.kind}")
-        except AttributeError:
-            self._reject(cmd, f"unknown command {cmd.kind!r}")
-            return
-        try:
-            handler(cmd)
-        except (ValueError, TypeError, UserError) as e:
-            self._reject(cmd, str(e))
+    old: Any = None
+    new: Any = None
+    detail: str = ""
+    log: dict[str, Any] = field(default_factory=dict)
+    state: str | None = None    # the run's new state, announced after the answer
 
-    def _ack(self, cmd: ev.Command, old: Any = None, new: Any = None, detail: str = "", **log: Any) -> None:
-        self.emit(ev.CommandApplied(cmd.id, cmd.kind, self.step, old, new, detail))
-        self.log.event(cmd.kind, self.step, old=old, new=new, **({"detail": detail} if detail else {}), **log)
 
-    def _reject(self, cmd: ev.Command, reason: str) -> None:
-        self.emit(ev.CommandRejected(cmd.id, cmd.kind, self.step, reason))
-        self.log.event("rejected", self.step, command=cmd.kind, args=cmd.args, reason=reason)
+def _pause(t: Trainer, cmd: ev.Command) -> Answer:
+    if t.paused:
+        raise ValueError("already paused")
+    t.pause()
+    return Answer(detail=f"paused after step {t.progress.step}", state=State.PAUSED)
 
-    def _cmd_pause(self, cmd: ev.Command) -> None:
-        if self.paused:
-            raise ValueError("already paused")
-        self.paused = True
-        self._flush()
-        self._ack(cmd, detail=f"paused after step {self.step}")
-        self._set_state("paused")
 
-    def _cmd_resume(self, cmd: ev.Command) -> None:
-        if not self.paused:
-            raise ValueError("not paused")
-        self.paused = False
-        self._t_flush, self._steps_at_flush = time.monotonic(), self.step
-        self._ack(cmd, detail=f"resumed at step {self.step + 1}")
-        self._set_state("running")
+def _resume(t: Trainer, cmd: ev.Command) -> Answer:
+    if not t.paused:
+        raise ValueError("not paused")
+    t.unpause()
+    return Answer(detail=f"resumed at step {t.progress.step + 1}", state=State.RUNNING)
 
-    def _cmd_set_lr(self, cmd: ev.Command) -> None:
-        a = cmd.args
-        old, new = self.schedule.set_lr(value=a.get("value"), factor=a.get("factor"),
-                                        group=a.get("group"), mode=a.get("mode", "rescale"))
-        self._ack(cmd, old, new, detail=f"{a.get('mode', 'rescale')}; from step {self.step + 1}",
-                  mode=a.get("mode", "rescale"), group=a.get("group"))
 
-    def _cmd_set_hparam(self, cmd: ev.Command) -> None:
-        name, value, group = cmd.args.get("name"), cmd.args.get("value"), cmd.args.get("group")
-        if name == "grad_clip":
-            if value is not None:
-                value = float(value)
-                if not (math.isfinite(value) and value > 0):
-                    raise ValueError(f"grad_clip must be a positive number (or none to disable), got {value}")
-            old, self.grad_clip = self.grad_clip, value
-        elif name in ("log_every", "eval_every", "checkpoint_every"):
-            if value is not None:
-                if isinstance(value, bool) or not float(value).is_integer() or int(value) < 1:
-                    raise ValueError(f"{name} must be a whole number >= 1, got {value}")
-                value = int(value)
-            elif name == "log_every":
-                raise ValueError("log_every must be a whole number >= 1")
-            old = getattr(self, name)
-            setattr(self, name, value)
-        elif name in ev.HOT_HPARAMS:
-            old, value = set_hparam(self.optimizer, name, value, group=group, schedule=self.schedule)
-        else:
-            raise ValueError(f"{name!r} cannot change mid-run; hot settings are: {', '.join(ev.HOT_HPARAMS)}. "
-                             "Change others in the config and restart from a checkpoint.")
-        self._ack(cmd, old, value, name=name)
+def _set_lr(t: Trainer, cmd: ev.Command) -> Answer:
+    a = cmd.args
+    mode = a.get("mode", LrMode.RESCALE)
+    old, new = t.state.schedule.set_lr(value=a.get("value"), factor=a.get("factor"), group=a.get("group"),
+                                       mode=mode)
+    return Answer(old, new, f"{mode}; from step {t.progress.step + 1}", {"mode": mode, "group": a.get("group")})
 
-    def _cmd_save_checkpoint(self, cmd: ev.Command) -> None:
-        path = self.save_checkpoint("request")
-        if path is None:
-            raise ValueError("checkpoint not written (see the alert)")
-        self.emit(ev.CommandApplied(cmd.id, cmd.kind, self.step, None, str(path), f"saved {path}"))
 
-    def _cmd_eval_now(self, cmd: ev.Command) -> None:
-        res = self.evaluate()
-        if res is None:
-            raise ValueError("no validation set (data.val_fraction is 0)")
-        self._ack(cmd, None, {"val_loss": res[0], "val_acc": res[1]})
+def _set_hparam(t: Trainer, cmd: ev.Command) -> Answer:
+    name, value, group = cmd.args.get("name"), cmd.args.get("value"), cmd.args.get("group")
+    row = hot.HOT.get(name)
+    if row is None or row.applied_by == "schedule":
+        raise ValueError(f"{name!r} is not a setting set_hparam changes; it takes: {', '.join(hot.HPARAMS)}"
+                         + (". Change the LR with set_lr." if name == "lr" else
+                            ". Change others in the config and restart from a checkpoint."))
+    if row.applied_by == "trainer":
+        if group is not None:
+            raise ValueError(f"{name} is one setting for the whole run, not per group")
+        value = hot.check(name, value)
+        old = t.state.hot[name]
+        t.state.hot[name] = value
+        return Answer(old, value, log={"name": name})
+    change = set_optimizer_hparam(t.state.optimizer, name, value, group=group, schedule=t.state.schedule)
+    return Answer(change[0], change[1], change.detail, {"name": name})
 
-    def _cmd_stop(self, cmd: ev.Command) -> None:
-        save = bool(cmd.args.get("save", True))
-        self._stop_requested = save
-        self._ack(cmd, detail="saving and stopping" if save else "stopping without saving", save=save)
-        self._set_state("stopping")
+
+def _save_checkpoint(t: Trainer, cmd: ev.Command) -> Answer:
+    path = t.save_checkpoint(CheckpointReason.REQUEST)
+    if path is None:
+        raise ValueError("checkpoint not written (see the alert)")
+    return Answer(None, t.relative(path), log={"path": str(path)})
+
+
+def _eval_now(t: Trainer, cmd: ev.Command) -> Answer:
+    res = t.evaluate()
+    if res is None:
+        raise ValueError("no validation set (data.val_fraction is 0)")
+    return Answer(None, res)
+
+
+def _stop(t: Trainer, cmd: ev.Command) -> Answer:
+    save = bool(cmd.args.get("save", True))
+    t.request_stop(Stop(StopReason.REQUEST, save))
+    return Answer(detail="saving and stopping" if save else "stopping without saving", log={"save": save},
+                  state=State.STOPPING)
+
+
+HANDLERS: dict[str, Callable[[Trainer, ev.Command], Answer]] = {
+    CommandKind.PAUSE: _pause,
+    CommandKind.RESUME: _resume,
+    CommandKind.SET_LR: _set_lr,
+    CommandKind.SET_HPARAM: _set_hparam,
+    CommandKind.SAVE_CHECKPOINT: _save_checkpoint,
+    CommandKind.EVAL_NOW: _eval_now,
+    CommandKind.STOP: _stop,
+}
+
+
+def apply(t: Trainer, cmd: ev.Command) -> None:
+    """Run one command and answer it: CommandApplied, or CommandRejected with the reason."""
+    step = t.progress.step
+    handler = HANDLERS.get(cmd.kind)
+    try:
+        if handler is None:
+            raise ValueError(f"unknown command {cmd.kind!r}; commands are: {', '.join(HANDLERS)}")
+        a = handler(t, cmd)
+    except (ValueError, TypeError, UserError) as e:
+        t.emit(ev.CommandRejected(cmd.id, cmd.kind, step, str(e)))
+        t.log.event("rejected", step, command=cmd.kind, args=cmd.args, reason=str(e))
+        return
+    t.emit(ev.CommandApplied(cmd.id, cmd.kind, t.progress.step, a.old, a.new, a.detail))
+    t.log.event(cmd.kind, t.progress.step, old=a.old, new=a.new, **({"detail": a.detail} if a.detail else {}),
+                **a.log)
+    if a.state is not None:
+        t.set_state(a.state)

@@ -1,13 +1,14 @@
 """The training loop: device-aware, steerable between optimizer steps, never stalling on telemetry.
 
-Lifecycle (after torchtune's recipes): setup -> train -> save_checkpoint -> cleanup.
-The loop talks to the outside only through a Channel: it applies commands at
-step boundaries and emits events; it never waits on whoever reads them.
+Lifecycle (after torchtune's recipes): setup -> train -> save_checkpoint -> cleanup. The
+Trainer holds its collaborators and calls them: the builders (build/), the checkpointed
+state (store/trainer_state.py), the per-step metrics (step_metrics.py), the command table
+(commands.py). It talks to the outside only through a Channel: it applies commands at step
+boundaries and emits events; it never waits on whoever reads them.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 import time
@@ -19,25 +20,28 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from ..store import checkpoint_file as ckpt
-from ..control import events as ev
-from ..control.channel import Channel
-from .commands import CommandHandlers
-from ..config.schema import Config, from_dict
-from ..build.data import build_datasets
-from ..build.device import place
-from ..errors import UserError
-from .heap import frozen_heap
+from ..build.data import DataBundle, build_datasets
+from ..build.device import Placement, place
 from ..build.models import build_model, count_parameters
 from ..build.optim import build_optimizer
-from ..store.trainer_state import CheckpointState
-from ..store.runlog import RunLog, new_run_dir
 from ..build.sampler import EpochSampler
 from ..build.schedule import LRSchedule
-from .spikes import SpikeWatch
+from ..config.hot import HotValues
+from ..config.plan import StepPlan, plan_steps
+from ..config.schema import Config
+from ..control import events as ev
+from ..control.channel import Channel
+from ..control.events import AlertKind, CheckpointReason, State
+from ..errors import UserError
+from ..store import checkpoint_file as ckpt
+from ..store import trainer_state
+from ..store.runlog import RunLog, new_run_dir
+from ..store.trainer_state import TrainingState
+from . import commands
+from .heap import frozen_heap
+from .progress import Progress, Stop, StopReason
+from .step_metrics import StepMetrics
 from .telemetry import SystemSampler
-
-FLUSH_SECONDS = 0.5
 
 
 def _total_norm(params: list[torch.Tensor]) -> torch.Tensor:
@@ -50,100 +54,142 @@ def _total_norm(params: list[torch.Tensor]) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
 
 
-class Trainer(CommandHandlers, CheckpointState):
+class Trainer:
     """One run: built from a Config, driven by commands, reporting through events."""
 
     def __init__(self, cfg: Config, channel: Channel | None = None, *,
                  resume: str | os.PathLike | None = None,
-                 warm_start: str | os.PathLike | None = None):
+                 warm_start: str | os.PathLike | None = None,
+                 interactive: bool = True):
+        if resume is not None and warm_start is not None:
+            raise UserError("resume and warm_start are exclusive: resume continues a run in its own "
+                            "directory, warm_start begins a new run from a checkpoint")
         self.cfg = cfg
         self.channel = channel or Channel()
         self.resume_dir = Path(resume) if resume else None
         # a checkpoint file to start a NEW run (new config, new run directory) from
         self.warm_start = Path(warm_start) if warm_start else None
-        if self.resume_dir is not None and self.warm_start is not None:
-            raise UserError("resume and warm_start are exclusive: resume continues a run in its own "
-                            "directory, warm_start begins a new run from a checkpoint")
-        self.warm_note: str | None = None
-        self.state = "starting"
-        self.step = 0                 # optimizer steps completed
-        self.epoch = 0                # current epoch (0-based)
-        self.batch_in_epoch = 0       # micro-batches of this epoch already consumed
-        self.best_val_loss = math.inf
-        self.paused = False
-        self._stop_requested: bool | None = None  # None: no stop; True/False: save or not
-        self._external_stop = threading.Event()   # set by signal handlers (flag only)
-        self.final_state = "failed"
+        # With a person watching, a fault pauses; without one (headless), "pause" would wait forever.
+        self.interactive = interactive
+        self.status: str = State.STARTING
+        self.final_state: str = State.FAILED
         self.error: str | None = None
-        # Without a person watching (headless), "pause" on a fault would wait forever: stop instead.
-        self.interactive = True
-        self.amp_skipped = 0          # fp16 steps the GradScaler skipped (inf/NaN gradients)
-        self._nonfinite = False
+        self.progress = Progress()
+        self.paused = False
+        self.stop: Stop | None = None
+        self._external_stop = threading.Event()   # set by signal handlers (flag only)
+        # built in setup()
+        self.placement: Placement | None = None
+        self.device: torch.device | None = None
+        self.bundle: DataBundle | None = None
+        self.plan: StepPlan | None = None
+        self.state: TrainingState | None = None
+        self.params: list[torch.nn.Parameter] = []
+        self.run_dir: Path | None = None
+        self.log: RunLog | None = None
+        self.metrics: StepMetrics | None = None
+        self.val_loader: DataLoader | None = None
+        self.sampler: SystemSampler | None = None
+        self.warm_note: str | None = None
+        self._move_batches = False     # on the CPU .to() is a no-op that still costs a dispatch
+        self._nonfinite: str | None = None  # set by a flush that saw NaN/inf; acted on at the boundary
+        self._last_eval_step = -1
+
+    # ------------------------------------------------------------------ views
+    @property
+    def step(self) -> int:
+        return self.progress.step
+
+    @property
+    def epoch(self) -> int:
+        return self.progress.epoch
+
+    @property
+    def total_steps(self) -> int:
+        return self.plan.total_steps if self.plan else 0
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.state.model
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self.state.optimizer
+
+    @property
+    def schedule(self) -> LRSchedule:
+        return self.state.schedule
+
+    @property
+    def hot(self) -> HotValues:
+        return self.state.hot
+
+    def relative(self, path: Path | str) -> str:
+        """A path inside the run directory as people read it: relative to the run."""
+        try:
+            return str(Path(path).relative_to(self.run_dir))
+        except (ValueError, TypeError):
+            return str(path)
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
         cfg = self.cfg
-        resume_obj = None
+        resume_obj = resume_path = None
         if self.resume_dir is not None:
-            path, resume_obj = ckpt.find_latest(self.resume_dir, warn=self._warn)
-            self._resume_path = path
+            resume_path, resume_obj = ckpt.find_latest(self.resume_dir, warn=self._warn)
         warm_obj = ckpt.load(self.warm_start) if self.warm_start is not None else None
         self._seed(cfg.run.seed, cfg.run.deterministic)
         self.placement = place(cfg.run.device, cfg.run.precision)
         self.device = self.placement.device
-        self._move_batches = self.device.type != "cpu"  # on the CPU .to() is a no-op that still costs a dispatch
+        self._move_batches = self.device.type != "cpu"
 
-        bundle = build_datasets(cfg.data, cfg.run.seed)
-        self.bundle = bundle
+        self.bundle = build_datasets(cfg.data, cfg.run.seed)
+        try:
+            self.plan = plan_steps(len(self.bundle.train), cfg.data.batch_size, cfg.train.grad_accum,
+                                   cfg.train.epochs, cfg.train.max_steps)
+        except ValueError as e:
+            raise UserError(str(e)) from None
         torch.manual_seed(cfg.run.seed)  # model init does not depend on how the data was built
-        self.model = build_model(cfg.model, bundle.num_classes, bundle.input_shape).to(self.device)
-        self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = build_optimizer(self.model, cfg.optim)
-
-        bs = cfg.data.batch_size
-        n_micro = len(bundle.train) // bs
-        if n_micro < cfg.train.grad_accum:
-            raise UserError(f"data.batch_size: {bs} x train.grad_accum {cfg.train.grad_accum} needs more "
-                            f"samples than the training set has ({len(bundle.train)}). Lower one of them.")
-        self.micro_per_epoch = n_micro
-        self.steps_per_epoch = n_micro // cfg.train.grad_accum
-        self.total_steps = cfg.train.epochs * self.steps_per_epoch
-        if cfg.train.max_steps:
-            self.total_steps = min(self.total_steps, cfg.train.max_steps)
-        self.schedule = LRSchedule(self.optimizer, cfg.schedule, self.steps_per_epoch, self.total_steps)
-        self.scaler = torch.amp.GradScaler(self.device.type) if self.placement.use_scaler else None
-
-        # hot settings, changeable mid-run
-        self.grad_clip = cfg.train.grad_clip
-        self.log_every = cfg.monitor.log_every
-        self.eval_every = cfg.train.eval_every
-        self.checkpoint_every = cfg.train.checkpoint_every
+        model = build_model(cfg.model, self.bundle.num_classes, self.bundle.input_shape).to(self.device)
+        optimizer = build_optimizer(model, cfg.optim)
+        self.state = TrainingState(
+            model=model, optimizer=optimizer,
+            schedule=LRSchedule(optimizer, cfg.schedule, self.plan.steps_per_epoch, self.plan.total_steps),
+            scaler=torch.amp.GradScaler(self.device.type) if self.placement.use_scaler else None,
+            progress=self.progress, hot=HotValues.from_config(cfg.to_dict()), config=cfg)
 
         if warm_obj is not None:
             # before the run directory exists: a checkpoint that does not fit leaves nothing behind
-            restored = self._warm_restore(warm_obj)
+            warm = trainer_state.warm_start(self.state, warm_obj, str(self.warm_start), self.plan)
+            self.warm_note = warm.note
+            if cfg.run.parent is None:
+                cfg.run.parent = str(self.warm_start.resolve().parent.parent)
+            if cfg.run.parent_step is None:
+                cfg.run.parent_step = self.progress.step
         if resume_obj is not None:
+            trainer_state.restore(self.state, resume_obj, str(resume_path))
             self.run_dir = self.resume_dir
-            self._restore(resume_obj)
         else:
             self.run_dir = new_run_dir(cfg.run.out_dir, cfg.run.name)
             (self.run_dir / "config.yaml").write_text(cfg.to_yaml())
+        self.state.model.to(self.device)
+        self.params = [p for p in self.state.model.parameters() if p.requires_grad]
         self.log = RunLog(self.run_dir)
+        self.metrics = StepMetrics(self.log, self.emit, start_step=self.progress.step)
         if resume_obj is not None:
-            self.log.event("resumed", self.step, checkpoint=str(self._resume_path))
+            self.log.event("resumed", self.progress.step, checkpoint=str(resume_path))
         if warm_obj is not None:
-            self.log.event("warm_start", self.step, checkpoint=str(self.warm_start), parent=cfg.run.parent,
-                           parent_step=cfg.run.parent_step, restored=restored, detail=self.warm_note)
-        self.log.set_state(state="running", step=self.step, total_steps=self.total_steps,
+            self.log.event("warm_start", self.progress.step, checkpoint=str(self.warm_start),
+                           parent=cfg.run.parent, parent_step=cfg.run.parent_step, restored=warm.restored,
+                           detail=self.warm_note)
+        self.log.set_state(state=State.RUNNING, step=self.progress.step, total_steps=self.plan.total_steps,
                            pid=os.getpid(), name=cfg.run.name)
 
-        pin = self.device.type == "cuda"
-        self.val_loader = None
-        if bundle.val is not None and len(bundle.val) > 0:
+        if self.bundle.val is not None and len(self.bundle.val) > 0:
             # its own generator: creating its iterator must not draw from the global RNG,
             # or a resumed run (which evaluates at other moments) would diverge
-            self.val_loader = DataLoader(bundle.val, batch_size=bs * 2, shuffle=False,
-                                         num_workers=cfg.data.num_workers, pin_memory=pin,
+            self.val_loader = DataLoader(self.bundle.val, batch_size=cfg.data.batch_size * 2, shuffle=False,
+                                         num_workers=cfg.data.num_workers, pin_memory=self.device.type == "cuda",
                                          persistent_workers=cfg.data.num_workers > 0,
                                          generator=torch.Generator().manual_seed(cfg.run.seed))
         self.sampler = SystemSampler(self.device)
@@ -151,16 +197,15 @@ class Trainer(CommandHandlers, CheckpointState):
 
         self.emit(ev.RunStarted(
             run_dir=str(self.run_dir), device=self.placement.label, precision=self.placement.precision,
-            total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch, epochs=cfg.train.epochs,
-            start_step=self.step, batch_size=bs * cfg.train.grad_accum,
+            total_steps=self.plan.total_steps, steps_per_epoch=self.plan.steps_per_epoch, epochs=self.plan.epochs,
+            start_step=self.progress.step, batch_size=cfg.data.batch_size * cfg.train.grad_accum,
             groups=[g.get("name", str(i)) for i, g in enumerate(self.optimizer.param_groups)],
-            schedule=self.schedule.describe(), grad_clip=self.grad_clip,
+            schedule=self.schedule.describe(), grad_clip=self.hot["grad_clip"],
             num_params=count_parameters(self.model), config=cfg.to_dict()))
         if self.warm_note:
             self._log("info", self.warm_note)
-        if cfg.notes:
-            for note in cfg.notes:
-                self._log("info", note)
+        for note in cfg.notes:
+            self._log("info", note)
 
     def _seed(self, seed: int, deterministic: bool) -> None:
         import random
@@ -182,26 +227,40 @@ class Trainer(CommandHandlers, CheckpointState):
     def emit(self, event: Any) -> None:
         self.channel.emit(event)
 
-    def _set_state(self, state: str, detail: str = "") -> None:
-        if state != self.state:
-            self.state = state
-            self.emit(ev.StatusChanged(state, self.step, detail))
+    def set_state(self, state: str, detail: str = "") -> None:
+        if state != self.status:
+            self.status = state
+            self.emit(ev.StatusChanged(state, self.progress.step, detail))
 
     def _log(self, level: str, message: str) -> None:
-        self.emit(ev.LogLine(self.step, level, message))
+        self.emit(ev.LogLine(self.progress.step, level, message))
 
     def _warn(self, message: str) -> None:
-        self.emit(ev.LogLine(self.step, "warning", message))
+        self.emit(ev.LogLine(self.progress.step, "warning", message))
 
     def _alert(self, kind: str, message: str, details: str = "") -> None:
-        self.emit(ev.Alert(self.step, kind, message, details))
-        if hasattr(self, "log"):
-            self.log.event(kind, self.step, message=message, details=details)
+        self.emit(ev.Alert(self.progress.step, kind, message, details))
+        if self.log is not None:
+            self.log.event(kind, self.progress.step, message=message, details=details)
 
-    def request_stop(self, save: bool = True) -> None:
-        """Thread-safe: ask the loop to stop at the next step boundary (signal handlers use this)."""
-        self._external_stop.set()
-        self._stop_requested = save if self._stop_requested is None else (self._stop_requested and save)
+    # ------------------------------------------------------------------ control
+    def request_stop(self, stop: Stop | bool = True) -> None:
+        """Ask the loop to stop at the next step boundary. Thread-safe: signal handlers call it
+        (with a bool, `save`, for a signal)."""
+        if isinstance(stop, bool):
+            self._external_stop.set()
+            stop = Stop(StopReason.SIGNAL, stop)
+        self.stop = stop if self.stop is None else self.stop.merge(stop)
+
+    def pause(self) -> None:
+        """Hold at this step boundary (the caller announces the new state)."""
+        self.paused = True
+        self.flush()
+        self.metrics.pause()
+
+    def unpause(self) -> None:
+        self.paused = False
+        self.metrics.resume()
 
     # ------------------------------------------------------------------ loop
     def run(self) -> str:
@@ -210,75 +269,70 @@ class Trainer(CommandHandlers, CheckpointState):
             self.setup()
         except UserError as e:
             self.error = str(e)
-            self.emit(ev.Alert(0, "bad_input", str(e)))
-            self._set_state("failed", str(e))
-            self.final_state = "failed"
+            self.emit(ev.Alert(0, AlertKind.BAD_INPUT, str(e)))
+            self.set_state(State.FAILED, str(e))
+            self.final_state = State.FAILED
             raise
         try:
-            self._set_state("running")
+            self.set_state(State.RUNNING)
             with frozen_heap():  # full GC passes skip the setup's heap while training
                 self._train()
-            if self._external_stop.is_set():
-                self.log.event("stop", self.step, reason="signal", save=bool(self._stop_requested))
-            self.final_state = "stopped" if self._stop_requested is not None else "finished"
-            if self._stop_requested is not False:
-                self.save_checkpoint("last")
-            self.log.set_state(state=self.final_state, step=self.step, best_val_loss=self.best_val_loss)
-            self._set_state(self.final_state, f"{self.final_state} at step {self.step}")
+            stop = self.stop
+            if stop is not None and stop.reason == StopReason.SIGNAL:
+                self.log.event("stop", self.progress.step, reason="signal", save=stop.save)
+            self.final_state = State.STOPPED if stop is not None else State.FINISHED
+            if stop is None or stop.save:
+                self.save_checkpoint(CheckpointReason.LAST)
+            self.log.set_state(state=self.final_state, step=self.progress.step,
+                               best_val_loss=self.progress.best_val_loss)
+            self.set_state(self.final_state, f"{self.final_state} at step {self.progress.step}")
         except BaseException as e:  # noqa: BLE001 - report everything, re-raise nothing into the thread
             tb = traceback.format_exc()
             self.error = f"{type(e).__name__}: {e}"
-            self.final_state = "failed"
-            self._alert("error", f"the run failed at step {self.step}: {self.error}", tb)
-            self.log.set_state(state="failed", step=self.step, error=self.error)
-            self._set_state("failed", self.error)
+            self.final_state = State.FAILED
+            self._alert(AlertKind.ERROR, f"the run failed at step {self.progress.step}: {self.error}", tb)
+            self.log.set_state(state=State.FAILED, step=self.progress.step, error=self.error)
+            self.set_state(State.FAILED, self.error)
         finally:
             self._cleanup()
         return self.final_state
 
     def _cleanup(self) -> None:
-        if hasattr(self, "sampler"):
+        if self.sampler is not None:
             self.sampler.stop()
-        if hasattr(self, "log"):
+        if self.log is not None:
             self.log.flush()
             self.log.close()
         self.val_loader = None  # lets persistent workers exit
 
     def _train_loader(self) -> DataLoader:
-        cfg = self.cfg
-        sampler = EpochSampler(len(self.bundle.train), cfg.run.seed, self.epoch,
-                               start=self.batch_in_epoch * cfg.data.batch_size)
+        cfg, p = self.cfg, self.progress
+        sampler = EpochSampler(len(self.bundle.train), cfg.run.seed, p.epoch,
+                               start=p.batch_in_epoch * cfg.data.batch_size)
         g = torch.Generator()
-        g.manual_seed(cfg.run.seed * 7919 + self.epoch)  # worker seeds do not touch the global RNG
+        g.manual_seed(cfg.run.seed * 7919 + p.epoch)  # worker seeds do not touch the global RNG
         return DataLoader(self.bundle.train, batch_size=cfg.data.batch_size, sampler=sampler,
                           num_workers=cfg.data.num_workers, pin_memory=self.device.type == "cuda",
                           drop_last=True, generator=g)
 
     def _train(self) -> None:
-        cfg = self.cfg
-        accum = cfg.train.grad_accum
-        self._reset_buffers()
-        self._t_start = time.monotonic()
-        self._t_flush = self._t_start
-        self._steps_at_flush = self.step
-        self._start_step = self.step
-        while self.step < self.total_steps and self.epoch < cfg.train.epochs:
-            loader = self._train_loader()
-            micro = 0
-            loss_acc = None
-            for x, y in loader:
-                if self.batch_in_epoch >= self.steps_per_epoch * accum:
+        p, accum = self.progress, self.cfg.train.grad_accum
+        total, micro_per_epoch = self.plan.total_steps, self.plan.micro_per_epoch
+        while p.step < total:
+            micro, loss_acc = 0, None
+            for x, y in self._train_loader():
+                if p.batch_in_epoch >= micro_per_epoch:
                     break  # leftover micro-batches that cannot fill an optimizer step
                 if micro == 0:
                     self._boundary()
-                    if self._stop_requested is not None:
+                    if self.stop is not None:
                         return
                 try:
                     loss = self._forward_backward(x, y, accum)
                 except torch.OutOfMemoryError as e:
+                    self._on_oom(e, micro_done=micro)
                     micro, loss_acc = 0, None
-                    self._on_oom(e, micro_done=self.batch_in_epoch % accum)
-                    if self._stop_requested is not None:
+                    if self.stop is not None:
                         return
                     break  # the loader restarts from the start of the step that failed
                 d = loss.detach()
@@ -286,20 +340,20 @@ class Trainer(CommandHandlers, CheckpointState):
                     d = d.float()
                 loss_acc = d if loss_acc is None else loss_acc + d
                 micro += 1
-                self.batch_in_epoch += 1
+                p.batch_in_epoch += 1
                 if micro == accum:
                     self._optimizer_step(loss_acc)
                     micro, loss_acc = 0, None
-                    if self.step >= self.total_steps:
+                    if p.step >= total:
                         break
                     self._after_step()
-            if self.step >= self.total_steps and self.batch_in_epoch < self.steps_per_epoch * accum:
-                break  # max_steps reached mid-epoch
-            if self.batch_in_epoch < self.steps_per_epoch * accum:
+            if p.batch_in_epoch < micro_per_epoch:
+                if p.step >= total:
+                    break  # the run's last step came mid-epoch
                 continue  # left the epoch early (out of memory): re-enter it where the step began
             self._epoch_end()
-        self._flush()
-        if self.val_loader is not None and self._last_eval_step != self.step:
+        self.flush()
+        if self.val_loader is not None and self._last_eval_step != p.step:
             self.evaluate()
 
     def _forward_backward(self, x: torch.Tensor, y: torch.Tensor, accum: int) -> torch.Tensor:
@@ -307,158 +361,112 @@ class Trainer(CommandHandlers, CheckpointState):
             x = x.to(self.device, non_blocking=True)
             y = y.to(self.device, non_blocking=True)
         with self.placement.autocast():
-            logits = self.model(x)
+            logits = self.state.model(x)
             loss = F.cross_entropy(logits, y)
             if accum > 1:  # scaled before backward: accumulation averages (a /1 costs a kernel and a grad node)
                 loss = loss / accum
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
+        if self.state.scaler is not None:
+            self.state.scaler.scale(loss).backward()
         else:
             loss.backward()
         return loss
 
     def _on_oom(self, err: BaseException, micro_done: int) -> None:
         """Out of memory mid-step: drop the partial step, keep the last good state, pause or stop."""
-        self.optimizer.zero_grad(set_to_none=True)
-        self.batch_in_epoch -= micro_done  # redo this step's micro-batches after a resume
+        self.state.optimizer.zero_grad(set_to_none=True)
+        self.progress.batch_in_epoch -= micro_done  # redo this step's micro-batches after a resume
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
         bs = self.cfg.data.batch_size
-        self._alert("oom", f"out of memory at step {self.step + 1} (batch {bs}): {str(err).splitlines()[0][:200]}",
+        self._alert(AlertKind.OOM,
+                    f"out of memory at step {self.progress.step + 1} (batch {bs}): {str(err).splitlines()[0][:200]}",
                     f"Try a smaller batch with the same effective size: data.batch_size={max(1, bs // 2)} "
                     f"train.grad_accum={self.cfg.train.grad_accum * 2}, or run.precision=bf16/fp16.")
-        self.save_checkpoint("fault")
+        self.save_checkpoint(CheckpointReason.FAULT)
         if self.interactive:
             self.paused = True
-            self._set_state("paused", "out of memory: restart with a smaller batch (c) or quit")
+            self.metrics.pause()
+            self.set_state(State.PAUSED, "out of memory: restart with a smaller batch (c) or quit")
         else:
-            self._stop_requested = False  # already saved above
+            self.request_stop(Stop(StopReason.OOM, save=False))  # already saved above
 
     def _optimizer_step(self, loss: torch.Tensor) -> None:
-        if self.scaler is not None:
-            self.scaler.unscale_(self.optimizer)
-        if self.grad_clip is not None:
-            norm = torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip, foreach=None)
+        st = self.state
+        if st.scaler is not None:
+            st.scaler.unscale_(st.optimizer)
+        clip = st.hot["grad_clip"]
+        if clip is not None:
+            norm = torch.nn.utils.clip_grad_norm_(self.params, clip, foreach=None)
         else:
             norm = _total_norm(self.params)
         if self.cfg.monitor.nan_policy == "skip":
             # skip needs the verdict before the update: one host sync per step, by the user's choice
             if not bool(torch.isfinite(loss) & torch.isfinite(norm)):
-                self.optimizer.zero_grad(set_to_none=True)
-                self._alert("nonfinite", f"step {self.step + 1} skipped: non-finite loss ({float(loss):.4g}) "
-                                         f"or grad norm ({float(norm):.4g}); nan_policy=skip")
-                self.log.event("skip", self.step + 1)
+                st.optimizer.zero_grad(set_to_none=True)
+                self._alert(AlertKind.NONFINITE, f"step {self.progress.step + 1} skipped: non-finite loss "
+                                                 f"({float(loss):.4g}) or grad norm ({float(norm):.4g}); nan_policy=skip")
+                self.log.event("skip", self.progress.step + 1)
                 return
-        lrs = self.schedule.current  # the LRs this step uses (host floats, no sync)
+        lrs = st.schedule.current  # the LRs this step uses (host floats, no sync)
         skipped = False
-        if self.scaler is not None:
-            before = self.scaler.get_scale()
-            self.scaler.step(self.optimizer)  # syncs by itself to check for inf/NaN
-            self.scaler.update()
-            skipped = self.scaler.get_scale() < before  # the scale only drops when a step was skipped
+        if st.scaler is not None:
+            before = st.scaler.get_scale()
+            st.scaler.step(st.optimizer)  # syncs by itself to check for inf/NaN
+            st.scaler.update()
+            skipped = st.scaler.get_scale() < before  # the scale only drops when a step was skipped
         else:
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.step += 1
-        if skipped:
-            self.amp_skipped += 1  # the weights did not move: neither does the schedule
-            self._amp_skipped_steps.add(self.step)
-        else:
-            self.schedule.on_step()
-        self._buf_loss.append(loss)
-        # clip_grad_norm_ / get_total_norm run without grad: no detach needed; fp32 for the stack
-        self._buf_norm.append(norm if norm.dtype == torch.float32 else norm.float())
-        self._buf_steps.append(self.step)
-        self._buf_lrs.append(lrs)
-        self._buf_epoch.append(self.epoch)
+            st.optimizer.step()
+        st.optimizer.zero_grad(set_to_none=True)
+        self.progress.step += 1
+        if not skipped:  # an fp16 step the GradScaler skipped did not move the weights: nor the schedule
+            st.schedule.on_step()
+        # epochs are counted from 1 in everything people read (events, metrics.jsonl)
+        self.metrics.record(self.progress.step, self.progress.epoch + 1, loss, norm, lrs, amp_skipped=skipped)
 
     def _after_step(self) -> None:
-        now = time.monotonic()
-        if len(self._buf_steps) >= self.log_every or now - self._t_flush >= FLUSH_SECONDS:
-            self._flush(now)
-        if self.eval_every and self.step % self.eval_every == 0:
+        hot, step = self.state.hot, self.progress.step
+        if self.metrics.due(hot["log_every"], time.monotonic()):
+            self.flush()
+        if hot["eval_every"] and step % hot["eval_every"] == 0:
             self.evaluate()
-        if self.checkpoint_every and self.step % self.checkpoint_every == 0:
-            self.save_checkpoint("periodic")
+        if hot["checkpoint_every"] and step % hot["checkpoint_every"] == 0:
+            self.save_checkpoint(CheckpointReason.PERIODIC)
 
     def _epoch_end(self) -> None:
-        self.epoch += 1
-        self.batch_in_epoch = 0
-        self.schedule.on_epoch_end()
-        self._flush()
-        if not self.eval_every:
+        p, hot = self.progress, self.state.hot
+        p.epoch += 1
+        p.batch_in_epoch = 0
+        self.state.schedule.on_epoch_end()
+        self.flush()
+        if not hot["eval_every"]:
             self.evaluate()
-        if not self.checkpoint_every and self.step < self.total_steps:
-            self.save_checkpoint("periodic")
+        if not hot["checkpoint_every"] and p.step < self.plan.total_steps:
+            self.save_checkpoint(CheckpointReason.PERIODIC)
 
     # ------------------------------------------------------------------ metrics
-    def _reset_buffers(self) -> None:
-        self._buf_loss: list[torch.Tensor] = []
-        self._buf_norm: list[torch.Tensor] = []
-        self._buf_steps: list[int] = []
-        self._buf_lrs: list[list[float]] = []
-        self._buf_epoch: list[int] = []
-        self._amp_skipped_steps: set[int] = set()  # fp16 overflow steps the GradScaler skipped
-        self._spikes = SpikeWatch()
-        self._last_eval_step = -1
-
-    def _flush(self, now: float | None = None) -> None:
-        """Move the buffered per-step values to the host in one transfer and report them."""
-        if not self._buf_steps:
-            return
-        now = time.monotonic() if now is None else now
-        # The one host sync per flush: both series in a single transfer.
-        both = torch.stack(self._buf_loss + self._buf_norm)
-        if both.device.type != "cpu":
-            both = both.cpu()
-        both = both.tolist()
-        losses, norms = both[:len(self._buf_loss)], both[len(self._buf_loss):]
-        steps, lrs, epochs = self._buf_steps, self._buf_lrs, self._buf_epoch
-        self._buf_loss, self._buf_norm, self._buf_steps, self._buf_lrs, self._buf_epoch = [], [], [], [], []
-        dt = max(now - self._t_flush, 1e-9)
-        steps_per_s = (steps[-1] - self._steps_at_flush) / dt
-        self._t_flush, self._steps_at_flush = now, steps[-1]
-        elapsed = now - self._t_start
-        done = steps[-1] - self._start_step
-        rate = done / elapsed if elapsed > 0 else 0.0
-        eta = (self.total_steps - steps[-1]) / rate if rate > 0 else None
-        amp = self._amp_skipped_steps
-        self.log.train_steps(steps, epochs, losses, lrs, norms, amp)
-        clipped = sum(1 for n in norms if self.grad_clip is not None and n > self.grad_clip)
-        batch = self.cfg.data.batch_size * self.cfg.train.grad_accum
-        self.emit(ev.Metrics(
-            steps=steps, loss=losses, grad_norm=norms, lr=[lr[0] for lr in lrs], epoch=epochs[-1],
-            lrs=lrs[-1], clipped=clipped, phase=self.schedule.phase, steps_per_s=steps_per_s,
-            samples_per_s=steps_per_s * batch, elapsed=elapsed, eta=eta, total_steps=self.total_steps,
-            memory=self.sampler.memory(), amp_skipped=self.amp_skipped))
-        self._check_values(steps, losses, norms)
-        self._amp_skipped_steps = {s for s in amp if s > steps[-1]}
-
-    def _check_values(self, steps: list[int], losses: list[float], norms: list[float]) -> None:
-        for s, l_, n in zip(steps, losses, norms):
-            if s in self._amp_skipped_steps and math.isfinite(l_):
-                continue  # an fp16 overflow: the GradScaler skipped it and lowered its scale, as designed
-            if not (math.isfinite(l_) and math.isfinite(n)):
-                bad = "loss" if not math.isfinite(l_) else "grad norm"
-                value = l_ if bad == "loss" else n
-                self._alert("nonfinite", f"non-finite {bad} ({value}) at step {s}",
-                            f"nan_policy={self.cfg.monitor.nan_policy}")
-                self._nonfinite = True
-                return
-            spike = self._spikes.check(s, l_, self.cfg.monitor.spike_factor)
-            if spike is not None:
-                self._alert("spike", spike)
+    def flush(self) -> None:
+        """Report the buffered steps (one host transfer); a non-finite value is acted on at the boundary."""
+        cfg = self.cfg
+        bad = self.metrics.flush(
+            total_steps=self.plan.total_steps, grad_clip=self.state.hot["grad_clip"],
+            batch_size=cfg.data.batch_size * cfg.train.grad_accum, phase=self.state.schedule.phase,
+            memory=self.sampler.memory(), spike_factor=cfg.monitor.spike_factor)
+        if bad is not None:
+            self._alert(AlertKind.NONFINITE, bad, f"nan_policy={cfg.monitor.nan_policy}")
+            self._nonfinite = bad
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
-    def evaluate(self) -> tuple[float, float] | None:
+    def evaluate(self) -> dict[str, float] | None:
+        """Validation loss and accuracy now; None without a validation set."""
         if self.val_loader is None:
             return None
-        self._flush()
-        prev = self.state
-        self._set_state("evaluating")
-        was_training = self.model.training
-        self.model.eval()
+        self.flush()
+        prev = self.status
+        self.set_state(State.EVALUATING)
+        model, p = self.state.model, self.progress
+        was_training = model.training
+        model.eval()
         total = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         count = 0
@@ -466,89 +474,87 @@ class Trainer(CommandHandlers, CheckpointState):
             x = x.to(self.device, non_blocking=True)
             y = y.to(self.device, non_blocking=True)
             with self.placement.autocast():
-                logits = self.model(x)
+                logits = model(x)
             total += F.cross_entropy(logits.float(), y, reduction="sum")
             correct += (logits.argmax(1) == y).sum()
             count += y.numel()
-        self.model.train(was_training)
+        model.train(was_training)
         val_loss, n_correct = torch.stack([total, correct.to(total.dtype)]).cpu().tolist()
         val_loss /= max(count, 1)
         val_acc = n_correct / max(count, 1)
-        is_best = val_loss < self.best_val_loss
+        is_best = val_loss < p.best_val_loss
         if is_best:
-            self.best_val_loss = val_loss
-        self._last_eval_step = self.step
-        self.log.metric({"step": self.step, "epoch": self.epoch, "val_loss": val_loss, "val_acc": val_acc})
+            p.best_val_loss = val_loss
+        self._last_eval_step = p.step
+        epoch = p.epoch_of_last_step()
+        self.log.metric({"step": p.step, "epoch": epoch, "val_loss": val_loss, "val_acc": val_acc})
         self.log.flush()
-        self.emit(ev.EvalDone(self.step, self.epoch, val_loss, val_acc, self.best_val_loss, is_best))
-        self.schedule.on_eval(val_loss)
-        self.log.set_state(step=self.step, best_val_loss=self.best_val_loss)
-        self._set_state(prev if prev != "evaluating" else "running")
-        if is_best and self.step > 0:
-            self.save_checkpoint("best")
-        return val_loss, val_acc
+        self.emit(ev.EvalDone(p.step, epoch, val_loss, val_acc, p.best_val_loss, is_best))
+        self.state.schedule.on_eval(val_loss)
+        self.log.set_state(step=p.step, best_val_loss=p.best_val_loss)
+        self.set_state(prev if prev != State.EVALUATING else State.RUNNING)
+        if is_best and p.step > 0:
+            self.save_checkpoint(CheckpointReason.BEST)
+        return {"val_loss": val_loss, "val_acc": val_acc}
 
-    # ------------------------------------------------------------------ commands
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, reason: str) -> Path | None:
+        """Write a checkpoint atomically; a failure raises an alert and training goes on."""
+        self.flush()
+        step = self.progress.step
+        if not trainer_state.weights_finite(self.state.model):
+            self._alert(AlertKind.NONFINITE, f"checkpoint at step {step} not written: the weights hold NaN/inf; "
+                                             "the previous checkpoint is the last good state")
+            return None
+        prev = self.status
+        self.set_state(State.SAVING)
+        path = trainer_state.checkpoint_path(self.run_dir, reason, step)
+        try:
+            trainer_state.write(self.state, path, reason, self.cfg.train.keep_last)
+        except OSError as e:
+            self._alert(AlertKind.SAVE_FAILED, f"could not write checkpoint {path}: {e.strerror or e}. "
+                                               "The previous checkpoint is intact; training goes on.")
+            self.set_state(prev)
+            return None
+        self.log.event("checkpoint", step, path=str(path), reason=reason)
+        self.log.set_state(last_checkpoint=str(path), step=step)
+        self.emit(ev.CheckpointSaved(step, str(path), reason))
+        self.set_state(prev)
+        return path
+
+    # ------------------------------------------------------------------ between steps
     def _boundary(self) -> None:
-        """Between optimizer steps: apply commands; stay here while paused."""
-        if self._nonfinite:
-            self._nonfinite = False
+        """Between optimizer steps: act on a fault, apply commands; stay here while paused."""
+        if self._nonfinite is not None:
             self._on_nonfinite()
-        if self._external_stop.is_set() and self._stop_requested is not None:
+            self._nonfinite = None
+        if self._external_stop.is_set() and self.stop is not None:
+            if self.status != State.STOPPING:
+                self.set_state(State.STOPPING, "a signal asked to stop" + ("; saving a checkpoint first"
+                                                                           if self.stop.save else ""))
             return
         while True:
             cmd = self.channel.poll_command()
             while cmd is not None:
-                self._apply(cmd)
+                commands.apply(self, cmd)
                 cmd = self.channel.poll_command()
-            if not self.paused or self._stop_requested is not None:
+            if not self.paused or self.stop is not None:
                 return
             cmd = self.channel.poll_command(timeout=0.1)
             if cmd is not None:
-                self._apply(cmd)
+                commands.apply(self, cmd)
 
     def _on_nonfinite(self) -> None:
-        policy = self.cfg.monitor.nan_policy
+        policy, step = self.cfg.monitor.nan_policy, self.progress.step
         if policy == "stop":
-            self._stop_requested = False
-            self.log.event("stop", self.step, reason="nonfinite")
+            self.request_stop(Stop(StopReason.NONFINITE, save=False))
+            self.log.event("stop", step, reason="nonfinite")
         elif policy == "pause" and not self.interactive:
-            self._stop_requested = False  # the weights are bad: keep the last good checkpoint, write none
-            self.log.event("stop", self.step, reason="nonfinite (headless: pause means stop)")
+            # the weights are bad: keep the last good checkpoint, write none
+            self.request_stop(Stop(StopReason.NONFINITE, save=False))
+            self.log.event("stop", step, reason="nonfinite (headless: pause means stop)")
         elif policy == "pause":
             self.paused = True
-            self._set_state("paused", "non-finite values: lower the LR or load a checkpoint, then resume")
-            self.log.event("pause", self.step, reason="nonfinite")
-
-
-def config_for_resume(run_dir: str | os.PathLike, overrides: list[str] | None = None) -> Config:
-    """The config a run was made with (its config.yaml), with overrides applied."""
-    from ..config.files import apply_overrides, parse_overrides, parse_yaml
-    p = Path(run_dir) / "config.yaml"
-    if not Path(run_dir).is_dir():
-        raise UserError(f"resume: {run_dir} is not a run directory. Give one under runs/, "
-                        "e.g. danlu run --resume runs/default-20260101-120000")
-    if not p.is_file():
-        raise UserError(f"resume: {run_dir} has no config.yaml, so it is not a danlu run directory.")
-    raw = parse_yaml(p.read_text(), str(p)) or {}
-    notes = apply_overrides(raw, parse_overrides(overrides or []))
-    cfg = from_dict(raw, source=str(p))
-    cfg.notes = notes
-    return cfg
-
-
-def start_in_thread(cfg: Config, channel: Channel, *, resume: str | None = None,
-                    warm_start: str | os.PathLike | None = None) -> threading.Thread:
-    """Run a Trainer in a daemon-free thread; the thread's `trainer` attribute is the Trainer."""
-    trainer = Trainer(cfg, channel, resume=resume, warm_start=warm_start)
-
-    def target() -> None:
-        try:
-            trainer.run()
-        except UserError:
-            pass  # already reported as an Alert and a failed status
-
-    t = threading.Thread(target=target, name="danlu-engine")
-    t.trainer = trainer  # type: ignore[attr-defined]
-    t.start()
-    return t
+            self.metrics.pause()
+            self.set_state(State.PAUSED, "non-finite values: lower the LR or load a checkpoint, then resume")
+            self.log.event("pause", step, reason="nonfinite")

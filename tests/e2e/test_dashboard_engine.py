@@ -37,10 +37,10 @@ def engine_threads() -> list[threading.Thread]:
 
 
 def real_app(cfg):
-    from danlu.engine.loop.trainer import start_in_thread
+    from danlu.engine.loop.runner import start_engine
 
     channel = Channel()
-    app = create_app(channel, lambda: start_in_thread(cfg, channel))
+    app = create_app(channel, lambda: start_engine(cfg, channel))
     return app
 
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from danlu.engine.control.channel import Channel
-from danlu.engine.loop.trainer import start_in_thread
+from danlu.engine.loop.runner import start_engine
 from danlu.tui.app import create_app
 from danlu.tui.screens.editor_dialogs import ConfirmDialog
 from danlu.tui.screens.editor_live import LiveEditorScreen
@@ -27,8 +27,8 @@ def flat_preview(schedule, lr, spe, total):
 async def test_restart_with_a_new_batch_size_continues_in_a_new_run(tiny_config):
     channel = Channel()
     cfg = tiny_config(ENDLESS)
-    app = create_app(channel, lambda: start_in_thread(cfg, channel),
-                     make_starter=lambda c, warm: (lambda: start_in_thread(c, channel, warm_start=warm)))
+    app = create_app(channel, lambda: start_engine(cfg, channel),
+                     make_starter=lambda c, warm: (lambda: start_engine(c, channel, warm_start=warm)))
     async with app.run_test(size=SIZE) as pilot:
         old = await running(pilot, min_step=2)
         old_dir = old.run_dir

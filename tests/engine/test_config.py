@@ -75,6 +75,32 @@ def test_overrides_parse_yaml_scalars():
         parse_overrides(["optim.lr"])
 
 
+def test_one_set_of_bounds_for_each_hot_setting():
+    # the config, a command-line override, the dialogs and the engine refuse the same values
+    from danlu.engine.build.optim import build_optimizer
+    from danlu.engine.build.models import MLP
+    from danlu.engine.build.optim import set_hparam
+    from danlu.tui.parsing import BadInput, parse_hparam
+    for value in (1.0, 1.5):
+        with pytest.raises(ConfigError, match="optim.momentum: must be < 1"):
+            load_config(None, ["optim.name=sgd", f"optim.momentum={value}"])
+        with pytest.raises(BadInput):
+            parse_hparam("momentum", str(value))
+        opt = build_optimizer(MLP((4,), 2), load_config(None, ["optim.name=sgd"]).optim)
+        with pytest.raises(ValueError):
+            set_hparam(opt, "momentum", value)
+    assert load_config(None, ["optim.name=sgd", "optim.momentum=0.99"]).optim.args["momentum"] == 0.99
+    assert parse_hparam("momentum", "0.99") == 0.99
+
+
+@pytest.mark.parametrize("word", ["off", "none", "false", "no"])
+def test_grad_clip_off_on_the_command_line(word):
+    # YAML reads a bare `off` as false: the same words as the dialog's turn clipping off
+    assert load_config(None, [f"train.grad_clip={word}"]).train.grad_clip is None
+    with pytest.raises(ConfigError, match="train.eval_every: must be a number"):
+        load_config(None, ["train.eval_every=off"])  # empty means per epoch there, not off
+
+
 @pytest.mark.parametrize("override", ["optim.name=sgd", "optim.name=rmsprop", "optim.name=adadelta",
                                       "schedule.name=onecycle", "schedule.name=plateau",
                                       "schedule.name=cosine_restarts", "model.name=mlp"])

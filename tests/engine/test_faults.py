@@ -13,7 +13,7 @@ from danlu.engine.store import checkpoint_file as ckpt
 from danlu.engine.control import events as ev
 from danlu.engine.errors import CheckpointError
 from danlu.engine.store.runlog import read_jsonl
-from danlu.engine.loop.trainer import config_for_resume
+from danlu.engine.config.files import config_for_resume
 
 from .helpers import of_type, run_trainer
 
@@ -51,6 +51,14 @@ def test_keep_last_prunes_only_after_the_new_one_is_written(tiny_config):
     t, _ = run_trainer(tiny_config({"train": {"max_steps": 10, "checkpoint_every": 2, "keep_last": 2}}))
     names = sorted(p.name for p in (t.run_dir / "checkpoints").glob("step-*.pt"))
     assert names == ["step-0000006.pt", "step-0000008.pt"]
+
+
+def test_requested_checkpoints_are_never_rotated_away(tiny_config):
+    t, _ = run_trainer(tiny_config({"train": {"max_steps": 12, "checkpoint_every": 2, "keep_last": 1}}),
+                       script={3: [ev.save_checkpoint()]})
+    names = sorted(p.name for p in (t.run_dir / "checkpoints").glob("step-*.pt"))
+    assert names == ["step-0000003-request.pt", "step-0000010.pt"]
+    assert ckpt.load(t.run_dir / "checkpoints" / "step-0000003-request.pt")["step"] == 3
 
 
 def test_resume_skips_truncated_checkpoint_with_warning(tiny_config):
@@ -147,7 +155,7 @@ def test_oom_saves_pauses_and_the_step_is_redone(tiny_config):
     ooms = [a for a in of_type(ch.seen, ev.Alert) if a.kind == "oom"]
     assert ooms and "data.batch_size=8" in ooms[0].details and "grad_accum=2" in ooms[0].details
     assert any(isinstance(e, ev.StatusChanged) and e.state == "paused" for e in ch.seen)
-    assert (t.run_dir / "checkpoints" / "step-0000003.pt").exists()
+    assert (t.run_dir / "checkpoints" / "step-0000003-fault.pt").exists()
     assert t.final_state == "finished" and t.step == 8
     steps = [r["step"] for r in read_jsonl(t.run_dir / "metrics.jsonl") if "loss" in r]
     assert steps == list(range(1, 9))  # no step lost, none doubled
@@ -187,11 +195,11 @@ def test_gradscaler_skipped_steps_are_counted_and_hold_the_schedule(tiny_config)
 
     def setup_with_scaler():
         real_setup()
-        t.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 8)  # what fp16 on CUDA uses
+        t.state.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 8)  # what fp16 on CUDA uses
 
     t.setup = setup_with_scaler
     assert t.run() == "finished" and t.step == 10
-    assert t.amp_skipped == 1
+    assert t.metrics.amp_skipped == 1
     assert not [a for a in of_type(ch.seen, ev.Alert) if a.kind == "nonfinite"]
     assert of_type(ch.seen, ev.Metrics)[-1].amp_skipped == 1
     recs = [r for r in read_jsonl(t.run_dir / "metrics.jsonl") if "loss" in r]

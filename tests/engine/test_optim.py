@@ -127,9 +127,9 @@ def test_weight_decay_for_all_groups_spares_no_decay_groups():
 
 def test_weight_decay_rejections():
     opt = build_optimizer(Net(), cfg("sgd", lr=0.1))
-    with pytest.raises(ValueError, match="weight_decay must be a finite number >= 0, got -1"):
+    with pytest.raises(ValueError, match=r"weight_decay: must be >= 0, got -1 \(weight_decay takes a number in \[0, 1\]\)"):
         set_hparam(opt, "weight_decay", -1)
-    with pytest.raises(ValueError, match="weight_decay 5 looks like a typo; max is 1"):
+    with pytest.raises(ValueError, match="weight_decay: must be <= 1, got 5"):
         set_hparam(opt, "weight_decay", 5)
     with pytest.raises(ValueError, match="group 3 does not exist; groups are: 0 default"):
         set_hparam(opt, "weight_decay", 0.1, group=3)
@@ -163,14 +163,15 @@ def test_betas():
 
 
 @pytest.mark.parametrize("opt_name, name, value, message", [
-    ("sgd", "momentum", 1.5, r"momentum must be in \[0, 1\), got 1.5"),
-    ("sgd", "momentum", "fast", "momentum must be a number in"),
+    ("sgd", "momentum", 1.5, r"momentum: must be < 1, got 1.5 \(momentum takes a number in \[0, 1\)\)"),
+    ("sgd", "momentum", 1.0, r"momentum: must be < 1, got 1"),
+    ("sgd", "momentum", "fast", "momentum: must be a number, got 'fast'"),
     ("sgd", "betas", [0.9, 0.99], "betas: sgd has no betas; set momentum instead"),
     ("adagrad", "momentum", 0.9, "momentum: adagrad has neither momentum nor betas"),
-    ("adam", "betas", [0.9], r"betas must be a pair like \[0.9, 0.999\]"),
-    ("adam", "betas", [0.9, 1.0], r"betas\[1\] must be in \[0, 1\), got 1.0"),
-    ("adam", "grad_clip", 1.0, "grad_clip is applied by the trainer"),
-    ("adam", "eps", 1e-6, "'eps' cannot be changed mid-run; hot settings are"),
+    ("adam", "betas", [0.9], r"betas: must be a pair like \[0.9, 0.999\]"),
+    ("adam", "betas", [0.9, 1.0], r"betas\[1\]: must be < 1, got 1"),
+    ("adam", "grad_clip", 1.0, "grad_clip is not an optimizer setting"),
+    ("adam", "eps", 1e-6, "'eps' cannot change mid-run; hot settings are"),
 ])
 def test_set_hparam_rejections(opt_name, name, value, message):
     opt = build_optimizer(Net(), cfg(opt_name, lr=0.01))

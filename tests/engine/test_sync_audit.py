@@ -49,10 +49,10 @@ class AuditedTrainer(Trainer):
             torch.cuda.set_sync_debug_mode(0)
 
     @_allowed_to_sync
-    def _flush(self, now=None):
-        if self._buf_steps:
+    def flush(self):
+        if len(self.metrics):
             self.flushes += 1
-        return super()._flush(now)
+        return super().flush()
 
     evaluate = _allowed_to_sync(Trainer.evaluate)
     save_checkpoint = _allowed_to_sync(Trainer.save_checkpoint)

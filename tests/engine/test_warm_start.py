@@ -45,7 +45,7 @@ def test_batch_size_change_starts_a_new_run_from_the_parent(tiny_config):
     try:
         assert t.run_dir != parent.run_dir and t.run_dir.is_dir()
         assert t.step == parent.step == 6
-        assert t.batch_in_epoch == 0  # positions do not line up with another batch size
+        assert t.progress.batch_in_epoch == 0  # positions do not line up with another batch size
         for k, v in t.model.state_dict().items():
             assert torch.equal(v.cpu(), parent_weights[k].cpu()), k
         saved = yaml.safe_load((t.run_dir / "config.yaml").read_text())

@@ -33,7 +33,7 @@ def metrics(start: int, n: int, rnd: random.Random) -> ev.Metrics:
     lr = [1e-3 * (0.5 + 0.5 * math.cos(math.pi * s / TOTAL)) for s in steps]
     last = steps[-1]
     return ev.Metrics(
-        steps=steps, loss=loss, grad_norm=grad, lr=lr, epoch=last // 500,
+        steps=steps, loss=loss, grad_norm=grad, lr=lr, epoch=(last - 1) // 500 + 1,  # 1-based, as the engine counts
         lrs=[lr[-1], lr[-1] * 10], clipped=sum(g > 1 for g in grad), phase="decay",
         steps_per_s=42.0, samples_per_s=2688.0, elapsed=last / 42, eta=(TOTAL - last) / 42,
         total_steps=TOTAL,
@@ -52,7 +52,7 @@ def emit_run(ch: Channel, steps: int = 1200, per: int = 20, seed: int = 0,
         ch.emit(m)
         s = m.step
         if s % 300 == 0:
-            ch.emit(ev.EvalDone(step=s, epoch=s // 500, val_loss=m.loss[-1] + 0.05,
+            ch.emit(ev.EvalDone(step=s, epoch=(s - 1) // 500 + 1, val_loss=m.loss[-1] + 0.05,
                                 val_acc=0.5 + s / 4000, best_val_loss=m.loss[-1] + 0.05,
                                 is_best=True))
         if s == 600:

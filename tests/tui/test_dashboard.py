@@ -7,6 +7,7 @@ from textual.widgets import Input, Static
 
 from danlu.engine.control import events as ev
 from danlu.tui.app import create_app
+from danlu.tui.format import num
 from danlu.tui.screens.lr_dialog import LrDialog
 from danlu.tui.screens.quit_dialog import QuitDialog
 from danlu.tui.widgets.event_log import EventLog
@@ -34,7 +35,9 @@ async def test_metrics_update_the_widgets(channel):
         assert state.loss.count == 600 and state.val is not None
         assert "step 600/2000" in rendered(app.screen.query_one(ProgressPanel))
         assert "RUNNING" in rendered(app.screen.query_one(StatusLine))
-        assert "0.332" not in rendered(app.screen.query_one("#val", Static))
+        # the last evaluation (step 600, in the second epoch of 500 steps), not a stale or later one
+        val = rendered(app.screen.query_one("#val", Static))
+        assert f"loss {num(state.val.val_loss)}" in val and "at step 600, epoch 2" in val
         log = app.screen.query_one(EventLog).lines_text
         assert any("lr 0.001 → 5.00e-04" in line for line in log)
         assert len(state.markers) == 1  # the LR change, drawn on the loss chart
@@ -110,6 +113,24 @@ async def test_bad_lr_shows_a_message_and_sends_nothing(channel, bad):
         assert drain_commands(channel) == []
         await pilot.press("escape")
         await wait_for(pilot, lambda: not isinstance(app.screen, LrDialog), what="closed")
+        assert drain_commands(channel) == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("typed", ["1e9", "x1e5", "11"])
+async def test_lr_dialog_refuses_what_the_engine_would_refuse(channel, typed):
+    # the engine's own bound (the config's optim.lr max), checked before the dialog closes
+    emit_run(channel, steps=100)
+    app = create_app(channel)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.pump.state.lrs, what="the LRs")
+        await pilot.press("l")
+        await wait_for(pilot, lambda: isinstance(app.screen, LrDialog), what="LR dialog")
+        app.screen.query_one("#lr-input", Input).value = typed
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, LrDialog)
+        assert "largest allowed" in rendered(app.screen.query_one("#lr-error", Static))
         assert drain_commands(channel) == []
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from danlu.engine.config.schema import PACKAGED_CONFIGS
 from danlu.engine.config.files import load_config, parse_yaml
-from danlu.tui.config_doc import DELETE, check, edit, line_of, problem_path
+from danlu.tui.editor_model import check, line_of, problem_path
 from danlu.tui.editor_app import Outcome, create_editor_app
 from danlu.tui.screens.editor_dialogs import ConfirmDialog, DiffDialog
 from danlu.tui.widgets.config_form import FieldRow
@@ -37,17 +37,7 @@ def comment_lines(text: str) -> list[str]:
     return [line.split("#", 1)[1] for line in text.splitlines() if "#" in line]
 
 
-# --- config_doc, no UI ---------------------------------------------------------------
-
-def test_edit_keeps_comments_and_layout():
-    out = edit(DEFAULT, {"optim.lr": 0.0005, "optim.eps": 1e-6, "train.keep_last": DELETE})
-    assert comment_lines(out) == comment_lines(DEFAULT)
-    raw = parse_yaml(out)
-    assert raw["optim"]["lr"] == 0.0005 and raw["optim"]["eps"] == 1e-6 and "keep_last" not in raw["train"]
-    assert "betas: [0.9, 0.999]" in out  # flow lists stay flow
-    assert "\n\nschedule:" in out  # the blank line before the next section stays there
-    assert edit(DEFAULT, {}) == DEFAULT
-
+# --- the editor's model, no UI ---------------------------------------------------------------
 
 def test_problems_point_at_their_lines():
     text = DEFAULT.replace("lr: 0.003", "lr: -1").replace("keep_last: 3", "keep_lats: 3")

@@ -49,7 +49,8 @@ def test_parse_hparam_accepts(name, text, value):
 @pytest.mark.parametrize("name, text", [
     ("weight_decay", "-0.1"), ("weight_decay", "nan"), ("momentum", "1.5"),
     ("betas", "0.9"), ("betas", "0.9, 1.0"), ("grad_clip", "0"), ("grad_clip", "-1"),
-    ("log_every", "0"), ("eval_every", "2.5"), ("checkpoint_every", "soon"),
+    ("log_every", "0"), ("eval_every", "2.5"), ("checkpoint_every", "soon"), ("momentum", "1"),
+    ("weight_decay", "5"), ("log_every", "off"),
     ("batch_size", "32"), ("weight_decay", "inf"),
 ])
 def test_parse_hparam_rejects(name, text):
@@ -64,4 +65,7 @@ def test_messages_say_what_to_do():
     with pytest.raises(BadInput) as e:
         parse_hparam("batch_size", "32")
     assert "restart" in str(e.value)
+    with pytest.raises(BadInput) as e:
+        parse_hparam("momentum", "1")
+    assert "[0, 1)" in str(e.value)
     assert not math.isnan(parse_lr("1e-3").value)

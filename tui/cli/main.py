@@ -99,7 +99,7 @@ def _load_run_config(args: argparse.Namespace):
         if path is not None:
             from danlu.engine.errors import UserError
             raise UserError("--resume takes its config from the run directory; give only key=value overrides.")
-        from danlu.engine.loop.trainer import config_for_resume
+        from danlu.engine.config.files import config_for_resume
         return config_for_resume(args.resume, overrides)
     from danlu.engine.config.files import load_config
     return load_config(path, overrides)

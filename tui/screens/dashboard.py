@@ -11,6 +11,7 @@ from textual.events import Resize
 from textual.screen import Screen
 from textual.widgets import Footer
 
+from danlu.engine.config import hot
 from danlu.engine.control import events as ev
 
 from ..describe import applied_text, describe, short_path
@@ -48,9 +49,9 @@ COMPACT_W, COMPACT_H = 100, 30  # below either, the compact layout
 # Actions that talk to a live engine; disabled once the run has ended.
 LIVE_ACTIONS = ("toggle_pause", "set_lr", "set_hparam", "save", "evaluate", "edit_config")
 # Answers worth a toast (the rest go to the event log only).
-TOAST_KINDS = ("set_lr", "set_hparam")
+TOAST_KINDS = (ev.CommandKind.SET_LR, ev.CommandKind.SET_HPARAM)
 # Checkpoints the engine writes by itself are logged, not toasted (one per eval would be noise).
-QUIET_CHECKPOINTS = ("periodic", "best")
+QUIET_CHECKPOINTS = (ev.CheckpointReason.PERIODIC, ev.CheckpointReason.BEST)
 # Spike alerts come at most once per 100 steps from the engine, which can be 10 a second on a fast
 # loop: one toast per this many seconds, the rest in the event log.
 SPIKE_TOAST_S = 10.0
@@ -152,7 +153,7 @@ class DashboardScreen(Screen):
                 self._pause_intent = None
         version, now = self.state.version, time.monotonic()
         # a spike is a marker on the loss chart: it waits for the next chart frame like new metrics
-        urgent = any(not (isinstance(e, ev.Alert) and e.kind == "spike") for e in notable)
+        urgent = any(not (isinstance(e, ev.Alert) and e.kind == ev.AlertKind.SPIKE) for e in notable)
         if version != self._shown_version and (urgent or now - self._drawn_at >= self.charts_interval()):
             self.redraw()
         elif version != self._panels_version and now - self._panels_at >= REDRAW_S:
@@ -163,7 +164,7 @@ class DashboardScreen(Screen):
         return min(max(REDRAW_S, self._frame_cpu / UI_BUDGET), CHARTS_MAX_S)
 
     def _repeats_alert(self, e) -> bool:
-        return (isinstance(e, ev.StatusChanged) and e.state == "failed" and bool(e.detail)
+        return (isinstance(e, ev.StatusChanged) and e.state == ev.State.FAILED and bool(e.detail)
                 and e.detail in self._last_alert)
 
     def _toast(self, e, run_dir: str | None = None) -> None:
@@ -175,15 +176,15 @@ class DashboardScreen(Screen):
         elif isinstance(e, ev.CheckpointSaved) and e.reason not in QUIET_CHECKPOINTS:
             notify(f"checkpoint saved at step {e.step}: {short_path(e.path, run_dir)}")
         elif isinstance(e, ev.Alert):
-            if e.kind == "spike":  # the event log has every one; a toast at most every SPIKE_TOAST_S
+            if e.kind == ev.AlertKind.SPIKE:  # the event log has every one; a toast at most every SPIKE_TOAST_S
                 if time.monotonic() - self._spike_toast_at < SPIKE_TOAST_S:
                     return
                 self._spike_toast_at = time.monotonic()
             notify(f"step {e.step}: {e.message}", title=e.kind,
-                   severity="warning" if e.kind in ("spike", "nonfinite") else "error")
+                   severity="warning" if e.kind in (ev.AlertKind.SPIKE, ev.AlertKind.NONFINITE) else "error")
         elif isinstance(e, ev.StatusChanged) and e.state in ev.FINAL_STATES:
             notify(f"run {e.state} at step {e.step}" + (f": {e.detail}" if e.detail else ""),
-                   severity="error" if e.state == "failed" else "information")
+                   severity="error" if e.state == ev.State.FAILED else "information")
 
     def redraw(self) -> None:
         """Everything, charts included."""
@@ -216,7 +217,7 @@ class DashboardScreen(Screen):
         return True
 
     def action_toggle_pause(self) -> None:
-        paused = self._pause_intent if self._pause_intent is not None else self.state.state == "paused"
+        paused = self._pause_intent if self._pause_intent is not None else self.state.state == ev.State.PAUSED
         self.pump.send(ev.resume() if paused else ev.pause())
         self._pause_intent = not paused
 
@@ -270,10 +271,8 @@ class DashboardScreen(Screen):
     def _current_hparams(self) -> dict[str, object]:
         """Current values: the resolved config the run started with, then every applied change."""
         cfg = self.state.run.config if self.state.run else {}
-        optim, train, mon = (cfg.get(k) or {} for k in ("optim", "train", "monitor"))
-        out = {k: optim.get(k) for k in ("weight_decay", "momentum", "betas")}
-        out.update({k: train.get(k) for k in ("eval_every", "checkpoint_every")})
-        out["log_every"] = mon.get("log_every")
-        out["grad_clip"] = self.state.grad_clip if self.state.run else train.get("grad_clip")
+        out = {name: hot.config_value(cfg, name) for name in hot.HPARAMS}
+        if self.state.run:
+            out["grad_clip"] = self.state.grad_clip
         out.update(self.state.hparams)
         return {k: v for k, v in out.items() if v is not None}

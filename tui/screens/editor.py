@@ -1,7 +1,7 @@
 """The config editor: a form and the raw YAML of the same text, validated as you type.
 
 The text is the single source of truth. The form reports edits; the screen
-writes them into the text with comments kept (config_doc.edit) and shows what
+writes them into the text with comments kept (danlu.engine.config.yaml_edit) and shows what
 the text now holds. Saving shows a diff against the file on disk first, and an
 invalid config is written only on an explicit choice.
 """
@@ -18,7 +18,9 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Footer, Static, TextArea
 
-from ..config_doc import (DELETE, Checked, EditError, check, edit, kind_switch, unified_diff)
+from danlu.engine.config.yaml_edit import DELETE, EditError, edit
+
+from ..editor_model import Checked, check, kind_switch, unified_diff
 from ..widgets.config_form import ConfigForm
 from ..widgets.lr_preview import LrPreview, PreviewFn
 from ..widgets.yaml_view import YamlView

@@ -21,7 +21,9 @@ from danlu.engine.config.schema import from_dict
 from danlu.engine.config.files import dump_yaml
 from danlu.engine.errors import ConfigError
 
-from ..config_doc import HOT_PATHS, changed_paths
+from danlu.engine.config.hot import BY_PATH
+
+from ..editor_model import changed_paths
 from .editor import EditorScreen
 from .editor_dialogs import ConfirmDialog
 
@@ -52,7 +54,7 @@ def live_changes(old: Any, new: Any) -> tuple[list[ev.Command], list[str]]:
     commands, cold = [], []
     for path in changed_paths(old, new):
         section, key = path.split(".", 1)
-        if path not in HOT_PATHS:
+        if path not in BY_PATH:
             cold.append(path)
         elif path == "optim.lr":
             # relative, so a schedule mid-way keeps its shape at the new level
@@ -61,7 +63,7 @@ def live_changes(old: Any, new: Any) -> tuple[list[ev.Command], list[str]]:
             value = getattr(getattr(new, section), key, None)
             if value is None and section == "optim":
                 value = new.optim.args.get(key)
-            commands.append(ev.set_hparam(HOT_PATHS[path], value))
+            commands.append(ev.set_hparam(BY_PATH[path].name, value))
     return commands, cold
 
 

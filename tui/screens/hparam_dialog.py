@@ -9,12 +9,12 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Select, Static
 
+from danlu.engine.config.hot import HOT, HPARAMS
 from danlu.engine.control import events as ev
 
-from ..parsing import HPARAM_HELP, BadInput, parse_hparam
+from ..parsing import BadInput, hparam_help, parse_hparam
 
 ALL = -1
-PER_GROUP = ("weight_decay", "momentum", "betas")  # optimizer settings that live per group
 
 
 class HparamDialog(ModalScreen[ev.Command | None]):
@@ -29,8 +29,8 @@ class HparamDialog(ModalScreen[ev.Command | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog") as box:
             box.border_title = "Change a hyperparameter"
-            yield Select([(n, n) for n in ev.HOT_HPARAMS], allow_blank=False,
-                         value=ev.HOT_HPARAMS[0], id="hp-name", compact=True)
+            yield Select([(n, n) for n in HPARAMS], allow_blank=False,
+                         value=HPARAMS[0], id="hp-name", compact=True)
             yield Static("", id="hp-help", classes="hint")
             yield Input(id="hp-input", compact=True)
             yield Static("", id="hp-error", classes="error")
@@ -53,8 +53,8 @@ class HparamDialog(ModalScreen[ev.Command | None]):
         name = self.hparam_name
         cur = self.current.get(name)
         now = f"  (now: {cur})" if cur is not None else ""
-        self.query_one("#hp-help", Static).update(f"{HPARAM_HELP[name]}{now}")
-        self.query_one("#hp-group", Select).display = name in PER_GROUP and len(self.groups) > 1
+        self.query_one("#hp-help", Static).update(f"{hparam_help(name)}{now}")
+        self.query_one("#hp-group", Select).display = HOT[name].per_group and len(self.groups) > 1
         self.query_one("#hp-error", Static).update("")
 
     @on(Input.Submitted, "#hp-input")
@@ -67,7 +67,7 @@ class HparamDialog(ModalScreen[ev.Command | None]):
             self.query_one("#hp-error", Static).update(str(e))
             return
         g = self.query_one("#hp-group", Select).value
-        group = g if name in PER_GROUP and isinstance(g, int) and g != ALL else None
+        group = g if HOT[name].per_group and isinstance(g, int) and g != ALL else None
         self.dismiss(ev.set_hparam(name, value, group))
 
     @on(Button.Pressed, "#hp-cancel")

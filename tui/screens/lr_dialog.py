@@ -12,7 +12,7 @@ from textual.widgets import Button, Input, RadioButton, RadioSet, Select, Static
 from danlu.engine.control import events as ev
 
 from ..format import num
-from ..parsing import BadInput, parse_lr
+from ..parsing import BadInput, check_lr, parse_lr
 
 ALL = -1  # Select value meaning "every group"
 
@@ -81,6 +81,7 @@ class LrDialog(ModalScreen[ev.Command | None]):
     def apply(self) -> None:
         try:
             change = parse_lr(self.query_one("#lr-input", Input).value)
+            check_lr(self.lrs, change, None if self.group is None else [self.group])
         except BadInput as e:
             self.query_one("#lr-error", Static).update(str(e))
             self.query_one("#lr-input", Input).focus()

@@ -13,9 +13,9 @@ from textual.widgets import Input, Label, Select, Static, Switch
 
 from danlu.engine.config.schema import BUILTIN_DATA, SECTIONS
 from danlu.engine.config.knobs import Knob
+from danlu.engine.config.yaml_edit import DELETE, same_value
 
-from ..config_doc import (DELETE, MODEL_SUGGESTIONS, Checked, same_value, default_of, read_input, section_knobs,
-                          show_value)
+from ..editor_model import MODEL_SUGGESTIONS, Checked, default_of, read_input, section_knobs, show_value
 
 # Name keys whose Select offers suggestions; the current value is added when it is custom.
 SUGGESTIONS = {"data.name": BUILTIN_DATA, "model.name": MODEL_SUGGESTIONS}

@@ -15,9 +15,9 @@ from textual.message import Message
 from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
+from danlu.engine.config.plan import estimate
 from danlu.engine.config.schema import Config
 
-from ..config_doc import estimate_steps
 from ..format import num
 from ..plot import PlotSpec
 from ..series import Series
@@ -66,7 +66,8 @@ class LrPreview(Vertical):
             self.query_one("#lr-caption", Static).update("fix the config to update the preview")
             return
         self.set_class(False, "-stale")
-        spe, total, exact = estimate_steps(cfg)
+        plan = estimate(cfg)
+        spe, total, exact = plan.steps_per_epoch, plan.total_steps, plan.exact
         sched = cfg.schedule
         key = (sched.name, sched.warmup_steps, sched.warmup_start_factor, sched.interval,
                repr(sorted(sched.args.items())), cfg.optim.lr, spe, total)
@@ -77,7 +78,7 @@ class LrPreview(Vertical):
         self.key = key
         self._caption = ""
         length = (f"{total} steps ({spe}/epoch)" if exact
-                  else f"{cfg.train.epochs} epochs of ~{spe} steps (dataset size unknown)")
+                  else f"{plan.epochs} epochs of ~{spe} steps (dataset size unknown)")
         caption = f"{sched.name}" + (f", warmup {sched.warmup_steps}" if sched.warmup_steps else "") \
             + f" · {length}"
         self.query_one("#lr-caption", Static).update(caption + " · computing…")

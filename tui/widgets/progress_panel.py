@@ -26,9 +26,7 @@ class ProgressPanel(Static):
         self._state = state
         total = state.total_steps
         epochs = state.run.epochs if state.run else None
-        shown = state.epoch + 1 if state.step else state.epoch  # events count epochs from 0
-        if epochs:
-            shown = min(max(shown, 1), epochs)
+        shown = max(state.epoch, 1)  # events count epochs from 1, as people do
         epoch = f"epoch {shown}" + (f"/{epochs}" if epochs else "")
         step = f"step {state.step}" + (f"/{total}" if total else "")
         frac = state.step / total if total else 0.0

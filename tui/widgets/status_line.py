@@ -7,6 +7,8 @@ import os
 from rich.markup import escape
 from textual.widgets import Static
 
+from danlu.engine.control.events import State
+
 from ..describe import state_detail
 from ..format import nbytes
 from ..run_state import RunState
@@ -14,9 +16,9 @@ from .text import set_text
 
 # state -> CSS variable for its colour
 _COLOURS = {
-    "starting": "$foreground-muted", "running": "$success", "paused": "$warning",
-    "evaluating": "$accent", "saving": "$accent", "stopping": "$warning",
-    "finished": "$success", "stopped": "$warning", "failed": "$error",
+    State.STARTING: "$foreground-muted", State.RUNNING: "$success", State.PAUSED: "$warning",
+    State.EVALUATING: "$accent", State.SAVING: "$accent", State.STOPPING: "$warning",
+    State.FINISHED: "$success", State.STOPPED: "$warning", State.FAILED: "$error",
 }
 
 
@@ -57,6 +59,6 @@ class StatusLine(Static):
                 where.append(mem)
             parts.append(" · ".join(where) + f" · {escape(short_dir(state.run.run_dir))}")
         self.set_class(state.final, "-final")
-        self.set_class(state.state == "failed", "-failed")
+        self.set_class(state.state == State.FAILED, "-failed")
         # a final status may wrap to three rows: only then does its height change
         set_text(self, "  ".join(parts), layout=state.final)

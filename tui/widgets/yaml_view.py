@@ -8,7 +8,7 @@ from textual.containers import Vertical
 from textual.strip import Strip
 from textual.widgets import Static, TextArea
 
-from ..config_doc import Checked
+from ..editor_model import Checked
 
 GAP = 3  # cells between the end of a line and its problem
 

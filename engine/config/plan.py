@@ -1,0 +1,74 @@
+"""Step planning: how many optimizer steps a run takes. Imports no torch.
+
+One function for the trainer, the editor's estimate and the LR preview, so the three
+always agree. `train.max_steps`, when set, wins over `train.epochs` (as in Lightning and
+the Hugging Face Trainer): the run takes exactly that many steps, passing over the data
+as many times as it needs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+# Training-set sizes of the built-in datasets whose size is known without loading them.
+KNOWN_SIZES = {"mnist": 60000, "fashion_mnist": 60000, "cifar10": 50000}
+SHAPES_DEFAULT_SIZE = 4000
+# When the dataset's size cannot be known without loading it, estimates use epochs of this many steps.
+PLACEHOLDER_STEPS_PER_EPOCH = 100
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """The length of a run in optimizer steps, and how it falls into epochs."""
+
+    micro_per_epoch: int    # micro-batches that fill whole optimizer steps in one pass
+    steps_per_epoch: int    # optimizer steps in one pass over the training set
+    total_steps: int        # the run's length: max_steps if set, else epochs x steps_per_epoch
+    epochs: int             # passes the run makes (the last one may end part way)
+    exact: bool = True      # False when the data's size was a placeholder (estimates only)
+
+
+def val_size(n: int, val_fraction: float) -> int:
+    """Items the validation split takes from a dataset of n (at least one, never all)."""
+    if val_fraction <= 0 or n <= 1:
+        return 0
+    return min(n - 1, max(1, round(n * val_fraction)))
+
+
+def plan_steps(train_size: int, batch_size: int, grad_accum: int, epochs: int,
+               max_steps: int | None) -> StepPlan:
+    """The plan for a training set of `train_size` items (after any validation split)."""
+    micro = train_size // batch_size
+    spe = micro // grad_accum
+    if spe < 1:
+        raise ValueError(f"data.batch_size: {batch_size} x train.grad_accum {grad_accum} needs more samples "
+                         f"than the training set has ({train_size}). Lower one of them.")
+    total = int(max_steps) if max_steps else epochs * spe
+    return StepPlan(spe * grad_accum, spe, total, math.ceil(total / spe))
+
+
+def known_train_size(data: Any) -> int | None:
+    """The training-set size of a data config without loading it (after the val split), if knowable."""
+    if data.name == "shapes":
+        n = int((data.args or {}).get("size", SHAPES_DEFAULT_SIZE))
+    elif data.name in KNOWN_SIZES:
+        n = KNOWN_SIZES[data.name]
+    else:
+        return None
+    return n - val_size(n, float(data.val_fraction or 0.0))
+
+
+def estimate(cfg: Any) -> StepPlan:
+    """The plan for a Config without building its data: exact where the size is known."""
+    n = known_train_size(cfg.data)
+    t = cfg.train
+    if n is not None:
+        try:
+            return plan_steps(n, cfg.data.batch_size, t.grad_accum, t.epochs, t.max_steps)
+        except ValueError:
+            pass
+    spe = PLACEHOLDER_STEPS_PER_EPOCH
+    total = int(t.max_steps) if t.max_steps else t.epochs * spe
+    return StepPlan(spe * t.grad_accum, spe, total, math.ceil(total / spe), exact=False)

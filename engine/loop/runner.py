@@ -1,0 +1,87 @@
+"""The one way to run the engine: a thread that builds a Trainer and runs it.
+
+`danlu run` (dashboard and headless), restart with changes, the tests and the benchmarks all
+start the engine through `start_engine`, so the end-to-end tests run the production path.
+torch loads inside the thread, so a dashboard draws its first frame while it loads.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import traceback
+from typing import Any
+
+from ..config.schema import Config
+from ..control import events as ev
+from ..control.channel import Channel
+from ..control.events import AlertKind, State
+from ..errors import UserError
+
+# Exit codes of `danlu run` (README.md lists them).
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class EngineThread(threading.Thread):
+    """Runs one Trainer; after `join()`, `trainer`, `final_state` and `error` say how it ended."""
+
+    def __init__(self, cfg: Config, channel: Channel, *, resume: str | os.PathLike | None = None,
+                 warm_start: str | os.PathLike | None = None, interactive: bool = True):
+        super().__init__(name="danlu-engine")
+        self.cfg, self.channel = cfg, channel
+        self.resume, self.warm_start, self.interactive = resume, warm_start, interactive
+        self.trainer: Any = None                 # the Trainer, once the thread has built it
+        self.final_state: str | None = None
+        self.error: BaseException | None = None  # a UserError from setup, or an unexpected failure
+        self._lock = threading.Lock()
+        self._early_stop: bool | None = None     # a stop asked for before the Trainer existed
+
+    def run(self) -> None:
+        try:
+            from .trainer import Trainer  # torch loads here, in this thread
+            trainer = Trainer(self.cfg, self.channel, resume=self.resume, warm_start=self.warm_start,
+                              interactive=self.interactive)
+            with self._lock:
+                self.trainer = trainer
+                if self._early_stop is not None:
+                    trainer.request_stop(self._early_stop)
+            self.final_state = trainer.run()
+        except UserError as e:
+            self.error = e  # the Trainer reported it already (an Alert and a failed status)
+            self.final_state = State.FAILED
+        except BaseException as e:  # noqa: BLE001 - the thread's end is reported, never raised into nothing
+            self.error = e
+            self.final_state = State.FAILED
+            self.channel.emit(ev.Alert(0, AlertKind.ERROR, f"{type(e).__name__}: {e}", traceback.format_exc()))
+            self.channel.emit(ev.StatusChanged(State.FAILED, 0, str(e)))
+
+    def request_stop(self, save: bool = True) -> None:
+        """Stop at the next step boundary (signal handlers call this; it only sets flags)."""
+        with self._lock:
+            if self.trainer is not None:
+                self.trainer.request_stop(save)
+            else:
+                self._early_stop = save if self._early_stop is None else (self._early_stop and save)
+
+    def outcome(self) -> tuple[int, str]:
+        """The exit code and the closing words for the terminal, once the thread has ended."""
+        t, err = self.trainer, self.error
+        if isinstance(err, UserError):
+            return err.exit_code, str(err)
+        run_dir = getattr(t, "run_dir", None)
+        if t is None or self.final_state is None:
+            return EXIT_FAILED, f"the run failed: {err}"
+        if self.final_state == State.FINISHED:
+            return EXIT_OK, f"finished at step {t.step}: {run_dir}"
+        if self.final_state == State.STOPPED:
+            return EXIT_OK, (f"stopped at step {t.step}; checkpoint saved in {run_dir}/checkpoints\n"
+                             f"resume with: danlu run --resume {run_dir}")
+        return EXIT_FAILED, f"the run failed: {t.error or err}\nrun directory: {run_dir}"
+
+
+def start_engine(cfg: Config, channel: Channel, *, resume: str | os.PathLike | None = None,
+                 warm_start: str | os.PathLike | None = None, interactive: bool = True) -> EngineThread:
+    """Start a run in its own thread and return the thread."""
+    thread = EngineThread(cfg, channel, resume=resume, warm_start=warm_start, interactive=interactive)
+    thread.start()
+    return thread
