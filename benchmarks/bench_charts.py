@@ -3,7 +3,7 @@
 Not a test (never asserted). Run from the repository root: python -m benchmarks.bench_charts [--long]
 Each candidate fills a headless 120x40 app; per iteration the data changes (so
 no cache can answer) and we time everything from new data to the widget's
-rendered lines. Median of REPEATS. Numbers go to docs/dashboard.md.
+rendered lines. Median of REPEATS. Numbers: docs/performance.md, "Chart candidates".
 """
 
 from __future__ import annotations

@@ -58,10 +58,10 @@ class EventPump:
 def _coalesce(events: list[Any]) -> list[Any]:
     """Runs of adjacent Metrics batches folded as two: all but the last joined, then the last.
 
-    At 1,000 steps/s and log_every 10 a tick finds ~10 batches. Folding costs ~7 us a step
-    in batches of 10 and ~2 in batches of 100 (per batch: five Series.extend, two EMAs), on
-    the UI thread, which takes it from a Python-bound training loop under the GIL. The last
-    batch stays whole because the grad panel shows its clipped fraction ("last batch").
+    A fast run leaves many small batches per tick, and folding has a fixed cost per batch
+    (five Series.extend, two EMAs) on the UI thread, which takes it from a Python-bound
+    training loop under the GIL. The last batch stays whole because the grad panel shows
+    its clipped fraction ("last batch").
     """
     out: list[Any] = []
     run: list[ev.Metrics] = []

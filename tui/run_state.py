@@ -125,8 +125,8 @@ class RunState:
 
     def _on_Metrics(self, e: ev.Metrics, _):
         # Only the latest values now; the steps wait for the next read of a series (a chart
-        # frame, every 1-4 s), so they are folded in a few large batches rather than many small
-        # ones, on the UI thread that shares the GIL with the training loop.
+        # frame, seconds apart), so they are folded in a few large batches rather than many
+        # small ones, on the UI thread that shares the GIL with the training loop.
         if e.steps:
             self._pending.append(e)
             self._pending_steps += len(e.steps)

@@ -15,8 +15,8 @@ from dataclasses import replace
 from .events import Command, Metrics
 
 # Past this many pending metrics batches, the oldest two are merged into one (on the engine's
-# thread, at emit). The dashboard drains every 0.25 s: at log_every 1 and 1,000 steps/s it
-# finds 250 batches, which should not need merging.
+# thread, at emit). Set above what one drain of the dashboard (its TICK_S) finds at
+# log_every 1 and 1,000 steps/s, so that an ordinary fast run needs no merging.
 MAX_PENDING_METRICS = 256
 # A merged batch longer than this is thinned (every other point kept, last kept).
 MAX_POINTS_PER_BATCH = 4096

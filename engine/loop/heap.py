@@ -1,23 +1,19 @@
 """Keep Python's cyclic garbage collector off the long-lived heap while a run trains.
 
-`import torch` alone leaves about 190k container objects that the collector tracks; with
-a model, a dataset and the dashboard it is 350-400k. Every full (generation 2) collection
-walks all of them while holding the GIL: 130-240 ms measured on the 2-core CPU box, a
-stall of the training thread each time, wherever the collection was triggered. During a
-run the dashboard's frames and the metric batches promote enough objects for one every
-~10 s, so the full passes alone were ~2% of the wall clock of a live run
-(docs/performance.md, "Full collections").
+torch, a model, a dataset and the dashboard leave hundreds of thousands of container
+objects that the collector tracks. Every full (generation 2) collection walks all of them
+while holding the GIL, a stall of the training thread wherever the collection was
+triggered, and a live dashboard promotes enough objects to trigger one regularly.
 
 `gc.freeze()` moves everything allocated so far into a permanent generation the
-collector skips; the same full pass then takes ~10 ms. Reference counting still frees
-frozen objects as usual, and `gc.unfreeze()` hands the heap back when the run ends.
+collector skips, so full passes become cheap. Reference counting still frees frozen
+objects as usual, and `gc.unfreeze()` hands the heap back when the run ends.
 
 One full collection runs first, once, before the first step: garbage cycles left by
 setup, or by an earlier run in the same process (a restart with a changed config, a
 benchmark's rounds), would otherwise be frozen for the whole run, their memory kept (an
-old model's tensors among them). With them frozen, whole dashboard runs that followed
-other runs in one process read 7-12% fewer steps per CPU-second than headless ones;
-collecting first, 1.00-1.07 (docs/performance.md, fifth session).
+old model's tensors among them) and the new run's steps measurably slower.
+Measured in docs/performance.md, "Garbage-collection pauses" and "What we learned".
 """
 
 from __future__ import annotations
@@ -33,7 +29,7 @@ def frozen_heap() -> Iterator[None]:
     if gc.get_freeze_count():
         yield  # the host process manages freezing itself (e.g. before a fork): not ours to undo
         return
-    gc.collect()  # garbage cycles go now, not after the run (once: ~0.1-0.3 s with torch loaded)
+    gc.collect()  # garbage cycles go now, not after the run (once per run: a full pass)
     gc.freeze()
     try:
         yield

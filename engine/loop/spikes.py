@@ -2,9 +2,9 @@
 
 The plain rule (loss > spike_factor x its running mean) is right while the loss is large,
 and wrong once it is small and noisy: a classifier near 99% has batch losses of 0.02 that
-jump to 0.2 on one hard batch, routinely. On the benchmark CNN that rule raised 67 alerts in
-2,500 steps, each a toast and a full redraw of the dashboard. So a spike must also stand out
-from the loss's own noise, and alerts are spaced (docs/performance.md, fifth session).
+jump to 0.2 on one hard batch, routinely. On such a loss that rule alerts every few dozen
+steps, each a toast and a full redraw of the dashboard. So a spike must also stand out from
+the loss's own noise, and alerts are spaced (docs/performance.md, "What we learned").
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from __future__ import annotations
 # Running level and noise: exponential moving averages, about the last 20 steps.
 WEIGHT = 0.95
 # A spike lies above the running level by more than NOISE x spike_factor mean deviations
-# (16 at the default factor 4); ordinary heavy-tailed batch noise stays under it. On the
-# benchmark CNN's 2,500 steps: 1 alert (the plain rule: 67), while a x1000 loss and a jump
-# from a converged 0.02 to 0.4 are still flagged at their step.
+# (16 at the default factor 4); ordinary heavy-tailed batch noise stays under it, while a
+# x1000 loss and a jump from a converged 0.02 to 0.4 are still flagged at their step
+# (tests/engine/test_spikes.py).
 NOISE = 4.0
 # Steps after an alert in which further spikes are counted, not alerted.
 COOLDOWN = 100

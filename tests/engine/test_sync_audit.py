@@ -1,4 +1,4 @@
-"""No host-device sync on the training path between flushes (DESIGN.md, "Metrics without stalls").
+"""No host-device sync on the training path between flushes (docs/architecture.md).
 
 CUDA only: `torch.cuda.set_sync_debug_mode("error")` turns every synchronizing call
 (`.item()`, `float(t)`, `.cpu()`, `.tolist()`, a blocking copy, `nonzero`, ...) into a

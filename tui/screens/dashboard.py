@@ -28,20 +28,18 @@ from .hparam_dialog import HparamDialog
 from .lr_dialog import LrDialog
 
 # Drain the channel 4 times a second, and 20 while a command the user sent waits for its answer
-# (pause, LR, save: the answer shows within ~50 ms), for at most ANSWER_WAIT_S. Every wakeup of
-# the UI thread is taken from the training thread under the GIL: at 1,000 steps/s the UI
-# thread's busy share was 1.9% draining at 10 Hz and 1.4% at 4 Hz
-# (python -m benchmarks.ui_render --only-duty, docs/performance.md).
+# (pause, LR, save: the answer shows within ANSWER_TICK_S), for at most ANSWER_WAIT_S. Every
+# wakeup of the UI thread is time taken from the training thread under the GIL, so the steady
+# rate stays low (docs/performance.md, "What we learned").
 TICK_S = 0.25
 ANSWER_TICK_S = 0.05
 ANSWER_WAIT_S = 3.0
 # Any event other than new metrics (status, command answer, alert but a spike, checkpoint)
 # redraws everything at once. New metrics alone redraw the text panels (step, rates, ETA, memory) at
-# most every REDRAW_S, and the charts (most of a full frame: ~20-27 ms of the UI thread at
-# 120x40 on a 2-core VM, the series fold included) spaced so that their measured cost stays
-# under UI_BUDGET of the wall clock: never more often than REDRAW_S, never less often than
-# CHARTS_MAX_S. With a 2 s cap the charts alone took ~1.3% of that VM's wall clock, most of
-# the dashboard's cost to a Python-bound training loop (docs/performance.md, fifth session).
+# most every REDRAW_S, and the charts (most of a full frame's cost, the series fold included)
+# spaced so that their measured cost stays under UI_BUDGET of the wall clock: never more often
+# than REDRAW_S, never less often than CHARTS_MAX_S. Chart frames are most of what the dashboard
+# takes from a Python-bound training loop (docs/performance.md, "What we learned").
 REDRAW_S = 1.0
 UI_BUDGET = 0.005
 CHARTS_MAX_S = 4.0

@@ -2,7 +2,7 @@
 
 A `Static.update()` asks for a layout of the whole screen by default; at a few
 updates a second that is most of a frame's cost, and the UI thread's time is
-taken from the training thread (docs/performance.md).
+taken from the training thread (docs/performance.md, "What we learned").
 """
 
 from __future__ import annotations
