@@ -1,4 +1,4 @@
-"""Run configuration: the typed schema and its validation (files and overrides: config_files.py).
+"""Run configuration: the typed schema and its validation (files and overrides: files.py).
 Imports no torch.
 
 Every problem is collected before raising, each named by its key path with the
