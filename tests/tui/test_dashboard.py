@@ -217,6 +217,82 @@ async def test_palette_lists_dashboard_commands(channel):
         _ = pilot
 
 
+def readme_dashboard_keys() -> list[str]:
+    """Every key of the README's dashboard table (`q`, `ctrl+c` count as two)."""
+    import re
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text.split("## Dashboard", 1)[1].split("\n## ", 1)[0]
+    keys = []
+    for line in section.splitlines():
+        if line.startswith("| `"):
+            keys += re.findall(r"`([^`]+)`", line.split("|")[1])
+    return keys
+
+
+def footer_state(app):
+    """(compact?, the keys drawn in the footer, palette key included)."""
+    from textual.widgets import Footer
+    from textual.widgets._footer import FooterKey
+    footer = app.screen.query_one(Footer)
+    return footer.compact, [k.key for k in footer.query(FooterKey)]
+
+
+def reachable(app, key: str) -> bool:
+    """In the footer now, or a command in the palette (which the footer always shows)."""
+    if key in footer_state(app)[1]:
+        return True
+    titles = [c.title for c in app.get_system_commands(app.screen)]
+    binding = app.screen.active_bindings.get(key)
+    if binding is not None and binding[1].action in ("app.request_quit", "request_quit"):
+        return "Quit" in titles
+    return any(t.endswith(f"({key})") for t in titles)
+
+
+@pytest.mark.asyncio
+async def test_footer_follows_resizes_and_every_readme_key_is_reachable(channel):
+    keys = readme_dashboard_keys()
+    assert {"space", "l", "h", "s", "e", "g", "q", "ctrl+c", "c", "ctrl+p"} <= set(keys)
+    app = create_app(channel)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await wait_for(pilot, lambda: "c" in footer_state(app)[1], what="footer drawn")
+        assert footer_state(app) == (False, ["space", "l", "h", "s", "e", "g", "c", "q", "ctrl+p"])
+        await pilot.resize_terminal(80, 24)
+        await wait_for(pilot, lambda: footer_state(app)[0], what="compact footer")
+        await wait_for(pilot, lambda: footer_state(app)[1] == ["space", "l", "h", "s", "e", "c", "q", "ctrl+p"],
+                       what="compact keys")
+        await pilot.resize_terminal(200, 50)
+        await wait_for(pilot, lambda: footer_state(app) == (False, ["space", "l", "h", "s", "e", "g", "c", "q",
+                                                                    "ctrl+p"]), what="wide footer again")
+        # a resize while a dialog covers the dashboard reaches the footer too
+        await pilot.press("h")
+        await wait_for(pilot, lambda: app.screen.id == "hparam-dialog", what="dialog")
+        await pilot.resize_terminal(80, 24)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen.id == "dashboard", what="dialog closed")
+        await wait_for(pilot, lambda: footer_state(app)[0] and "g" not in footer_state(app)[1], what="compact")
+        for size in ((60, 20), (80, 24), (93, 30), (100, 30), (120, 40), (200, 50)):
+            await pilot.resize_terminal(*size)
+            await pilot.pause(0.1)
+            for key in keys:
+                assert reachable(app, key), f"{key} at {size}"
+
+
+@pytest.mark.asyncio
+async def test_footer_keys_never_run_under_the_palette_key(channel):
+    from textual.widgets._footer import FooterKey
+    app = create_app(channel)
+    async with app.run_test(size=(120, 40)) as pilot:
+        for width in (50, 60, 79, 80, 92, 93, 100, 101, 102, 120):
+            await pilot.resize_terminal(width, 30)
+            await pilot.pause(0.1)
+            found = list(app.screen.query(FooterKey))
+            palette = next((k for k in found if k.has_class("-command-palette")), None)
+            assert palette is not None and palette.region.right <= width, f"no palette key at {width}"
+            assert all(k.region.right <= palette.region.x for k in found if k is not palette), width
+            assert {"q", "ctrl+p"} <= {k.key for k in found}
+
+
 @pytest.mark.asyncio
 async def test_compact_layout_at_80x24(channel):
     emit_run(channel, steps=200)
