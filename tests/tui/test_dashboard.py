@@ -132,6 +132,23 @@ async def test_hparam_dialog_sends_set_hparam(channel):
 
 
 @pytest.mark.asyncio
+async def test_hparam_dialog_input_is_bordered_with_a_placeholder_per_setting(channel):
+    app = create_app(channel)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("h")
+        await wait_for(pilot, lambda: app.screen.id == "hparam-dialog", what="dialog")
+        inp = app.screen.query_one("#hp-input", Input)
+        assert inp.has_focus and inp.region.height == 3  # a box to type in, not a bare row
+        assert all(edge[0] for edge in (inp.styles.border.top, inp.styles.border.left, inp.styles.border.bottom))
+        assert inp.placeholder == "0.01"
+        for name, hint in (("momentum", "0.9"), ("betas", "0.9, 0.999"), ("grad_clip", "1.0 or off"),
+                           ("eval_every", "500")):
+            app.screen.query_one("#hp-name").value = name
+            await wait_for(pilot, lambda: inp.placeholder == hint, what=f"placeholder for {name}")
+        assert app.screen.query_one(".dialog").region.bottom <= 24  # the whole dialog fits 80x24
+
+
+@pytest.mark.asyncio
 async def test_s_saves_and_toasts_the_path(channel):
     engine = FakeEngine(channel, step=9)
     app = create_app(channel, engine.start)

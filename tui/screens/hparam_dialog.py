@@ -15,6 +15,16 @@ from ..parsing import HPARAM_HELP, BadInput, parse_hparam
 
 ALL = -1
 PER_GROUP = ("weight_decay", "momentum", "betas")  # optimizer settings that live per group
+# What a value looks like: the input shows it until you type (the help line says the rules).
+PLACEHOLDERS = {
+    "weight_decay": "0.01",
+    "momentum": "0.9",
+    "betas": "0.9, 0.999",
+    "grad_clip": "1.0 or off",
+    "log_every": "10",
+    "eval_every": "500",
+    "checkpoint_every": "1000",
+}
 
 
 class HparamDialog(ModalScreen[ev.Command | None]):
@@ -32,7 +42,8 @@ class HparamDialog(ModalScreen[ev.Command | None]):
             yield Select([(n, n) for n in ev.HOT_HPARAMS], allow_blank=False,
                          value=ev.HOT_HPARAMS[0], id="hp-name", compact=True)
             yield Static("", id="hp-help", classes="hint")
-            yield Input(id="hp-input", compact=True)
+            # a bordered input, unlike the dialog's compact selects: it is where you type
+            yield Input(id="hp-input", placeholder=PLACEHOLDERS.get(ev.HOT_HPARAMS[0], ""))
             yield Static("", id="hp-error", classes="error")
             groups = [("all groups", ALL)] + [(f"{i}: {g}", i) for i, g in enumerate(self.groups)]
             yield Select(groups, allow_blank=False, value=ALL, id="hp-group", compact=True)
@@ -54,6 +65,7 @@ class HparamDialog(ModalScreen[ev.Command | None]):
         cur = self.current.get(name)
         now = f"  (now: {cur})" if cur is not None else ""
         self.query_one("#hp-help", Static).update(f"{HPARAM_HELP[name]}{now}")
+        self.query_one("#hp-input", Input).placeholder = PLACEHOLDERS.get(name, "")
         self.query_one("#hp-group", Select).display = name in PER_GROUP and len(self.groups) > 1
         self.query_one("#hp-error", Static).update("")
 
