@@ -187,3 +187,31 @@ async def test_schedule_preview_uses_the_engine(cfg_file):
         await _set_input(pilot, "schedule.warmup_steps", "100")
         await wait_for(pilot, lambda: not preview.busy and "warmup 100" in str(preview.query_one("#lr-caption").render()),
                        timeout=60, what="new preview")
+
+
+async def test_escape_closes_the_raw_view_through_the_unsaved_question(cfg_file):
+    app = create_editor_app(str(cfg_file), preview_fn=flat_preview, view="raw")
+    async with app.run_test(size=(100, 30)) as pilot:
+        editor = app.screen.query_one(YamlEditor)
+        assert editor.has_focus
+        editor.cursor_location = (0, 0)
+        await pilot.press("x")  # typing still goes into the text, once
+        await wait_for(pilot, lambda: app.screen.text.startswith("x#"), what="typed")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="unsaved dialog")
+        await pilot.press("escape")  # the dialog's own escape: keep editing
+        await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmDialog), what="dialog closed")
+        assert app.is_running and app.screen.view == "raw" and app.screen.text.startswith("x#")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="unsaved dialog again")
+        await pilot.click("#discard")
+        await wait_for(pilot, lambda: not app.is_running, what="exit")
+    assert cfg_file.read_text().startswith("#")
+
+
+async def test_escape_closes_an_unchanged_raw_view_at_once(cfg_file):
+    app = create_editor_app(str(cfg_file), preview_fn=flat_preview, view="raw")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not app.is_running, what="exit")
+    assert app.return_value is None
