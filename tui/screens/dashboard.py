@@ -247,7 +247,8 @@ class DashboardScreen(Screen):
         if not cfg:
             self.app.toast("the run's config is not known yet; try again in a moment", severity="warning")
             return
-        self.app.push_screen(LiveEditorScreen(cfg), self._send_all)
+        run_dir = self.state.run.run_dir if self.state.run else None
+        self.app.push_screen(LiveEditorScreen(cfg, run_dir=run_dir), self._send_all)
 
     def _send_all(self, result) -> None:
         from .editor_live import RestartRequest

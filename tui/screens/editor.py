@@ -88,13 +88,18 @@ class EditorScreen(Screen):
     def dirty(self) -> bool:
         return self.text != self.disk_text
 
+    @property
+    def display_name(self) -> str:
+        """What is being edited, as the status line and the questions name it."""
+        return str(self.path) if self.path else "untitled"
+
     def _show_checked(self) -> None:
         """Problems everywhere they are shown, the status line, and the preview."""
         c = self.checked
         self.query_one(ConfigForm).show_problems(c)
         self.query_one(YamlView).show_problems(c)
         self.query_one(LrPreview).show(c.config)
-        name = str(self.path) if self.path else "untitled"
+        name = self.display_name
         state = "valid" if c.ok else f"{len(c.problems)} problem{'s' * (len(c.problems) != 1)} (F8: next)"
         view = "form" if self.view == "form" else "raw YAML"
         status = self.query_one("#editor-status", Static)
@@ -142,8 +147,7 @@ class EditorScreen(Screen):
 
     def _show_status_only(self) -> None:
         status = self.query_one("#editor-status", Static)
-        name = str(self.path) if self.path else "untitled"
-        status.update(f"{name}{' ● modified' if self.dirty else ''}  ·  checking…")
+        status.update(f"{self.display_name}{' ● modified' if self.dirty else ''}  ·  checking…")
 
     @on(TextArea.Changed)
     def _raw_edited(self, event: TextArea.Changed) -> None:
@@ -286,7 +290,7 @@ class EditorScreen(Screen):
     async def _close_worker(self) -> None:
         if self.dirty:
             choice = await self.app.push_screen_wait(ConfirmDialog(
-                "Unsaved changes", f"{self.path or 'untitled'} has changes that are not saved.",
+                "Unsaved changes", f"{self.display_name} has changes that are not saved.",
                 [("keep-editing", "Keep editing", "primary"), ("save", "Save", "default"),
                  ("discard", "Discard changes", "error")]))
             if choice == "save":

@@ -10,9 +10,12 @@ Save as (F3) keeps the edited config in a file instead.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from textual import work
 
 from textual.binding import Binding
 
@@ -79,13 +82,21 @@ class LiveEditorScreen(EditorScreen):
         Binding("escape", "close", "Close", id="live-close"),
     ]
 
-    def __init__(self, config: dict[str, Any], **kwargs):
+    def __init__(self, config: dict[str, Any], *, run_dir: str | None = None, **kwargs):
         text = dump_yaml(config)
         super().__init__(None, text, text, **kwargs)
+        self.run_name = str((config.get("run") or {}).get("name") or "")
+        self.run_dir = run_dir
         try:
             self.original = from_dict(config)
         except ConfigError:
             self.original = None
+
+    @property
+    def display_name(self) -> str:
+        """'run default · runs/default-20260101-000000': the run whose config this is."""
+        where = _short_dir(self.run_dir) if self.run_dir else ""
+        return "run " + " · ".join(p for p in (self.run_name or "(unnamed)", where) if p)
 
     def _show_checked(self) -> None:
         super()._show_checked()
@@ -94,7 +105,7 @@ class LiveEditorScreen(EditorScreen):
             return
         commands, cold = live_changes(self.original, self.checked.config)
         hot = ", ".join(c.args.get("name", c.kind) for c in commands) or "none"
-        note = f"running config · hot: {hot}"
+        note = f"{self.display_name}{' ● modified' if self.dirty else ''}  ·  hot: {hot}"
         if cold:
             note += f" · needs a restart: {', '.join(cold)} (ctrl+r)"
         status.update(note)
@@ -144,4 +155,27 @@ class LiveEditorScreen(EditorScreen):
         self.notify("the run is already going; apply hot changes with ctrl+s", severity="warning")
 
     def action_close(self) -> None:
+        self._close_worker()
+
+    @work(exclusive=True, group="editor-flow")
+    async def _close_worker(self) -> None:
+        """Back to the dashboard; edits not applied are dropped only on an explicit choice."""
+        if self.dirty:
+            choice = await self.app.push_screen_wait(ConfirmDialog(
+                "Discard your edits?",
+                f"Edits to the config of {self.display_name} are not applied yet.\n\n"
+                "ctrl+s applies the hot ones to the running run; ctrl+r restarts with the cold ones.",
+                [("keep-editing", "Keep editing", "primary"), ("discard", "Discard", "error")],
+                id="live-discard-dialog"))
+            if choice != "discard":
+                return
         self.dismiss([])
+
+
+def _short_dir(run_dir: str) -> str:
+    """The run directory relative to the working directory when it is inside it."""
+    try:
+        rel = os.path.relpath(run_dir)
+    except ValueError:  # another drive (Windows)
+        return run_dir
+    return run_dir if rel.startswith("..") else rel
