@@ -17,12 +17,14 @@ from typing import Callable, Literal
 from textual import on
 from textual.app import App
 from textual.binding import Binding
+from textual.screen import ModalScreen, Screen
 
 from danlu.engine.config.schema import PACKAGED_CONFIGS
 
 from .run_index import pid_alive
 from .screens.editor import EditorScreen
 from .screens.launcher import LauncherScreen
+from .widgets.key_footer import binding_commands
 from .widgets.lr_preview import PreviewFn
 
 
@@ -93,10 +95,15 @@ class EditorApp(App[Outcome | None]):
         path, text, disk = load_for_edit(target, self.cwd)
         self.push_screen(EditorScreen(path, text, disk, preview_fn=self.preview_fn, view=self.view))
 
+    def get_system_commands(self, screen: Screen):
+        yield from super().get_system_commands(screen)
+        if not isinstance(screen, ModalScreen):  # the keys of the editor or the launcher
+            yield from binding_commands(screen)
+
     # -- quitting goes through the editor, so unsaved changes are never lost silently
     async def action_quit(self) -> None:
         if isinstance(self.screen, EditorScreen):
-            self.screen.action_close()
+            self.screen.request_close()
         else:
             self.exit(None)
 

@@ -59,6 +59,15 @@ async def test_escape_with_edits_asks_and_the_status_names_the_run(channel):
         status = lambda: str(screen.query_one("#editor-status").render())  # noqa: E731
         await wait_for(pilot, lambda: "run demo · runs/demo-20250101-000000" in status(), what="run named")
         assert "untitled" not in status()
+        # the form's find and section keys work here too, and every key is in the palette
+        titles = [c.title for c in app.get_system_commands(screen)]
+        assert "Apply hot changes (ctrl+s)" in titles and "Find (ctrl+f)" in titles
+        await pilot.press("ctrl+f", *"clip")
+        await wait_for(pilot, lambda: [r.path for r in screen.query("FieldRow") if r.display] == ["train.grad_clip"],
+                       what="find in the live editor")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not screen.query_one("#form-find").value, what="find closed")
+        assert app.screen is screen  # Esc closed the find, not the editor
         screen.query_one("#f-optim-lr").value = "5e-4"
         await wait_for(pilot, lambda: screen._check_timer is None and "● modified" in status()
                        and "hot: set_lr" in status(), what="edit checked")

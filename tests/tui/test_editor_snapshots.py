@@ -84,3 +84,19 @@ def test_editor_raw(snap_compare, workdir):
         await _editor_settled(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_editor_find_at_80x24(snap_compare, workdir):
+    """ctrl+f "warm": the section row, the find box, only the warmup keys, and the 80-column footer."""
+    pytest.importorskip("torch")
+    app = _quiet(create_editor_app("configs/exp.yaml"))
+
+    async def run_before(pilot):
+        await _editor_settled(pilot)
+        await pilot.press("ctrl+f", *"warm")
+        await wait_for(pilot, lambda: not pilot.app.screen.query_one("#row-optim-lr").display, what="filtered")
+        for w in pilot.app.screen.query("Input"):
+            w.cursor_blink = False
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)

@@ -75,12 +75,19 @@ class LiveEditorScreen(EditorScreen):
     inherit_bindings = False
     BINDINGS = [
         Binding("f2,ctrl+t", "toggle_view", "Form/YAML", priority=True, id="live-toggle"),
+        Binding("ctrl+f", "find", "Find", priority=True, id="live-find",
+                tooltip="Find a key by part of its name (lr, clip, warm...)"),
+        Binding("ctrl+down", "next_section", "Section", key_display="^↑↓", priority=True, id="live-next-section",
+                tooltip="Next section (ctrl+up: previous)"),
+        Binding("ctrl+up", "prev_section", "Previous section", show=False, priority=True, id="live-prev-section"),
         Binding("ctrl+s", "apply", "Apply hot changes", priority=True, id="live-apply"),
         Binding("ctrl+r", "restart", "Restart with changes", priority=True, id="live-restart"),
         Binding("f3", "save_as", "Save as", priority=True, id="live-save-as"),
         Binding("f8", "next_problem", "Next problem", priority=True, id="live-next-problem"),
         Binding("escape", "close", "Close", id="live-close"),
     ]
+    FOOTER_PRIORITY = ("live-close", "live-apply", "live-restart", "live-toggle", "live-find",
+                       "live-next-section", "live-next-problem", "live-save-as")
 
     def __init__(self, config: dict[str, Any], *, run_dir: str | None = None, **kwargs):
         text = dump_yaml(config)
@@ -153,9 +160,6 @@ class LiveEditorScreen(EditorScreen):
 
     def action_run(self) -> None:
         self.notify("the run is already going; apply hot changes with ctrl+s", severity="warning")
-
-    def action_close(self) -> None:
-        self._close_worker()
 
     @work(exclusive=True, group="editor-flow")
     async def _close_worker(self) -> None:

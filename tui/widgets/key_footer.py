@@ -9,11 +9,13 @@ under the palette key at the right edge. This one plans its form from the width 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from rich.cells import cell_len
 from textual import events
-from textual.app import ComposeResult
+from textual.app import ComposeResult, SystemCommand
+from textual.screen import Screen
+from textual.binding import Binding
 from textual.widgets import Footer
 from textual.widgets._footer import FooterKey  # the Footer's own key widget; no public name in Textual 8
 
@@ -136,3 +138,14 @@ class KeyFooter(Footer):
     def shown_keys(self) -> list[str]:
         """The keys drawn now, palette included (for tests and the curious)."""
         return [k.key for k in self.query(FooterKey)]
+
+
+def binding_commands(screen: Screen) -> Iterator[SystemCommand]:
+    """A palette command for each of the screen's own bindings with a description ("Find (ctrl+f)"),
+    so a key the footer leaves out is still a search away. App-level actions the App lists itself."""
+    for b in screen.BINDINGS:
+        if not isinstance(b, Binding) or b.action.startswith("app.") or not b.description:
+            continue
+        keys = ", ".join(k.strip() for k in b.key.split(","))
+        yield SystemCommand(f"{b.description} ({keys})", b.tooltip or b.description,
+                            lambda a=b.action: screen.run_action(a))
