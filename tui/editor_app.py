@@ -91,9 +91,9 @@ class EditorApp(App[Outcome | None]):
         else:
             self.push_screen(LauncherScreen(self.cwd, clock=self.clock, alive=self.alive))
 
-    def open_editor(self, target: str | Path) -> None:
+    def open_editor(self, target: str | Path, view: str | None = None) -> None:
         path, text, disk = load_for_edit(target, self.cwd)
-        self.push_screen(EditorScreen(path, text, disk, preview_fn=self.preview_fn, view=self.view))
+        self.push_screen(EditorScreen(path, text, disk, preview_fn=self.preview_fn, view=view or self.view))
 
     def get_system_commands(self, screen: Screen):
         yield from super().get_system_commands(screen)
@@ -129,7 +129,7 @@ class EditorApp(App[Outcome | None]):
 
     @on(LauncherScreen.EditRequested)
     def _edit(self, event: LauncherScreen.EditRequested) -> None:
-        self.open_editor(event.path)
+        self.open_editor(event.path, event.view)
 
 
 def create_editor_app(config: str | Path, *, preview_fn: PreviewFn | None = None, view: str = "form") -> EditorApp:

@@ -47,10 +47,12 @@ def test_launcher(snap_compare, workdir):
              best_val_loss=0.9, updated=NOW - 30, pid=4242)
     make_run(workdir, "exp-20251231-230000", state="running", step=57, total_steps=336,
              updated=NOW - 2 * 86400, pid=1)
+    (workdir / "configs" / "broken.yaml").write_text("run:\n  seed: [1, 2\noptim: {lr: 1}\n")  # marked ✗
     app = _quiet(create_launcher_app(workdir, clock=lambda: NOW, alive=alive))
 
     async def settle(pilot):
         await wait_for(pilot, lambda: pilot.app.screen.query_one("#runs").row_count == 3, what="runs")
+        await wait_for(pilot, lambda: pilot.app.screen.checks_done, what="configs checked")
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=settle)
