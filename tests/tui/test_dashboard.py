@@ -290,24 +290,30 @@ async def test_footer_follows_resizes_and_every_readme_key_is_reachable(channel)
         await wait_for(pilot, lambda: footer_state(app)[0] and "g" not in footer_state(app)[1], what="compact")
         for size in ((60, 20), (80, 24), (93, 30), (100, 30), (120, 40), (200, 50)):
             await pilot.resize_terminal(*size)
-            await pilot.pause(0.1)
+            await wait_for(pilot, lambda: footer_fits(app, size[0]), what=f"footer at {size}")
             for key in keys:
                 assert reachable(app, key), f"{key} at {size}"
 
 
+def footer_fits(app, width: int) -> bool:
+    """The footer is drawn at `width`: the palette key at the right edge, no key under it."""
+    from textual.widgets import Footer
+    from textual.widgets._footer import FooterKey
+    footer = app.screen.query_one(Footer)
+    found = list(footer.query(FooterKey))
+    palette = next((k for k in found if k.has_class("-command-palette")), None)
+    return (footer.region.width == width and palette is not None and width - 1 <= palette.region.right <= width
+            and all(k.region and k.region.right <= palette.region.x for k in found if k is not palette))
+
+
 @pytest.mark.asyncio
 async def test_footer_keys_never_run_under_the_palette_key(channel):
-    from textual.widgets._footer import FooterKey
     app = create_app(channel)
     async with app.run_test(size=(120, 40)) as pilot:
         for width in (50, 60, 79, 80, 92, 93, 100, 101, 102, 120):
             await pilot.resize_terminal(width, 30)
-            await pilot.pause(0.1)
-            found = list(app.screen.query(FooterKey))
-            palette = next((k for k in found if k.has_class("-command-palette")), None)
-            assert palette is not None and palette.region.right <= width, f"no palette key at {width}"
-            assert all(k.region.right <= palette.region.x for k in found if k is not palette), width
-            assert {"q", "ctrl+p"} <= {k.key for k in found}
+            await wait_for(pilot, lambda: footer_fits(app, width), what=f"the footer fitting {width} columns")
+            assert {"q", "ctrl+p"} <= set(footer_state(app)[1])
 
 
 @pytest.mark.asyncio
