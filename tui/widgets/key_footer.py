@@ -35,7 +35,7 @@ def key_width(key: str, description: str, compact: bool) -> int:
     return 1 + cell_len(key) + 1 + cell_len(description) + 1  # " k desc "
 
 
-def palette_width(key: str, description: str, compact: bool) -> int:
+def palette_width(key: str, description: str) -> int:
     """The palette key (always drawn compact): a border cell before it, a padding or margin cell after."""
     return 1 + cell_len(key) + 1 + cell_len(description) + 1
 
@@ -48,7 +48,7 @@ def plan(keys: Sequence[tuple[str, str, str]], width: int, priority: Sequence[st
     (ids not in `priority` go before any that are). The first id of `priority` is never left out.
     """
     def total(shown, compact: bool, pal_label: str | None) -> int:
-        pal = palette_width(palette[0], pal_label, compact) if palette and pal_label is not None else 0
+        pal = palette_width(palette[0], pal_label) if palette and pal_label is not None else 0
         return sum(key_width(k, d, compact) for i, k, d in keys if i in shown) + pal
 
     everything = {i for i, _, _ in keys}
