@@ -14,9 +14,9 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable
 
-from textual.app import App, SystemCommand
+from textual.app import App
 from textual.binding import Binding
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 
 from danlu.engine.control import events as ev
 from danlu.engine.control.channel import Channel
@@ -25,6 +25,7 @@ from .pump import EventPump
 from .run_state import RunState
 from .screens.dashboard import DashboardScreen
 from .screens.quit_dialog import QuitDialog
+from .widgets.key_footer import binding_commands
 
 # How long quitting waits for the engine to stop (a final save can take a while).
 STOP_TIMEOUT_S = 120.0
@@ -216,12 +217,8 @@ class DanluApp(App):
     # -- command palette: every dashboard key is also a command ---------------
     def get_system_commands(self, screen: Screen):
         yield from super().get_system_commands(screen)
-        if isinstance(screen, DashboardScreen):
-            for b in screen.BINDINGS:
-                if b.action.startswith("app.") or not b.description:
-                    continue
-                yield SystemCommand(f"{b.description} ({b.key})", b.tooltip or b.description,
-                                    lambda a=b.action: screen.run_action(a))
+        if not isinstance(screen, ModalScreen):  # the dashboard, and the live editor over it
+            yield from binding_commands(screen)
 
 
 def create_app(channel: Channel, start_engine: StartEngine | None = None,

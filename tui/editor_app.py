@@ -17,12 +17,14 @@ from typing import Callable, Literal
 from textual import on
 from textual.app import App
 from textual.binding import Binding
+from textual.screen import ModalScreen, Screen
 
 from danlu.engine.config.schema import PACKAGED_CONFIGS
 
 from .run_index import pid_alive
 from .screens.editor import EditorScreen
 from .screens.launcher import LauncherScreen
+from .widgets.key_footer import binding_commands
 from .widgets.lr_preview import PreviewFn
 
 
@@ -89,14 +91,19 @@ class EditorApp(App[Outcome | None]):
         else:
             self.push_screen(LauncherScreen(self.cwd, clock=self.clock, alive=self.alive))
 
-    def open_editor(self, target: str | Path) -> None:
+    def open_editor(self, target: str | Path, view: str | None = None) -> None:
         path, text, disk = load_for_edit(target, self.cwd)
-        self.push_screen(EditorScreen(path, text, disk, preview_fn=self.preview_fn, view=self.view))
+        self.push_screen(EditorScreen(path, text, disk, preview_fn=self.preview_fn, view=view or self.view))
+
+    def get_system_commands(self, screen: Screen):
+        yield from super().get_system_commands(screen)
+        if not isinstance(screen, ModalScreen):  # the keys of the editor or the launcher
+            yield from binding_commands(screen)
 
     # -- quitting goes through the editor, so unsaved changes are never lost silently
     async def action_quit(self) -> None:
         if isinstance(self.screen, EditorScreen):
-            self.screen.action_close()
+            self.screen.request_close()
         else:
             self.exit(None)
 
@@ -122,7 +129,7 @@ class EditorApp(App[Outcome | None]):
 
     @on(LauncherScreen.EditRequested)
     def _edit(self, event: LauncherScreen.EditRequested) -> None:
-        self.open_editor(event.path)
+        self.open_editor(event.path, event.view)
 
 
 def create_editor_app(config: str | Path, *, preview_fn: PreviewFn | None = None, view: str = "form") -> EditorApp:

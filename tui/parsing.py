@@ -62,9 +62,8 @@ def parse_lr(text: str) -> LrChange:
 
 
 def hparam_help(name: str) -> str:
-    """What the dialog says a hot setting takes: its bounds (from the engine's table) and an example."""
-    h = hot.HOT[name]
-    return f"{h.knob.bounds_text()}, e.g. {h.example}"
+    """What the dialog says a hot setting takes: its bounds, from the engine's table."""
+    return hot.HOT[name].knob.bounds_text()
 
 
 def parse_hparam(name: str, text: str):

@@ -1,9 +1,13 @@
-"""What the launcher lists: config files and run directories. No textual, no torch."""
+"""What the launcher lists: config files (and whether each would run) and run directories.
+
+No textual, no torch.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -31,6 +35,60 @@ class RunEntry:
     best_val_loss: float | None
     updated: float | None    # unix time of the last state.json write
     pid: int | None
+
+
+@dataclass(frozen=True)
+class ConfigCheck:
+    """Whether `danlu run CONFIG` would accept the file as it is, and if not, why."""
+
+    ok: bool
+    summary: str = ""                 # one short line for the list: "YAML error, line 3", "2 problems"
+    problems: tuple[str, ...] = ()    # every problem, "line 3: ..." where the line is known
+    yaml_error: bool = False          # the YAML itself does not parse (the form cannot show it)
+
+
+SUMMARY_MAX = 32  # a single problem longer than this is summarised as "1 problem"
+
+
+def summarize(checked) -> ConfigCheck:
+    """A ConfigCheck from a editor_model.Checked."""
+    if checked.ok:
+        return ConfigCheck(True)
+    problems = tuple(p.message if p.line is None or p.message.startswith("line ") else f"line {p.line + 1}: {p.message}"
+                     for p in checked.problems)
+    first = checked.problems[0]
+    yaml_error = checked.raw is None and "YAML" in first.message
+    if yaml_error:
+        summary = "YAML error" + (f", line {first.line + 1}" if first.line is not None else "")
+    elif len(problems) == 1 and len(first.message) <= SUMMARY_MAX:
+        summary = first.message
+    else:
+        summary = f"{len(problems)} problem{'s' * (len(problems) != 1)}"
+    return ConfigCheck(False, summary, problems, yaml_error)
+
+
+_checks: dict[Path, tuple[tuple[int, int], ConfigCheck]] = {}
+_checks_lock = threading.Lock()
+
+
+def check_config(path: Path) -> ConfigCheck:
+    """Parse and validate a config file the way `danlu run` does; cached until its mtime or size changes."""
+    from .editor_model import check  # yaml and the schema: only when a config is checked
+
+    try:
+        st = path.stat()
+        key = (st.st_mtime_ns, st.st_size)
+        with _checks_lock:
+            hit = _checks.get(path)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        text = path.read_text()
+    except OSError as e:
+        return ConfigCheck(False, "cannot read", (f"cannot read {path}: {e.strerror}",))
+    result = summarize(check(text))
+    with _checks_lock:
+        _checks[path] = (key, result)
+    return result
 
 
 def pid_alive(pid: int) -> bool:

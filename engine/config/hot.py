@@ -42,11 +42,11 @@ class Hot:
 
 
 HOT: dict[str, Hot] = {h.name: h for h in (
-    Hot("lr", "optim.lr", OPTIM_FIELDS["lr"], True, "schedule", "3e-4, or x0.5"),
+    Hot("lr", "optim.lr", OPTIM_FIELDS["lr"], True, "schedule", "3e-4 or x0.5"),
     Hot("weight_decay", "optim.weight_decay", WD, True, "optimizer", "0.01"),
     Hot("momentum", "optim.momentum", MOMENTUM, True, "optimizer", "0.9"),
     Hot("betas", "optim.betas", BETAS, True, "optimizer", "0.9, 0.999"),
-    Hot("grad_clip", "train.grad_clip", FIELDS["train"]["grad_clip"], False, "trainer", "1.0, or off"),
+    Hot("grad_clip", "train.grad_clip", FIELDS["train"]["grad_clip"], False, "trainer", "1.0 or off"),
     Hot("log_every", "monitor.log_every", FIELDS["monitor"]["log_every"], False, "trainer", "10"),
     Hot("eval_every", "train.eval_every", FIELDS["train"]["eval_every"], False, "trainer", "500"),
     Hot("checkpoint_every", "train.checkpoint_every", FIELDS["train"]["checkpoint_every"], False, "trainer",

@@ -153,6 +153,23 @@ async def test_hparam_dialog_sends_set_hparam(channel):
 
 
 @pytest.mark.asyncio
+async def test_hparam_dialog_input_is_bordered_with_a_placeholder_per_setting(channel):
+    app = create_app(channel)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("h")
+        await wait_for(pilot, lambda: app.screen.id == "hparam-dialog", what="dialog")
+        inp = app.screen.query_one("#hp-input", Input)
+        assert inp.has_focus and inp.region.height == 3  # a box to type in, not a bare row
+        assert all(edge[0] for edge in (inp.styles.border.top, inp.styles.border.left, inp.styles.border.bottom))
+        assert inp.placeholder == "0.01"
+        for name, hint in (("momentum", "0.9"), ("betas", "0.9, 0.999"), ("grad_clip", "1.0 or off"),
+                           ("eval_every", "500")):
+            app.screen.query_one("#hp-name").value = name
+            await wait_for(pilot, lambda: inp.placeholder == hint, what=f"placeholder for {name}")
+        assert app.screen.query_one(".dialog").region.bottom <= 24  # the whole dialog fits 80x24
+
+
+@pytest.mark.asyncio
 async def test_s_saves_and_toasts_the_path(channel):
     engine = FakeEngine(channel, step=9)
     app = create_app(channel, engine.start)
@@ -236,6 +253,88 @@ async def test_palette_lists_dashboard_commands(channel):
         assert any(t.startswith("LR") for t in titles)
         assert any(t.startswith("Save ckpt") for t in titles)
         _ = pilot
+
+
+def readme_dashboard_keys() -> list[str]:
+    """Every key of the README's dashboard table (`q`, `ctrl+c` count as two)."""
+    import re
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text.split("## Dashboard", 1)[1].split("\n## ", 1)[0]
+    keys = []
+    for line in section.splitlines():
+        if line.startswith("| `"):
+            keys += re.findall(r"`([^`]+)`", line.split("|")[1])
+    return keys
+
+
+def footer_state(app):
+    """(compact?, the keys drawn in the footer, palette key included)."""
+    from textual.widgets import Footer
+    from textual.widgets._footer import FooterKey
+    footer = app.screen.query_one(Footer)
+    return footer.compact, [k.key for k in footer.query(FooterKey)]
+
+
+def reachable(app, key: str) -> bool:
+    """In the footer now, or a command in the palette (which the footer always shows)."""
+    if key in footer_state(app)[1]:
+        return True
+    titles = [c.title for c in app.get_system_commands(app.screen)]
+    binding = app.screen.active_bindings.get(key)
+    if binding is not None and binding[1].action in ("app.request_quit", "request_quit"):
+        return "Quit" in titles
+    return any(t.endswith(f"({key})") for t in titles)
+
+
+@pytest.mark.asyncio
+async def test_footer_follows_resizes_and_every_readme_key_is_reachable(channel):
+    keys = readme_dashboard_keys()
+    assert {"space", "l", "h", "s", "e", "g", "q", "ctrl+c", "c", "ctrl+p"} <= set(keys)
+    app = create_app(channel)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await wait_for(pilot, lambda: "c" in footer_state(app)[1], what="footer drawn")
+        assert footer_state(app) == (False, ["space", "l", "h", "s", "e", "g", "c", "q", "ctrl+p"])
+        await pilot.resize_terminal(80, 24)
+        await wait_for(pilot, lambda: footer_state(app)[0], what="compact footer")
+        await wait_for(pilot, lambda: footer_state(app)[1] == ["space", "l", "h", "s", "e", "c", "q", "ctrl+p"],
+                       what="compact keys")
+        await pilot.resize_terminal(200, 50)
+        await wait_for(pilot, lambda: footer_state(app) == (False, ["space", "l", "h", "s", "e", "g", "c", "q",
+                                                                    "ctrl+p"]), what="wide footer again")
+        # a resize while a dialog covers the dashboard reaches the footer too
+        await pilot.press("h")
+        await wait_for(pilot, lambda: app.screen.id == "hparam-dialog", what="dialog")
+        await pilot.resize_terminal(80, 24)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen.id == "dashboard", what="dialog closed")
+        await wait_for(pilot, lambda: footer_state(app)[0] and "g" not in footer_state(app)[1], what="compact")
+        for size in ((60, 20), (80, 24), (93, 30), (100, 30), (120, 40), (200, 50)):
+            await pilot.resize_terminal(*size)
+            await wait_for(pilot, lambda: footer_fits(app, size[0]), what=f"footer at {size}")
+            for key in keys:
+                assert reachable(app, key), f"{key} at {size}"
+
+
+def footer_fits(app, width: int) -> bool:
+    """The footer is drawn at `width`: the palette key at the right edge, no key under it."""
+    from textual.widgets import Footer
+    from textual.widgets._footer import FooterKey
+    footer = app.screen.query_one(Footer)
+    found = list(footer.query(FooterKey))
+    palette = next((k for k in found if k.has_class("-command-palette")), None)
+    return (footer.region.width == width and palette is not None and width - 1 <= palette.region.right <= width
+            and all(k.region and k.region.right <= palette.region.x for k in found if k is not palette))
+
+
+@pytest.mark.asyncio
+async def test_footer_keys_never_run_under_the_palette_key(channel):
+    app = create_app(channel)
+    async with app.run_test(size=(120, 40)) as pilot:
+        for width in (50, 60, 79, 80, 92, 93, 100, 101, 102, 120):
+            await pilot.resize_terminal(width, 30)
+            await wait_for(pilot, lambda: footer_fits(app, width), what=f"the footer fitting {width} columns")
+            assert {"q", "ctrl+p"} <= set(footer_state(app)[1])
 
 
 @pytest.mark.asyncio

@@ -177,3 +177,127 @@ async def test_schedule_preview_uses_the_engine(cfg_file):
         await _set_input(pilot, "schedule.warmup_steps", "100")
         await wait_for(pilot, lambda: not preview.busy and "warmup 100" in str(preview.query_one("#lr-caption").render()),
                        timeout=60, what="new preview")
+
+
+async def test_escape_closes_the_raw_view_through_the_unsaved_question(cfg_file):
+    app = create_editor_app(str(cfg_file), preview_fn=flat_preview, view="raw")
+    async with app.run_test(size=(100, 30)) as pilot:
+        editor = app.screen.query_one(YamlEditor)
+        assert editor.has_focus
+        editor.cursor_location = (0, 0)
+        await pilot.press("x")  # typing still goes into the text, once
+        await wait_for(pilot, lambda: app.screen.text.startswith("x#"), what="typed")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="unsaved dialog")
+        await pilot.press("escape")  # the dialog's own escape: keep editing
+        await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmDialog), what="dialog closed")
+        assert app.is_running and app.screen.view == "raw" and app.screen.text.startswith("x#")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="unsaved dialog again")
+        await pilot.click("#discard")
+        await wait_for(pilot, lambda: not app.is_running, what="exit")
+    assert cfg_file.read_text().startswith("#")
+
+
+async def test_escape_closes_an_unchanged_raw_view_at_once(cfg_file):
+    app = create_editor_app(str(cfg_file), preview_fn=flat_preview, view="raw")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not app.is_running, what="exit")
+    assert app.return_value is None
+
+
+# --- finding keys and jumping between sections --------------------------------------------
+
+def _shown_rows(screen) -> list[str]:
+    return [r.path for r in screen.query(FieldRow) if r.display]
+
+
+def _in_view(screen, widget) -> bool:
+    form = screen.query_one("#form")
+    return bool(widget.region) and form.region.contains_region(widget.region)
+
+
+def _footer_keys(screen) -> list[str]:
+    from textual.widgets._footer import FooterKey
+    return [k.key for k in screen.query(FooterKey)]
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30)])
+async def test_find_narrows_the_form_and_goes_to_the_key(cfg_file, size):
+    app = create_editor_app(str(cfg_file), preview_fn=flat_preview)
+    async with app.run_test(size=size) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: "ctrl+f" in _footer_keys(screen), what="find in the footer")
+        await pilot.press("ctrl+f", *"warm")
+        await wait_for(pilot, lambda: _shown_rows(screen) == ["schedule.warmup_steps",
+                                                               "schedule.warmup_start_factor"], what="filtered")
+        links = {link.section: link for link in screen.query("SectionLink")}
+        assert not links["schedule"].has_class("-empty") and links["optim"].has_class("-empty")
+        await pilot.press("enter")  # to the first key found, its value selected: typing replaces it
+        target = screen.query_one("#f-schedule-warmup_steps")
+        await wait_for(pilot, lambda: target.has_focus, what="first match focused")
+        await pilot.press(*"100")
+        await _checked(pilot)
+        assert target.value == "100" and parse_yaml(screen.text)["schedule"]["warmup_steps"] == 100
+        await pilot.press("escape")  # every key again, still on the one found, in view
+        await wait_for(pilot, lambda: len(_shown_rows(screen)) > 30, what="unfiltered")
+        await wait_for(pilot, lambda: _in_view(screen, target), what="found key in view")
+        assert target.has_focus and isinstance(app.screen, type(screen))
+        # a word of any part of the dotted name; several words narrow further; none found says so
+        await pilot.press("ctrl+f", *"clip")
+        await wait_for(pilot, lambda: _shown_rows(screen) == ["train.grad_clip"], what="clip")
+        screen.query_one("#form-find").value = "optim lr"
+        await wait_for(pilot, lambda: _shown_rows(screen) == ["optim.lr"], what="optim lr")
+        screen.query_one("#form-find").value = "nosuchkey"
+        await wait_for(pilot, lambda: screen.query_one("#form-nomatch").display, what="no match note")
+        await pilot.press("escape")  # Esc in the box: back to the key you were on
+        await wait_for(pilot, lambda: target.has_focus and len(_shown_rows(screen)) > 30, what="back")
+        assert screen.query_one("#form-find").value == ""
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30)])
+async def test_sections_jump_by_key_and_by_click(cfg_file, size):
+    app = create_editor_app(str(cfg_file), preview_fn=flat_preview)
+    async with app.run_test(size=size) as pilot:
+        screen = app.screen
+        nav = screen.query_one("FormNav")
+        await wait_for(pilot, lambda: nav.current == "run", what="run lit")
+        assert "ctrl+down" in _footer_keys(screen)
+
+        def at(section: str) -> bool:
+            title = screen.query_one(f"#title-{section}")
+            row = next(r for r in screen.query(FieldRow) if r.path.startswith(section + "."))
+            return (nav.current == section and row.query_one(".field-control").has_focus
+                    and _in_view(screen, title))
+
+        await pilot.press("ctrl+down", "ctrl+down", "ctrl+down")  # typed ahead of the focus
+        await wait_for(pilot, lambda: at("optim"), what="optim")
+        await pilot.press("ctrl+up")
+        await wait_for(pilot, lambda: at("model"), what="back to model")
+        await pilot.click("#nav-monitor")
+        await wait_for(pilot, lambda: nav.current == "monitor" and screen.focused is not None
+                       and screen.focused.id.startswith("f-monitor-"), what="monitor by click")
+        assert _in_view(screen, screen.focused)
+        await pilot.press("ctrl+down")  # wraps around
+        await wait_for(pilot, lambda: at("run"), what="run again")
+        # the raw view has no sections: the keys leave the footer and ctrl+f stays the editor's
+        await pilot.press("f2")
+        await wait_for(pilot, lambda: screen.view == "raw" and "ctrl+f" not in _footer_keys(screen),
+                       what="raw footer")
+        assert not nav.display
+
+
+async def test_keys_left_out_of_a_narrow_footer_are_in_the_palette(cfg_file):
+    app = create_editor_app(str(cfg_file), preview_fn=flat_preview)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: "escape" in _footer_keys(screen), what="footer")
+        shown = _footer_keys(screen)
+        titles = [c.title for c in app.get_system_commands(screen)]
+        for b in screen.BINDINGS:
+            if b.description:
+                first = b.key.split(",")[0]
+                assert first in shown or any(t.startswith(b.description + " (") for t in titles), b.key
+        assert "f8" not in shown and "Next problem (f8)" in titles  # what 80 columns leave out
+        assert {"f2", "ctrl+f", "ctrl+down", "ctrl+s", "escape", "ctrl+p"} <= set(shown)

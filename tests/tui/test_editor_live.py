@@ -41,3 +41,50 @@ async def test_c_sends_hot_changes_and_lists_cold_ones(channel):
             ("set_lr", {"value": None, "factor": 0.5, "group": None, "mode": "rescale"}),
             ("set_hparam", {"name": "grad_clip", "value": 0.5, "group": None}),
         ]
+
+
+async def test_escape_with_edits_asks_and_the_status_names_the_run(channel):
+    from danlu.tui.screens.editor_dialogs import ConfirmDialog
+    cfg = Config().to_dict()
+    cfg["run"]["name"] = "demo"
+    channel.emit(dataclasses.replace(run_started(), config=cfg))
+    channel.emit(ev.StatusChanged("running", 0))
+    app = create_app(channel)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.pump.state.run is not None, what="RunStarted")
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, LiveEditorScreen), what="live editor")
+        screen = app.screen
+        screen.query_one("LrPreview").preview_fn = flat_preview
+        status = lambda: str(screen.query_one("#editor-status").render())  # noqa: E731
+        await wait_for(pilot, lambda: "run demo · runs/demo-20250101-000000" in status(), what="run named")
+        assert "untitled" not in status()
+        # the form's find and section keys work here too, and every key is in the palette
+        titles = [c.title for c in app.get_system_commands(screen)]
+        assert "Apply hot changes (ctrl+s)" in titles and "Find (ctrl+f)" in titles
+        await pilot.press("ctrl+f", *"clip")
+        await wait_for(pilot, lambda: [r.path for r in screen.query("FieldRow") if r.display] == ["train.grad_clip"],
+                       what="find in the live editor")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not screen.query_one("#form-find").value, what="find closed")
+        assert app.screen is screen  # Esc closed the find, not the editor
+        screen.query_one("#f-optim-lr").value = "5e-4"
+        await wait_for(pilot, lambda: screen._check_timer is None and "● modified" in status()
+                       and "hot: set_lr" in status(), what="edit checked")
+        assert status().startswith("run demo · runs/demo-20250101-000000 ● modified")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="discard question")
+        assert "run demo" in str(app.screen.message)
+        await pilot.press("enter")  # Keep editing is focused: Enter never drops edits
+        await wait_for(pilot, lambda: app.screen is screen, what="back in the editor")
+        assert screen.query_one("#f-optim-lr").value == "5e-4"
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="discard question again")
+        await pilot.click("#discard")
+        await wait_for(pilot, lambda: app.screen.id == "dashboard", what="dashboard")
+        assert drain_commands(channel) == []
+        # unchanged: Esc leaves at once
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, LiveEditorScreen), what="live editor again")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen.id == "dashboard", what="closed without a question")

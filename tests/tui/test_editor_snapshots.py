@@ -47,10 +47,12 @@ def test_launcher(snap_compare, workdir):
              best_val_loss=0.9, updated=NOW - 30, pid=4242)
     make_run(workdir, "exp-20251231-230000", state="running", step=57, total_steps=336,
              updated=NOW - 2 * 86400, pid=1)
+    (workdir / "configs" / "broken.yaml").write_text("run:\n  seed: [1, 2\noptim: {lr: 1}\n")  # marked ✗
     app = _quiet(create_launcher_app(workdir, clock=lambda: NOW, alive=alive))
 
     async def settle(pilot):
         await wait_for(pilot, lambda: pilot.app.screen.query_one("#runs").row_count == 3, what="runs")
+        await wait_for(pilot, lambda: pilot.app.screen.checks_done, what="configs checked")
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=settle)
@@ -84,3 +86,19 @@ def test_editor_raw(snap_compare, workdir):
         await _editor_settled(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_editor_find_at_80x24(snap_compare, workdir):
+    """ctrl+f "warm": the section row, the find box, only the warmup keys, and the 80-column footer."""
+    pytest.importorskip("torch")
+    app = _quiet(create_editor_app("configs/exp.yaml"))
+
+    async def run_before(pilot):
+        await _editor_settled(pilot)
+        await pilot.press("ctrl+f", *"warm")
+        await wait_for(pilot, lambda: not pilot.app.screen.query_one("#row-optim-lr").display, what="filtered")
+        for w in pilot.app.screen.query("Input"):
+            w.cursor_blink = False
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)

@@ -130,3 +130,89 @@ def test_cli_acts_on_the_outcome(monkeypatch):
     cli._after(Outcome("run", "configs/sgd.yaml"))
     cli._after(Outcome("resume", "runs/x"))
     assert seen == [(["configs/sgd.yaml"], None, False), ([], "runs/x", False)]
+
+
+# --- configs that would not run ----------------------------------------------------------
+
+BROKEN_YAML = "run:\n  name: broken\n  seed: [1, 2\noptim: {lr: 1}\n"   # the list never closes
+TWO_PROBLEMS = "# two mistakes\noptim:\n  lr: -1\n  lrr: 3\n"
+
+
+def test_check_config_says_why_and_is_cached_by_mtime(tmp_path):
+    import os
+    from danlu.tui.run_index import check_config
+    p = tmp_path / "c.yaml"
+    p.write_text(BROKEN_YAML)
+    first = check_config(p)
+    assert not first.ok and first.yaml_error and first.summary == "YAML error, line 4"
+    assert first.problems[0].startswith("line 4, column 6: YAML syntax error")
+    assert check_config(p) is first  # unchanged file: not parsed again
+    p.write_text(TWO_PROBLEMS)
+    os.utime(p, ns=(p.stat().st_atime_ns, p.stat().st_mtime_ns + 10**9))
+    second = check_config(p)
+    assert second.summary == "2 problems" and not second.yaml_error
+    assert second.problems == ("line 3: optim.lr: must be > 0, got -1",
+                               "line 4: unknown key optim.lrr, did you mean optim.lr?")
+    assert check_config(tmp_path / "gone.yaml").summary == "cannot read"
+    assert check_config(PACKAGED_CONFIGS / "default.yaml").ok
+
+
+def _check_cells(screen) -> dict[str, str]:
+    table = screen.query_one("#configs")
+    return {str(table.get_row_at(i)[0]): str(table.get_row_at(i)[2]) for i in range(table.row_count)}
+
+
+def _problems_shown(app) -> bool:
+    return app.screen.id == "config-problems-dialog"
+
+
+async def test_broken_configs_are_marked_and_enter_explains_without_leaving(workdir):
+    (workdir / "configs" / "a-broken.yaml").write_text(BROKEN_YAML)
+    (workdir / "configs" / "b-twice.yaml").write_text(TWO_PROBLEMS)
+    app = create_launcher_app(workdir, clock=lambda: NOW, alive=alive, preview_fn=flat_preview)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: "…" not in _check_cells(screen).values(), what="configs checked")
+        await pilot.pause()
+        cells = _check_cells(screen)
+        assert cells["a-broken"] == "✗ YAML error, line 4" and cells["b-twice"] == "✗ 2 problems"
+        assert cells["baseline"] == "ok" and cells["default"] == "ok"
+        await pilot.press("enter")  # a-broken is first: the reason, in the launcher
+        await wait_for(pilot, lambda: _problems_shown(app) or not app.is_running, what="problems dialog")
+        assert app.is_running and _problems_shown(app), app.return_value
+        text = str(app.screen.query_one("#problems-text").render())
+        assert "line 4, column 6: YAML syntax error" in text
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is screen, what="back in the launcher")
+        assert app.is_running and app.return_value is None
+        await pilot.press("down", "enter")
+        await wait_for(pilot, lambda: _problems_shown(app), what="dialog for b-twice")
+        assert "unknown key optim.lrr" in str(app.screen.query_one("#problems-text").render())
+        await pilot.press("up")  # stays in the dialog
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is screen, what="launcher")
+        await pilot.press("up", "enter")
+        await wait_for(pilot, lambda: _problems_shown(app), what="dialog again")
+        await pilot.press("e")  # to the editor; a YAML error opens the raw view
+        await wait_for(pilot, lambda: isinstance(app.screen, EditorScreen), what="editor")
+        assert str(app.screen.path) == "configs/a-broken.yaml" and app.screen.view == "raw"
+        # fixed outside (or in the editor): back in the launcher the mark is gone, Enter runs it
+        (workdir / "configs" / "a-broken.yaml").write_text(BROKEN_YAML.replace("[1, 2", "1"))
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is screen, what="launcher again")
+        await wait_for(pilot, lambda: _check_cells(screen)["a-broken"] == "ok", what="mark cleared")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.return_value is not None, what="exit to run")
+    assert app.return_value == Outcome("run", "configs/a-broken.yaml")
+
+
+async def test_a_config_broken_after_listing_is_caught_on_enter(workdir):
+    app = create_launcher_app(workdir, clock=lambda: NOW, alive=alive)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: "…" not in _check_cells(screen).values(), what="configs checked")
+        (workdir / "configs" / "baseline.yaml").write_text(BROKEN_YAML)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: _problems_shown(app), what="problems dialog")
+        assert app.is_running and app.return_value is None
+        assert _check_cells(screen)["baseline"] == "✗ YAML error, line 4"

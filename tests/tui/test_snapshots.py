@@ -45,3 +45,18 @@ def test_log_scale(snap_compare):
     app, ch = _app()
     assert snap_compare(app, press=["g"], terminal_size=(120, 40),
                         run_before=lambda p: _settle(p, ch))
+
+
+def test_hparam_dialog_at_80x24(snap_compare):
+    """The value input is a bordered box with an example of the chosen setting (betas here)."""
+    app, ch = _app()
+
+    async def run_before(pilot):
+        await _settle(pilot, ch)
+        await pilot.press("h")
+        await wait_for(pilot, lambda: pilot.app.screen.id == "hparam-dialog", what="dialog")
+        pilot.app.screen.query_one("#hp-input").cursor_blink = False
+        pilot.app.screen.query_one("#hp-name").value = "betas"
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)

@@ -9,7 +9,6 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.events import Resize
 from textual.screen import Screen
-from textual.widgets import Footer
 
 from danlu.engine.config import hot
 from danlu.engine.control import events as ev
@@ -18,6 +17,7 @@ from ..describe import applied_text, describe, short_path
 from ..pump import EventPump
 from ..widgets.event_log import EventLog
 from ..widgets.grad_panel import GradPanel
+from ..widgets.key_footer import KeyFooter
 from ..widgets.loss_chart import LossChart
 from ..widgets.lr_panel import LrPanel
 from ..widgets.memory_panel import MemoryPanel
@@ -65,11 +65,13 @@ class DashboardScreen(Screen):
         Binding("s", "save", "Save ckpt", tooltip="Save a checkpoint now", id="save"),
         Binding("e", "evaluate", "Eval", tooltip="Evaluate on the validation set now", id="eval"),
         Binding("g", "toggle_log", "Log scale", tooltip="Loss chart: linear/log y axis", id="log-scale"),
-        # show=False keeps the Footer (and its snapshots) as they are; the palette lists it
-        Binding("c", "edit_config", "Config", show=False, id="edit-config",
+        Binding("c", "edit_config", "Config", id="edit-config",
                 tooltip="Edit the run's config: hot changes (lr, wd, momentum, clip, intervals) apply now"),
         Binding("q", "app.request_quit", "Quit", tooltip="Stop training and quit", id="quit"),
     ]
+    # When the footer cannot show every key (under ~93 columns), it leaves out keys from the end
+    # of this list first; "^p more" then says the palette has them (every key above is there).
+    FOOTER_PRIORITY = ("quit", "pause", "edit-config", "lr", "save", "hparams", "eval", "log-scale")
 
     def __init__(self, pump: EventPump):
         super().__init__(id="dashboard")
@@ -102,7 +104,7 @@ class DashboardScreen(Screen):
             yield LrPanel(id="lr")
             yield GradPanel(id="grad")
         yield EventLog(id="log")
-        yield Footer()
+        yield KeyFooter(self.FOOTER_PRIORITY)
 
     def on_mount(self) -> None:
         self.set_interval(TICK_S, self.tick)
@@ -123,11 +125,9 @@ class DashboardScreen(Screen):
         w, h = event.size
         compact = w < COMPACT_W or h < COMPACT_H
         self.set_class(compact, "-compact")
-        # at 80 columns the roomy footer cuts off "q Quit", the one key everyone needs;
-        # ctrl+p still opens the palette, it just is not advertised there
-        footer = self.query_one(Footer)
-        footer.compact = compact
-        footer.show_command_palette = not compact
+        # the footer follows the width by itself (KeyFooter.on_resize); this keeps it in step when
+        # the size changed while a dialog was on top
+        self.query_one(KeyFooter).fit(w)
 
     # -- events in ---------------------------------------------------------
     def tick(self) -> None:
@@ -246,7 +246,8 @@ class DashboardScreen(Screen):
         if not cfg:
             self.app.toast("the run's config is not known yet; try again in a moment", severity="warning")
             return
-        self.app.push_screen(LiveEditorScreen(cfg), self._send_all)
+        run_dir = self.state.run.run_dir if self.state.run else None
+        self.app.push_screen(LiveEditorScreen(cfg, run_dir=run_dir), self._send_all)
 
     def _send_all(self, result) -> None:
         from .editor_live import RestartRequest

@@ -16,12 +16,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import ContentSwitcher, Footer, Static, TextArea
+from textual.widgets import ContentSwitcher, Input, Static, TextArea
 
 from danlu.engine.config.yaml_edit import DELETE, EditError, edit
 
 from ..editor_model import Checked, check, kind_switch, unified_diff
-from ..widgets.config_form import ConfigForm
+from ..widgets.config_form import ConfigForm, FormNav
+from ..widgets.key_footer import KeyFooter
 from ..widgets.lr_preview import LrPreview, PreviewFn
 from ..widgets.yaml_view import YamlView
 from .editor_dialogs import ConfirmDialog, DiffDialog, PathDialog
@@ -35,6 +36,12 @@ class EditorScreen(Screen):
     BINDINGS = [
         Binding("f2,ctrl+t", "toggle_view", "Form/YAML", priority=True, id="editor-toggle",
                 tooltip="Switch between the form and the raw YAML"),
+        Binding("ctrl+f", "find", "Find", priority=True, id="editor-find",
+                tooltip="Find a key by part of its name (lr, clip, warm...)"),
+        Binding("ctrl+down", "next_section", "Section", key_display="^↑↓", priority=True, id="editor-next-section",
+                tooltip="Next section (ctrl+up: previous)"),
+        Binding("ctrl+up", "prev_section", "Previous section", show=False, priority=True,
+                id="editor-prev-section"),
         Binding("ctrl+s", "save", "Save", priority=True, id="editor-save", tooltip="Review the diff and write the file"),
         Binding("f3", "save_as", "Save as", priority=True, id="editor-save-as"),
         Binding("ctrl+r", "run", "Run", priority=True, id="editor-run",
@@ -42,6 +49,11 @@ class EditorScreen(Screen):
         Binding("f8", "next_problem", "Next problem", priority=True, id="editor-next-problem"),
         Binding("escape", "close", "Close", id="editor-close"),
     ]
+    # The footer leaves out keys from the end of this list first when they do not fit (the
+    # palette has them all).
+    FOOTER_PRIORITY = ("editor-close", "editor-save", "editor-toggle", "editor-find", "editor-run",
+                       "editor-next-section", "editor-next-problem", "editor-save-as")
+    FORM_ONLY = ("find", "next_section", "prev_section")  # actions of the form view
 
     AUTO_FOCUS = None  # on_mount focuses the view that is shown
 
@@ -68,27 +80,43 @@ class EditorScreen(Screen):
         self._form_stale = False        # the form lags behind raw edits until shown
         self._check_timer = None
         self._problem_index = -1
+        self._before_find = None        # where the focus was when ctrl+f went to the find box
 
     # -- layout ----------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield Static("", id="editor-status")
+        yield FormNav(id="form-nav")
         with ContentSwitcher(initial=self.view, id="views"):
             yield ConfigForm(id="form")
             yield YamlView(self.text, id="raw")
         yield LrPreview(self.preview_fn, id="lr-preview")
-        yield Footer()
+        yield KeyFooter(self.FOOTER_PRIORITY)
 
     async def on_mount(self) -> None:
-        await self.query_one(ConfigForm).show(self.checked, rebuild=True)
+        form = self.query_one(ConfigForm)
+        await form.show(self.checked, rebuild=True)
         self._show_checked()
+        self.query_one(FormNav).display = self.view == "form"
+        self.watch(form, "scroll_y", self._show_section, init=False)
         if self.view == "raw":
             self.query_one(YamlView).editor.focus()
         else:
-            self.query_one(ConfigForm).focus_first()
+            form.focus_first()
+        self._show_section()
+
+    def check_action(self, action: str, parameters) -> bool | None:
+        if action in self.FORM_ONLY and self.view != "form":
+            return False  # hidden from the footer; the key goes to the raw editor
+        return True
 
     @property
     def dirty(self) -> bool:
         return self.text != self.disk_text
+
+    @property
+    def display_name(self) -> str:
+        """What is being edited, as the status line and the questions name it."""
+        return str(self.path) if self.path else "untitled"
 
     def _show_checked(self) -> None:
         """Problems everywhere they are shown, the status line, and the preview."""
@@ -96,7 +124,7 @@ class EditorScreen(Screen):
         self.query_one(ConfigForm).show_problems(c)
         self.query_one(YamlView).show_problems(c)
         self.query_one(LrPreview).show(c.config)
-        name = str(self.path) if self.path else "untitled"
+        name = self.display_name
         state = "valid" if c.ok else f"{len(c.problems)} problem{'s' * (len(c.problems) != 1)} (F8: next)"
         view = "form" if self.view == "form" else "raw YAML"
         status = self.query_one("#editor-status", Static)
@@ -144,8 +172,7 @@ class EditorScreen(Screen):
 
     def _show_status_only(self) -> None:
         status = self.query_one("#editor-status", Static)
-        name = str(self.path) if self.path else "untitled"
-        status.update(f"{name}{' ● modified' if self.dirty else ''}  ·  checking…")
+        status.update(f"{self.display_name}{' ● modified' if self.dirty else ''}  ·  checking…")
 
     @on(TextArea.Changed)
     def _raw_edited(self, event: TextArea.Changed) -> None:
@@ -160,7 +187,9 @@ class EditorScreen(Screen):
     async def action_toggle_view(self) -> None:
         self._flush_check()
         switcher = self.query_one(ContentSwitcher)
+        nav = self.query_one(FormNav)
         if self.view == "form":
+            self._clear_find()
             editor = self.query_one(YamlView).editor
             if self._raw_stale and editor.text != self.text:
                 cursor = editor.cursor_location
@@ -169,6 +198,7 @@ class EditorScreen(Screen):
             self._raw_stale = False
             self.view = "raw"
             switcher.current = "raw"
+            nav.display = False
             editor.focus()
         else:
             form = self.query_one(ConfigForm)
@@ -177,8 +207,97 @@ class EditorScreen(Screen):
             self._form_stale = False
             self.view = "form"
             switcher.current = "form"
+            nav.display = True
             form.focus_first()
+        self.refresh_bindings()
         self._show_checked()
+
+    # -- finding keys and jumping between sections (form view) -------------------------
+    def _show_section(self) -> None:
+        """Light the section being edited (the focused key's, when in view) or the one at the top."""
+        form = self.query_one(ConfigForm)
+        focused = self.focused
+        section = form.section_of(focused) if focused is not None and focused.region else None
+        self.query_one(FormNav).show_current(section or form.section_in_view())
+
+    def on_descendant_focus(self) -> None:
+        self._show_section()
+
+    @on(FormNav.Jump)
+    def _jump_clicked(self, event: FormNav.Jump) -> None:
+        event.stop()
+        self._jump(event.section)
+
+    def _jump(self, section: str) -> None:
+        self._clear_find()
+        form = self.query_one(ConfigForm)
+        form.jump_to(section)
+        self.query_one(FormNav).show_current(section)
+
+    def action_next_section(self) -> None:
+        self._step_section(1)
+
+    def action_prev_section(self) -> None:
+        self._step_section(-1)
+
+    def _step_section(self, step: int) -> None:
+        form = self.query_one(ConfigForm)
+        self._clear_find()
+        sections = form.sections_shown()
+        if not sections:
+            self.notify("the form needs YAML that parses: fix it in the raw view (F2)", severity="warning")
+            return
+        # the lit section, not the focus: a jump's focus lands later, after keys already typed
+        current = self.query_one(FormNav).current or sections[0]
+        i = sections.index(current) if current in sections else 0
+        self._jump(sections[(i + step) % len(sections)])
+
+    def action_find(self) -> None:
+        find = self.query_one(FormNav).find
+        if not find.has_focus:
+            self._before_find = self.focused
+        find.focus()
+
+    @on(Input.Changed, "#form-find")
+    def _find_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        form = self.query_one(ConfigForm)
+        form.filter(event.value)
+        self.query_one(FormNav).show_present(form.sections_shown())
+
+    @on(Input.Submitted, "#form-find")
+    def _find_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        if not self.query_one(ConfigForm).focus_first_match():
+            self.notify(f"no key matches '{event.value.strip()}'", severity="warning", timeout=3)
+
+    def _clear_find(self) -> None:
+        """Every key shown again, the find box empty."""
+        find = self.query_one(FormNav).find
+        if find.value:
+            find.value = ""
+        self.query_one(ConfigForm).filter("")
+        self.query_one(FormNav).show_present(list(self.query_one(ConfigForm).sections_shown()))
+
+    def _leave_find(self) -> bool:
+        """Esc while finding: every key again, and back to where you were. False if not finding."""
+        nav, form = self.query_one(FormNav), self.query_one(ConfigForm)
+        if self.view != "form" or not (form.filter_text or nav.find.has_focus):
+            return False
+        in_box = nav.find.has_focus
+        focused = self.focused
+        self._clear_find()
+        if in_box:
+            before = self._before_find
+            if before is not None and before.is_attached and before is not nav.find:
+                before.focus()
+            else:
+                form.focus_first()
+        elif focused is not None:
+            # the rows come back at the next layout: only then is there a place to scroll to
+            self.call_after_refresh(form.reveal, focused)
+        self._before_find = None
+        return True
 
     def action_next_problem(self) -> None:
         self._flush_check()
@@ -194,6 +313,7 @@ class EditorScreen(Screen):
             editor.scroll_cursor_visible(center=True)
             editor.focus()
         elif self.view == "form" and p.path:
+            self._clear_find()  # the key may be one the find hides
             self.query_one(ConfigForm).focus_path(p.path)
         self.notify(p.message, severity="warning", timeout=4)
 
@@ -282,13 +402,20 @@ class EditorScreen(Screen):
         self.post_message(self.RunRequested(self.path))
 
     def action_close(self) -> None:
+        """Esc: out of the find first, then out of the editor."""
+        if self._leave_find():
+            return
+        self.request_close()
+
+    def request_close(self) -> None:
+        """Leave, asking first about unsaved changes (ctrl+q comes here directly)."""
         self._close_worker()
 
     @work(exclusive=True, group="editor-flow")
     async def _close_worker(self) -> None:
         if self.dirty:
             choice = await self.app.push_screen_wait(ConfirmDialog(
-                "Unsaved changes", f"{self.path or 'untitled'} has changes that are not saved.",
+                "Unsaved changes", f"{self.display_name} has changes that are not saved.",
                 [("keep-editing", "Keep editing", "primary"), ("save", "Save", "default"),
                  ("discard", "Discard changes", "error")]))
             if choice == "save":

@@ -10,9 +10,12 @@ Save as (F3) keeps the edited config in a file instead.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from textual import work
 
 from textual.binding import Binding
 
@@ -74,20 +77,35 @@ class LiveEditorScreen(EditorScreen):
     inherit_bindings = False
     BINDINGS = [
         Binding("f2,ctrl+t", "toggle_view", "Form/YAML", priority=True, id="live-toggle"),
+        Binding("ctrl+f", "find", "Find", priority=True, id="live-find",
+                tooltip="Find a key by part of its name (lr, clip, warm...)"),
+        Binding("ctrl+down", "next_section", "Section", key_display="^↑↓", priority=True, id="live-next-section",
+                tooltip="Next section (ctrl+up: previous)"),
+        Binding("ctrl+up", "prev_section", "Previous section", show=False, priority=True, id="live-prev-section"),
         Binding("ctrl+s", "apply", "Apply hot changes", priority=True, id="live-apply"),
         Binding("ctrl+r", "restart", "Restart with changes", priority=True, id="live-restart"),
         Binding("f3", "save_as", "Save as", priority=True, id="live-save-as"),
         Binding("f8", "next_problem", "Next problem", priority=True, id="live-next-problem"),
         Binding("escape", "close", "Close", id="live-close"),
     ]
+    FOOTER_PRIORITY = ("live-close", "live-apply", "live-restart", "live-toggle", "live-find",
+                       "live-next-section", "live-next-problem", "live-save-as")
 
-    def __init__(self, config: dict[str, Any], **kwargs):
+    def __init__(self, config: dict[str, Any], *, run_dir: str | None = None, **kwargs):
         text = dump_yaml(config)
         super().__init__(None, text, text, **kwargs)
+        self.run_name = str((config.get("run") or {}).get("name") or "")
+        self.run_dir = run_dir
         try:
             self.original = from_dict(config)
         except ConfigError:
             self.original = None
+
+    @property
+    def display_name(self) -> str:
+        """'run default · runs/default-20260101-000000': the run whose config this is."""
+        where = _short_dir(self.run_dir) if self.run_dir else ""
+        return "run " + " · ".join(p for p in (self.run_name or "(unnamed)", where) if p)
 
     def _show_checked(self) -> None:
         super()._show_checked()
@@ -96,7 +114,7 @@ class LiveEditorScreen(EditorScreen):
             return
         commands, cold = live_changes(self.original, self.checked.config)
         hot = ", ".join(c.args.get("name", c.kind) for c in commands) or "none"
-        note = f"running config · hot: {hot}"
+        note = f"{self.display_name}{' ● modified' if self.dirty else ''}  ·  hot: {hot}"
         if cold:
             note += f" · needs a restart: {', '.join(cold)} (ctrl+r)"
         status.update(note)
@@ -145,5 +163,25 @@ class LiveEditorScreen(EditorScreen):
     def action_run(self) -> None:
         self.notify("the run is already going; apply hot changes with ctrl+s", severity="warning")
 
-    def action_close(self) -> None:
+    @work(exclusive=True, group="editor-flow")
+    async def _close_worker(self) -> None:
+        """Back to the dashboard; edits not applied are dropped only on an explicit choice."""
+        if self.dirty:
+            choice = await self.app.push_screen_wait(ConfirmDialog(
+                "Discard your edits?",
+                f"Edits to the config of {self.display_name} are not applied yet.\n\n"
+                "ctrl+s applies the hot ones to the running run; ctrl+r restarts with the cold ones.",
+                [("keep-editing", "Keep editing", "primary"), ("discard", "Discard", "error")],
+                id="live-discard-dialog"))
+            if choice != "discard":
+                return
         self.dismiss([])
+
+
+def _short_dir(run_dir: str) -> str:
+    """The run directory relative to the working directory when it is inside it."""
+    try:
+        rel = os.path.relpath(run_dir)
+    except ValueError:  # another drive (Windows)
+        return run_dir
+    return run_dir if rel.startswith("..") else rel

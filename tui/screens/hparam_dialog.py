@@ -32,7 +32,8 @@ class HparamDialog(ModalScreen[ev.Command | None]):
             yield Select([(n, n) for n in HPARAMS], allow_blank=False,
                          value=HPARAMS[0], id="hp-name", compact=True)
             yield Static("", id="hp-help", classes="hint")
-            yield Input(id="hp-input", compact=True)
+            # a bordered input, unlike the dialog's compact selects: it is where you type
+            yield Input(id="hp-input", placeholder=HOT[HPARAMS[0]].example)
             yield Static("", id="hp-error", classes="error")
             groups = [("all groups", ALL)] + [(f"{i}: {g}", i) for i, g in enumerate(self.groups)]
             yield Select(groups, allow_blank=False, value=ALL, id="hp-group", compact=True)
@@ -54,6 +55,7 @@ class HparamDialog(ModalScreen[ev.Command | None]):
         cur = self.current.get(name)
         now = f"  (now: {cur})" if cur is not None else ""
         self.query_one("#hp-help", Static).update(f"{hparam_help(name)}{now}")
+        self.query_one("#hp-input", Input).placeholder = HOT[name].example
         self.query_one("#hp-group", Select).display = HOT[name].per_group and len(self.groups) > 1
         self.query_one("#hp-error", Static).update("")
 

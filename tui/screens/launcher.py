@@ -1,4 +1,8 @@
-"""`danlu` with no arguments: the configs to run or edit, and recent runs to resume."""
+"""`danlu` with no arguments: the configs to run or edit, and recent runs to resume.
+
+Every config listed is checked the way `danlu run` would check it (in a thread, cached by
+mtime); a broken one is marked in the list, and Enter on it shows why instead of exiting.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +10,21 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from textual import on
+from rich.text import Text
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Input, Select, Static
+from textual.worker import get_current_worker
 
 from ..format import num
-from ..run_index import ConfigEntry, RunEntry, age, pid_alive, scan_configs, scan_runs
+from ..run_index import ConfigCheck, ConfigEntry, RunEntry, age, check_config, pid_alive, scan_configs, scan_runs
 
 REFRESH_S = 2.0  # the run list follows running trainers by itself
+CHECK_W = 24     # the Check column: "✗ YAML error, line 123" fits
 
 
 class LauncherScreen(Screen):
@@ -42,9 +49,10 @@ class LauncherScreen(Screen):
             self.run_dir = run_dir
 
     class EditRequested(Message):
-        def __init__(self, path: Path):
+        def __init__(self, path: Path, view: str | None = None):
             super().__init__()
             self.path = path
+            self.view = view  # "raw" for a file whose YAML does not parse; None: the editor's default
 
     def __init__(self, cwd: Path | None = None, *, clock: Callable[[], float] = time.time,
                  alive: Callable[[int], bool] = pid_alive):
@@ -53,6 +61,7 @@ class LauncherScreen(Screen):
         self.clock, self.alive = clock, alive
         self.configs: list[ConfigEntry] = []
         self.runs: list[RunEntry] = []
+        self.checks: dict[Path, ConfigCheck] = {}  # by the path as listed; missing while being checked
 
     def compose(self) -> ComposeResult:
         yield Static("danlu · 丹炉  —  Enter: run a config or resume a run · e: edit · n: new config",
@@ -66,7 +75,11 @@ class LauncherScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#configs", DataTable).add_columns("Config", "Where", "About")
+        configs = self.query_one("#configs", DataTable)
+        configs.add_columns("Config", "Where")
+        # a fixed width: the checks arrive after the first draw, and the list must not jump then
+        configs.add_column("Check", width=CHECK_W)
+        configs.add_column("About")
         self.query_one("#runs", DataTable).add_columns("Run", "State", "Step", "Best val loss", "Updated")
         self.refresh_lists()
         self.set_interval(REFRESH_S, self.refresh_runs)
@@ -82,9 +95,49 @@ class LauncherScreen(Screen):
 
     def refresh_configs(self) -> None:
         self.configs = scan_configs(self.cwd)
+        self._show_configs()
+        self._check_configs(list(self.configs))
+
+    def _show_configs(self) -> None:
         table = self.query_one("#configs", DataTable)
-        _refill(table, [(str(c.path), (c.name, "packaged" if c.packaged else "./configs", c.about))
-                        for c in self.configs])
+        _refill(table, [(str(c.path), (c.name, "packaged" if c.packaged else "./configs", self._check_cell(c),
+                                       c.about)) for c in self.configs])
+
+    def _file(self, entry: ConfigEntry) -> Path:
+        return entry.path if entry.path.is_absolute() else self.cwd / entry.path
+
+    def _check_cell(self, entry: ConfigEntry) -> Text:
+        result = self.checks.get(entry.path)
+        colours = self.app.theme_variables
+        if result is None:
+            return Text("…", style="dim")
+        if result.ok:
+            return Text("ok", style=colours.get("text-success", "green"))
+        summary = result.summary if len(result.summary) <= CHECK_W - 2 else result.summary[:CHECK_W - 3] + "…"
+        return Text(f"✗ {summary}", style=f"bold {colours.get('text-error', 'red')}")
+
+    @work(thread=True, exclusive=True, group="launcher-check")
+    def _check_configs(self, entries: list[ConfigEntry]) -> None:
+        """Check every listed config off the UI thread (cached by mtime: a refresh re-reads only edits)."""
+        results = {e.path: check_config(self._file(e)) for e in entries}
+        if get_current_worker().is_cancelled:
+            return  # a newer check (refresh) or the app's exit took over
+        self.post_message(self.Checked(results))  # thread-safe, never waits for the UI
+
+    class Checked(Message):
+        """The configs' checks, from the worker thread."""
+
+        def __init__(self, results: dict[Path, ConfigCheck]):
+            super().__init__()
+            self.results = results
+
+    def on_launcher_screen_checked(self, message: Checked) -> None:
+        self.checks.update(message.results)
+        self._show_configs()
+
+    @property
+    def checks_done(self) -> bool:
+        return all(c.path in self.checks for c in self.configs)
 
     def refresh_runs(self) -> None:
         self.runs = scan_runs(self.cwd / "runs", self.alive)
@@ -113,6 +166,13 @@ class LauncherScreen(Screen):
     def action_open(self) -> None:
         item = self._selected()
         if isinstance(item, ConfigEntry):
+            result = check_config(self._file(item))  # now: the file may have changed since the list
+            if result != self.checks.get(item.path):
+                self.checks[item.path] = result
+                self._show_configs()
+            if not result.ok:
+                self._show_problems(item, result)
+                return
             self.post_message(self.RunRequested(item.path))
         elif isinstance(item, RunEntry):
             if item.state in ("running", "paused", "evaluating", "saving", "stopping"):
@@ -121,10 +181,21 @@ class LauncherScreen(Screen):
             else:
                 self.post_message(self.ResumeRequested(item.dir))
 
+    def _show_problems(self, item: ConfigEntry, result: ConfigCheck) -> None:
+        def chosen(choice: str | None) -> None:
+            if choice == "edit":
+                self._edit(item)
+
+        self.app.push_screen(ConfigProblemsDialog(str(item.path), result, packaged=item.packaged), chosen)
+
+    def _edit(self, item: ConfigEntry) -> None:
+        result = self.checks.get(item.path)
+        self.post_message(self.EditRequested(item.path, "raw" if result is not None and result.yaml_error else None))
+
     def action_edit(self) -> None:
         item = self._selected()
         if isinstance(item, ConfigEntry):
-            self.post_message(self.EditRequested(item.path))
+            self._edit(item)
         elif isinstance(item, RunEntry):
             self.notify("a run resumes with its own config.yaml; to change hot settings, open it and press c "
                         "in the dashboard, or edit a config and start a new run", timeout=6)
@@ -156,7 +227,7 @@ def _refill(table: DataTable, rows: list[tuple[str, tuple]]) -> None:
         for i, (_, cells) in enumerate(rows):
             for j, cell in enumerate(cells):
                 if table.get_cell_at((i, j)) != cell:
-                    table.update_cell_at((i, j), cell)
+                    table.update_cell_at((i, j), cell, update_width=True)
         return
     table.clear()
     for key, cells in rows:
@@ -166,6 +237,46 @@ def _refill(table: DataTable, rows: list[tuple[str, tuple]]) -> None:
             if key == keep:
                 table.move_cursor(row=i)
                 break
+
+
+class ConfigProblemsDialog(ModalScreen[str | None]):
+    """Why a config cannot run, inside the launcher; returns "edit" or None (the launcher stays)."""
+
+    BINDINGS = [
+        Binding("e", "edit", "Edit", id="problems-edit"),
+        Binding("escape", "cancel", "Close", id="problems-close"),
+    ]
+
+    def __init__(self, path: str, result: ConfigCheck, packaged: bool = False):
+        super().__init__(id="config-problems-dialog")
+        self.path, self.result, self.packaged = path, result, packaged
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog") as box:
+            n = len(self.result.problems)
+            box.border_title = f"{Path(self.path).name} cannot run"
+            yield Static(f"danlu run {self.path} would stop with {n} problem{'s' * (n != 1)}:", classes="hint",
+                         markup=False)
+            with VerticalScroll(id="problems-body"):
+                yield Static("\n".join(f"✗ {p}" for p in self.result.problems), classes="error",
+                             id="problems-text", markup=False)
+            where = "a copy in ./configs" if self.packaged else "it"
+            yield Static(f"e opens {where} in the editor" + (" (raw YAML view)" if self.result.yaml_error else "")
+                         + ", where every problem is shown at its line.", classes="hint", markup=False)
+            with Horizontal(classes="buttons"):
+                yield Button("Edit (e)", variant="primary", id="problems-edit")
+                yield Button("Close", id="problems-close")
+
+    def on_mount(self) -> None:
+        self.query_one("#problems-edit", Button).focus()
+
+    @on(Button.Pressed, "#problems-edit")
+    def action_edit(self) -> None:
+        self.dismiss("edit")
+
+    @on(Button.Pressed, "#problems-close")
+    def action_cancel(self) -> None:
+        self.dismiss(None)
 
 
 class NewConfigDialog(ModalScreen[Path | None]):

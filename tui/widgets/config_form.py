@@ -1,4 +1,8 @@
-"""The config as a form: one row per key, a fitting control, its help, default and problems."""
+"""The config as a form: one row per key, a fitting control, its help, default and problems.
+
+FormNav sits above it: a link per section (the one in view lit), and a find box that
+narrows the form to the keys whose name holds what you type.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from typing import Any
 
 from textual import on
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widget import Widget
@@ -84,11 +89,13 @@ class ConfigForm(VerticalScroll):
         super().__init__(id=id, can_focus=False)
         self.checked: Checked | None = None
         self._built_for: dict[str, Any] = {}
+        self.filter_text = ""
 
     def compose(self) -> ComposeResult:
         yield Static("", id="form-problems")
+        yield Static("", id="form-nomatch")
         for section in SECTIONS:
-            yield Static(section, classes="section-title")
+            yield Static(section, classes="section-title", id=f"title-{section}")
             yield Vertical(id=f"section-{section}", classes="section")
 
     async def show(self, checked: Checked, rebuild: bool = False) -> None:
@@ -117,6 +124,77 @@ class ConfigForm(VerticalScroll):
                     await box.remove_children()
                     await box.mount_all(rows)
         self.show_problems(checked)
+        self._apply_filter()
+
+    # -- finding and jumping -------------------------------------------------------
+    def filter(self, text: str) -> list[str]:
+        """Show only the keys whose dotted path holds every word of `text`; the paths shown."""
+        self.filter_text = text.strip().lower()
+        return self._apply_filter()
+
+    def _apply_filter(self) -> list[str]:
+        words = self.filter_text.split()
+        nomatch = self.query_one("#form-nomatch", Static)
+        if self.checked is None or self.checked.raw is None:
+            nomatch.display = False
+            return []
+        shown = []
+        for section in SECTIONS:
+            box = self.query_one(f"#section-{section}", Vertical)
+            hits = 0
+            for row in box.query(FieldRow):
+                row.display = all(w in row.path.lower() for w in words)
+                if row.display:
+                    hits += 1
+                    shown.append(row.path)
+            box.display = bool(hits) or not words
+            self.query_one(f"#title-{section}", Static).display = box.display
+        nomatch.update(f"No key matches '{self.filter_text}'. Esc shows every key again.")
+        nomatch.display = bool(words) and not shown
+        return shown
+
+    def sections_shown(self) -> list[str]:
+        return [s for s in SECTIONS if self.query_one(f"#section-{s}", Vertical).display]
+
+    def section_in_view(self) -> str | None:
+        """The section at the top of the view: the last whose title is at or above it."""
+        current = None
+        for section in self.sections_shown():
+            title = self.query_one(f"#title-{section}", Static)
+            if current is None or title.virtual_region.y <= self.scroll_y + 1:
+                current = section
+        return current
+
+    def section_of(self, widget: Widget | None) -> str | None:
+        row = self._row_of(widget) if widget is not None else None
+        return row.path.split(".", 1)[0] if row is not None else None
+
+    def jump_to(self, section: str) -> None:
+        """Focus the section's first key and bring its title to the top."""
+        box = self.query_one(f"#section-{section}", Vertical)
+        rows = [r for r in box.query(FieldRow) if r.display]
+        if rows:
+            rows[0].query_one(".field-control").focus(scroll_visible=False)
+        # after the next layout: a find just cleared brings rows back that move the title
+        self.call_after_refresh(self.scroll_to_widget, self.query_one(f"#title-{section}", Static),
+                                top=True, animate=False, immediate=True)
+
+    def reveal(self, widget: Widget) -> None:
+        """Scroll so the key `widget` belongs to starts at the top of the view."""
+        row = self._row_of(widget)
+        if row is not None and row.is_attached:
+            self.scroll_to_widget(row, top=True, animate=False, immediate=True)
+
+    def focus_first_match(self, select: bool = True) -> bool:
+        """Focus the first key shown; with `select`, its value selected so typing replaces it."""
+        for row in self.query(FieldRow):
+            if row.display:
+                control = row.query_one(".field-control")
+                control.focus()
+                if select and isinstance(control, Input):
+                    control.select_all()
+                return True
+        return False
 
     def show_problems(self, checked: Checked) -> None:
         """Each problem under its field; the rest at the top of the form."""
@@ -132,9 +210,10 @@ class ConfigForm(VerticalScroll):
         note.display = bool(rest)
 
     def focus_first(self) -> None:
-        controls = self.query(".field-control")
-        if controls:
-            controls.first().focus()
+        if not self.focus_first_match(select=False):
+            controls = self.query(".field-control")
+            if controls:
+                controls.first().focus()
 
     def focus_path(self, path: str) -> None:
         """Focus the control of the field `path` concerns (optim.betas[1] -> optim.betas)."""
@@ -183,3 +262,53 @@ class ConfigForm(VerticalScroll):
         event.stop()
         self._edited(event.switch, event.value)
 
+
+
+class SectionLink(Static):
+    """A section's name in the FormNav; a click jumps there."""
+
+    def __init__(self, section: str):
+        super().__init__(section, classes="section-link", id=f"nav-{section}")
+        self.section = section
+
+    def on_click(self) -> None:
+        self.post_message(FormNav.Jump(self.section))
+
+
+class FindInput(Input):
+    """The find box: Enter or down goes to the first key found."""
+
+    BINDINGS = [Binding("down", "submit", "First match", show=False, id="find-first")]
+
+
+class FormNav(Horizontal):
+    """One row above the form: the sections (the one in view lit) and the find box."""
+
+    class Jump(Message):
+        """Go to a section (a click on its name)."""
+
+        def __init__(self, section: str):
+            super().__init__()
+            self.section = section
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="nav-sections"):
+            for section in SECTIONS:
+                yield SectionLink(section)
+        yield FindInput(placeholder="ctrl+f: find a key", id="form-find", compact=True, select_on_focus=False)
+
+    @property
+    def find(self) -> Input:
+        return self.query_one("#form-find", Input)
+
+    current: str | None = None  # the section lit
+
+    def show_current(self, section: str | None) -> None:
+        self.current = section
+        for link in self.query(SectionLink):
+            link.set_class(link.section == section, "-current")
+
+    def show_present(self, sections: list[str]) -> None:
+        """Dim the sections the find left empty."""
+        for link in self.query(SectionLink):
+            link.set_class(link.section not in sections, "-empty")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.segment import Segment
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.strip import Strip
@@ -26,6 +27,14 @@ class YamlEditor(TextArea):
         super().__init__(text, language=_language(), theme="css", soft_wrap=False, tab_behavior="indent",
                          show_line_numbers=True, **kwargs)
         self.line_problems: dict[int, str] = {}
+
+    def _on_key(self, event: events.Key) -> None:
+        # TextArea (tab_behavior="indent") takes escape to move focus on, and stops it there, so
+        # the screen's "esc Close" never ran in the raw view. Skip TextArea's handler (Textual
+        # calls each class's _on_key in turn; prevent_default ends that) and let the key bubble
+        # to the screen's bindings. A dialog on top has the focus, so its escape is its own.
+        if event.key == "escape":
+            event.prevent_default()
 
     def show_problems(self, line_problems: dict[int, str]) -> None:
         if line_problems != self.line_problems:
