@@ -55,15 +55,14 @@ def describe(e: Any, commands: dict[int, ev.Command] | None = None,
         text = f"step {e.step}: {e.state}" + (f" — {detail}" if detail else "")
         return ("error" if e.state == ev.State.FAILED else "info"), text
     if isinstance(e, ev.CommandApplied):
-        return "info", f"step {e.step}: {applied_text(e, commands.get(e.command_id))}"
+        return "info", f"step {e.step}: {applied_text(e, commands.get(e.command_id), run_dir)}"
     if isinstance(e, ev.CommandRejected):
         return "warning", f"step {e.step}: {e.kind} rejected — {e.reason}"
     if isinstance(e, ev.CheckpointSaved):
         return "info", f"step {e.step}: saved {short_path(e.path, run_dir)} ({e.reason})"
     if isinstance(e, ev.EvalDone):
         best = " (best)" if e.is_best else ""
-        return "info", (f"step {e.step}: eval val_loss {num(e.val_loss)} "
-                        f"acc {num(e.val_acc)}{best}")
+        return "info", f"step {e.step}: eval {_metrics_text(e.val_loss, e.val_acc)}{best}"
     if isinstance(e, ev.Alert):
         text = f"step {e.step}: {e.kind}: {e.message}"
         return ("warning" if e.kind in (ev.AlertKind.SPIKE, ev.AlertKind.NONFINITE) else "error"), text
@@ -72,21 +71,45 @@ def describe(e: Any, commands: dict[int, ev.Command] | None = None,
     return None
 
 
-def applied_text(e: ev.CommandApplied, cmd: ev.Command | None = None) -> str:
-    """'set_lr 1e-3 → 5e-4' style summary of an applied command."""
-    name = e.kind
-    detail = e.detail
-    if e.kind == ev.CommandKind.SET_HPARAM and cmd is not None:
-        name = str(cmd.args.get("name", name))
-    elif e.kind == ev.CommandKind.SET_LR:
+# What an empty value of a hot setting means, in words (the engine sends None).
+_EMPTY = {"grad_clip": "off", "eval_every": "per epoch", "checkpoint_every": "per epoch"}
+
+
+def _setting(name: str, x: Any) -> str:
+    if x is None:
+        return _EMPTY.get(name, "–")
+    return _val(x)
+
+
+def applied_text(e: ev.CommandApplied, cmd: ev.Command | None = None, run_dir: str | None = None) -> str:
+    """One short line saying what an applied command did: 'lr 1e-3 → 5e-4', 'grad_clip 5 → off'."""
+    kind, detail = e.kind, ""
+    if kind == ev.CommandKind.PAUSE:
+        return "paused"
+    if kind == ev.CommandKind.RESUME:
+        return "resumed"
+    if kind == ev.CommandKind.STOP:
+        return "stopping" + ("" if e.detail == "saving and stopping" else f" ({e.detail})" if e.detail else "")
+    if kind == ev.CommandKind.SAVE_CHECKPOINT:
+        return f"checkpoint saved: {short_path(str(e.new), run_dir)}" if e.new else "checkpoint saved"
+    if kind == ev.CommandKind.EVAL_NOW:
+        res = e.new if isinstance(e.new, dict) else {}
+        return "evaluated: " + _metrics_text(res.get("val_loss"), res.get("val_acc"))
+    if kind == ev.CommandKind.SET_LR:
         # the engine's detail ("rescale; from step N") repeats the step the caller shows
-        name, detail = "lr", ""
+        name = "lr"
         if cmd is not None and cmd.args.get("group") is not None:
             name = f"lr (group {cmd.args['group']})"
         if cmd is not None and cmd.args.get("mode") == ev.LrMode.OVERRIDE:
             detail = "override"
-    if e.old is None and e.new is None:
-        text = f"{name} applied"
-    else:
-        text = f"{name} {_val(e.old)} → {_val(e.new)}"
-    return text + (f" ({detail})" if detail else "")
+        return f"{name} {_val(e.old)} → {_val(e.new)}" + (f" ({detail})" if detail else "")
+    name = str(cmd.args.get("name", kind)) if cmd is not None and kind == ev.CommandKind.SET_HPARAM else kind
+    text = f"{name} {_setting(name, e.old)} → {_setting(name, e.new)}"
+    return text + (f" ({e.detail})" if e.detail else "")
+
+
+def _metrics_text(val_loss: Any, val_acc: Any) -> str:
+    text = f"val_loss {num(val_loss)}"
+    if isinstance(val_acc, (int, float)):
+        text += f" acc {100 * val_acc:.1f}%"
+    return text

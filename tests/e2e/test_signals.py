@@ -44,6 +44,8 @@ def test_headless_signal_saves_and_exits_0(tmp_path, sig):
             proc.kill()
     assert proc.returncode == 0, err
     assert "resume with: danlu run --resume" in out
+    said = out.index("stopping: a signal asked to stop; saving a checkpoint first")
+    assert said < out.index("checkpoint (last)")
     assert glob.glob(f"{tmp_path}/*/checkpoints/last.pt")
     wait_until(lambda: _children_gone(workers), timeout=20)  # no DataLoader worker left behind
     events = Path(glob.glob(f"{tmp_path}/*/events.jsonl")[0]).read_text()

@@ -51,6 +51,31 @@ def test_log_lines_are_short():
     assert done == ("info", "step 9: finished")
 
 
+def test_every_answer_reads_as_a_sentence_not_raw_values():
+    run = "/r/run-1"
+    ev_ = ev.eval_now()
+    line = describe(ev.CommandApplied(ev_.id, "eval_now", 12, None,
+                                      {"val_loss": 1.7136263020833333, "val_acc": 0.29}), {ev_.id: ev_}, run)
+    assert line == ("info", "step 12: evaluated: val_loss 1.71 acc 29.0%")
+    save = ev.save_checkpoint()
+    for path in ("checkpoints/step-0000028-request.pt", f"{run}/checkpoints/step-0000028-request.pt"):
+        line = describe(ev.CommandApplied(save.id, "save_checkpoint", 28, None, path), {save.id: save}, run)
+        assert line == ("info", "step 28: checkpoint saved: checkpoints/step-0000028-request.pt")
+    clip = ev.set_hparam("grad_clip", None)
+    line = describe(ev.CommandApplied(clip.id, "set_hparam", 3, 5.0, None), {clip.id: clip}, run)
+    assert line == ("info", "step 3: grad_clip 5 → off")
+    every = ev.set_hparam("eval_every", None)
+    line = describe(ev.CommandApplied(every.id, "set_hparam", 3, 200, None), {every.id: every}, run)
+    assert line == ("info", "step 3: eval_every 200 → per epoch")
+    p = ev.pause()
+    assert describe(ev.CommandApplied(p.id, "pause", 4, detail="paused after step 4"), {p.id: p}) \
+        == ("info", "step 4: paused")
+    evald = describe(ev.EvalDone(40, 1, 0.5123, None, 0.5, True))
+    assert evald == ("info", "step 40: eval val_loss 0.512 (best)")  # no accuracy where there is none
+    for text in (line, evald):
+        assert "None" not in text[1] and "{" not in text[1]
+
+
 def test_memory_summary_prefers_cuda():
     assert memory_summary({"cuda_allocated_mb": 1024.0, "cuda_total_mb": 8192.0, "rss_mb": 10.0}) \
         == "gpu 1.0 GiB/8.0 GiB"

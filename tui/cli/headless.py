@@ -71,11 +71,12 @@ class ProgressLine:
             self._fresh = False
 
     def message(self, text: str) -> None:
-        """A line of its own, above the progress line (which the next show() redraws)."""
+        """A line of its own; the progress line comes back with the next numbers (never a stale copy
+        of it after the run's last words)."""
         if self.tty and self._width:
             self.stream.write("\r" + " " * self._width + "\r")
             self._width = 0
-            self._fresh = True
+        self._fresh = False
         print(text, file=self.stream, flush=True)
 
     def close(self) -> None:
