@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from danlu.engine.config.schema import PACKAGED_CONFIGS
 from danlu.engine.control.events import LIVE_STATES
+from danlu.engine.store.run_lock import pid_alive
 
 
 
@@ -31,19 +31,6 @@ class RunEntry:
     best_val_loss: float | None
     updated: float | None    # unix time of the last state.json write
     pid: int | None
-
-
-def pid_alive(pid: int) -> bool:
-    """True when a process with this pid exists on this machine."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    except (OSError, OverflowError, ValueError):
-        return False
-    return True
 
 
 def _about(path: Path) -> str:

@@ -35,6 +35,7 @@ from ..control.events import AlertKind, CheckpointReason, State
 from ..errors import UserError
 from ..store import checkpoint_file as ckpt
 from ..store import trainer_state
+from ..store.run_lock import RunLock
 from ..store.runlog import RunLog, new_run_dir
 from ..store.trainer_state import TrainingState
 from . import commands
@@ -93,6 +94,7 @@ class Trainer:
         self.warm_note: str | None = None
         self._move_batches = False     # on the CPU .to() is a no-op that still costs a dispatch
         self._nonfinite: str | None = None  # set by a flush that saw NaN/inf; acted on at the boundary
+        self._lock: RunLock | None = None   # this process trains the run directory (held until cleanup)
         self._last_eval_step = -1
 
     # ------------------------------------------------------------------ views
@@ -136,6 +138,7 @@ class Trainer:
         cfg = self.cfg
         resume_obj = resume_path = None
         if self.resume_dir is not None:
+            self._lock = RunLock.acquire(self.resume_dir)  # first: a run trained by another live process is refused
             resume_path, resume_obj = ckpt.find_latest(self.resume_dir, warn=self._warn)
         warm_obj = ckpt.load(self.warm_start) if self.warm_start is not None else None
         self._seed(cfg.run.seed, cfg.run.deterministic)
@@ -171,6 +174,7 @@ class Trainer:
             self.run_dir = self.resume_dir
         else:
             self.run_dir = new_run_dir(cfg.run.out_dir, cfg.run.name)
+            self._lock = RunLock.acquire(self.run_dir)
             (self.run_dir / "config.yaml").write_text(cfg.to_yaml())
         self.state.model.to(self.device)
         self.params = [p for p in self.state.model.parameters() if p.requires_grad]
@@ -272,6 +276,10 @@ class Trainer:
             self.emit(ev.Alert(0, AlertKind.BAD_INPUT, str(e)))
             self.set_state(State.FAILED, str(e))
             self.final_state = State.FAILED
+            self._cleanup()
+            raise
+        except BaseException:
+            self._cleanup()
             raise
         try:
             self.set_state(State.RUNNING)
@@ -304,6 +312,9 @@ class Trainer:
             self.log.flush()
             self.log.close()
         self.val_loader = None  # lets persistent workers exit
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def _train_loader(self) -> DataLoader:
         cfg, p = self.cfg, self.progress

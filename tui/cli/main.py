@@ -99,6 +99,11 @@ def _load_run_config(args: argparse.Namespace):
         if path is not None:
             from danlu.engine.errors import UserError
             raise UserError("--resume takes its config from the run directory; give only key=value overrides.")
+        # before anything else (and before torch loads): one process trains a run directory at a time
+        from danlu.engine.store.run_lock import RunBusy, busy_message, live_holder
+        holder = live_holder(args.resume)
+        if holder is not None:
+            raise RunBusy(busy_message(args.resume, holder))
         from danlu.engine.config.files import config_for_resume
         return config_for_resume(args.resume, overrides)
     from danlu.engine.config.files import load_config
