@@ -70,6 +70,7 @@ class CheckpointReason(StrEnum):
     LAST = "last"            # the end of the run
     BEST = "best"            # a new best validation loss
     FAULT = "fault"          # before pausing or stopping on a fault (out of memory, too many skipped steps)
+    CRASH = "crash"          # after an exception mid-run, if the weights are finite; resumable
 
 
 class AlertKind(StrEnum):

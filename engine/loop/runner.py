@@ -87,7 +87,8 @@ class EngineThread(threading.Thread):
 
 
 # Checkpoints written as a run ends, and what the closing words call them.
-_SAVED_ON_THE_WAY_OUT = {CheckpointReason.LAST: "checkpoint", CheckpointReason.FAULT: "fault checkpoint"}
+_SAVED_ON_THE_WAY_OUT = {CheckpointReason.LAST: "checkpoint", CheckpointReason.FAULT: "fault checkpoint",
+                         CheckpointReason.CRASH: "crash checkpoint"}
 
 
 def _checkpoint_words(t: Any) -> tuple[str, bool]:

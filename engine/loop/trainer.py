@@ -110,6 +110,8 @@ class Trainer:
         self._nonfinite: str | None = None  # set by a flush that saw NaN/inf; acted on at the boundary
         self._skips = SkipStreak()          # nan_policy skip: the steps skipped in a row
         self._lock: RunLock | None = None   # this process trains the run directory (held until cleanup)
+        # (step, epoch, batch_in_epoch) as the optimizer step under way began: a crash mid-step rolls back to it
+        self._step_start: tuple[int, int, int] | None = None
         self._last_eval_step = -1
         self._bad_values: str | None = None  # the last non-finite values a flush saw
 
@@ -329,12 +331,38 @@ class Trainer:
             tb = traceback.format_exc()
             self.error = f"{type(e).__name__}: {e}"
             self.final_state = State.FAILED
-            self._alert(AlertKind.ERROR, f"the run failed at step {self.progress.step}: {self.error}", tb)
-            self.log.set_state(state=State.FAILED, step=self.progress.step, error=self.error)
+            crash = self._save_crash_checkpoint()
+            note = ""
+            if crash is not None:
+                note = (f"; crash checkpoint saved: {crash}; after fixing the cause, resume with: "
+                        f"danlu run --resume {self.run_dir}")
+            self._alert(AlertKind.ERROR, f"the run failed at step {self.progress.step}: {self.error}{note}", tb)
+            if self.log is not None:
+                self.log.set_state(state=State.FAILED, step=self.progress.step, error=self.error)
             self.set_state(State.FAILED, self.error)
         finally:
             self._cleanup()
         return self.final_state
+
+    def _save_crash_checkpoint(self) -> Path | None:
+        """After an exception mid-run: keep the work since the last checkpoint, if the weights are sound.
+
+        Named by the last completed optimizer step; the micro-batches of a step under way are
+        given back (as after out of memory), so a resume redoes that step whole. Never raises.
+        """
+        if self.state is None or self.log is None or self.run_dir is None:
+            return None
+        try:
+            p, begun = self.progress, self._step_start
+            if begun is not None and begun[:2] == (p.step, p.epoch):
+                p.batch_in_epoch = begun[2]
+            last = self.last_checkpoint
+            if last is not None and last.step == p.step and Path(last.path).is_file():
+                return None  # it holds this step already: nothing to add
+            return self.save_checkpoint(CheckpointReason.CRASH)
+        except BaseException as e:  # noqa: BLE001 - the first failure is the one to report
+            self._warn(f"crash checkpoint not written: {type(e).__name__}: {e}")
+            return None
 
     def _cleanup(self) -> None:
         if self.sampler is not None:
@@ -366,6 +394,7 @@ class Trainer:
                 if p.batch_in_epoch >= micro_per_epoch:
                     break  # leftover micro-batches that cannot fill an optimizer step
                 if micro == 0:
+                    self._step_start = (p.step, p.epoch, p.batch_in_epoch)
                     self._boundary()
                     if self.stop is not None:
                         return

@@ -318,3 +318,52 @@ def test_skip_with_a_finite_loss_and_an_infinite_gradient_keeps_the_weights_fini
     alerts = [a.message for a in of_type(ch.seen, ev.Alert) if a.kind == "nonfinite"]
     assert len(alerts) == 1 and alerts[0].startswith("step 4 skipped 2 times in a row")
     assert "non-finite grad norm" in alerts[0] and "with a finite loss" in alerts[0]
+
+
+# --- an exception mid-run keeps the work: a crash checkpoint that --resume uses ---
+
+def test_crash_saves_a_crash_checkpoint_and_resume_redoes_the_step_whole(tiny_config):
+    """grad_accum 2: the crash comes in step 5's second micro-batch (forward call 10)."""
+    train = {"max_steps": 8, "checkpoint_every": 1000, "grad_accum": 2}
+    over = faulty("crash", at=10, train=train)
+    thread = _headless(tiny_config(over))
+    t, (code, text) = thread.trainer, thread.outcome()
+    crash = t.run_dir / "checkpoints" / "step-0000004-crash.pt"
+    assert code == 1 and t.final_state == "failed"
+    assert f"crash checkpoint saved: {crash} (step 4)" in text
+    assert f"after fixing the cause, resume with: danlu run --resume {t.run_dir}" in text
+    err = [a for a in of_type(thread.channel.seen, ev.Alert) if a.kind == "error"][0]
+    assert "crash checkpoint saved" in err.message and "danlu run --resume" in err.message
+    saved = ckpt.load(crash)
+    assert saved["step"] == 4 and saved["batch_in_epoch"] == 8  # step 5's first micro-batch given back
+    assert ckpt.find_latest(t.run_dir)[0] == crash
+
+    # the bug fixed (moved out of reach), the resume continues from step 4 and lands where a clean run does
+    resumed, _ = run_trainer(config_for_resume(t.run_dir, ["model.args.at=1000"]), resume=t.run_dir)
+    assert resumed.final_state == "finished" and resumed.step == 8
+    steps = [r["step"] for r in read_jsonl(t.run_dir / "metrics.jsonl") if "loss" in r]
+    assert steps == list(range(1, 9))
+    clean, _ = run_trainer(tiny_config({**faulty("none", at=1000), "train": train}))
+    for a, b in zip(resumed.model.state_dict().values(), clean.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_crash_with_nan_weights_writes_no_crash_checkpoint(tiny_config):
+    over = faulty("nan", at=3, monitor={"nan_policy": "pause", "log_every": 100},
+                  train={"max_steps": 10, "checkpoint_every": 2})
+    from danlu.engine.loop.trainer import Trainer
+    from .helpers import ScriptedChannel
+    ch = ScriptedChannel(resume_when_paused=True)  # space pressed again, the NaN weights kept
+    t = Trainer(tiny_config(over), ch)
+    ch.trainer = t
+    real = t._after_step
+
+    def boom():
+        real()
+        if t.step == 5:
+            raise RuntimeError("user hook failed")
+
+    t._after_step = boom
+    assert t.run() == "failed"
+    assert not list((t.run_dir / "checkpoints").glob("*crash*"))
+    assert any(a.kind == "nonfinite" and "not written" in a.message for a in of_type(ch.seen, ev.Alert))

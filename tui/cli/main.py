@@ -16,9 +16,9 @@ examples:
   danlu check configs/my.yaml optim.name=sgd  validate and print the resolved config
   danlu edit configs/my.yaml                 the config editor
 
-exit codes: 0 finished or stopped on request, 1 the run failed, 2 bad input (or --resume of a
-run another process is training), 3 stopped on a fault: NaN/inf, or out of memory without a
-dashboard.
+exit codes: 0 finished or stopped on request, 1 the run failed (a crash checkpoint is kept when
+it can be), 2 bad input (or --resume of a run another process is training), 3 stopped on a
+fault: NaN/inf, or out of memory without a dashboard.
 """
 
 
