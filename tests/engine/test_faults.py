@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import math
 from pathlib import Path
 
@@ -367,3 +368,37 @@ def test_crash_with_nan_weights_writes_no_crash_checkpoint(tiny_config):
     assert t.run() == "failed"
     assert not list((t.run_dir / "checkpoints").glob("*crash*"))
     assert any(a.kind == "nonfinite" and "not written" in a.message for a in of_type(ch.seen, ev.Alert))
+
+
+# --- an interrupted save leaves the previous file loadable ---
+
+def test_a_save_interrupted_midway_leaves_the_previous_last_pt(tmp_path, monkeypatch):
+    ck = tmp_path / "checkpoints"
+    ck.mkdir()
+    last = ck / "last.pt"
+    ckpt.atomic_save({"model": {"w": torch.ones(3)}, "step": 1}, last)
+    real_save = torch.save
+
+    def dies_midway(obj, f, *a, **k):
+        f.write(b"PK\x03\x04 half a checkpoint")  # some bytes reach the file, then the disk fills
+        f.flush()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ckpt.torch, "save", dies_midway)
+    with pytest.raises(OSError):
+        ckpt.atomic_save({"model": {"w": torch.zeros(3)}, "step": 2}, last)
+    monkeypatch.setattr(ckpt.torch, "save", real_save)
+    assert ckpt.load(last)["step"] == 1
+    assert [p.name for p in ck.iterdir()] == ["last.pt"]  # no temp file left behind
+
+
+def test_a_temp_file_left_by_a_killed_save_is_never_taken_for_a_checkpoint(tmp_path):
+    """SIGKILL mid-write leaves the temp file (nothing can clean up): resume ignores it."""
+    ck = tmp_path / "checkpoints"
+    ck.mkdir()
+    ckpt.atomic_save({"model": {"w": torch.ones(3)}, "step": 1}, ck / "last.pt")
+    buf = io.BytesIO()
+    torch.save({"model": {"w": torch.zeros(3)}, "step": 2}, buf)
+    (ck / ".last.pt.abc123.tmp").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    path, obj = ckpt.find_latest(tmp_path)
+    assert path.name == "last.pt" and obj["step"] == 1
