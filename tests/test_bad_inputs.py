@@ -47,6 +47,26 @@ def _unwritable_out(tmp) -> list[str]:
     return ["run", "--headless", f"run.out_dir={tmp}/afile/runs", *TINY]
 
 
+_LIVE: list[subprocess.Popen] = []  # processes a case started; ended after its command ran
+
+
+def _live_run(tmp) -> list[str]:
+    """A run another process is training: it holds the run's lock, as `danlu run` does."""
+    run = tmp / "runs" / "live"
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copy(REPO / "configs" / "default.yaml", run / "config.yaml")
+    code = ("import fcntl, json, os, sys\n"
+            f"fd = os.open({str(run / 'lock')!r}, os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "os.write(fd, json.dumps({'pid': os.getpid()}).encode())\n"
+            "print('held', flush=True)\n"
+            "sys.stdin.read()\n")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    _LIVE.append(holder)
+    assert holder.stdout.readline().strip() == "held"
+    return ["run", "--headless", "--resume", str(run)]
+
+
 # id -> (argv, or a function of tmp_path giving it; the message the user must see)
 CASES = {
     "missing-config": (["check", "no/such.yaml"], "config file not found: no/such.yaml"),
@@ -66,16 +86,23 @@ CASES = {
     "resume-dir-empty": (_empty_run_dir, "has no checkpoints"),
     "truncated-checkpoint": (_truncated, "truncated or corrupted"),
     "checkpoint-of-another-model": (_other_model, "the checkpoint is for a different model"),
+    "resume-live-run": (_live_run, "is still running (pid"),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_gives_documented_message_and_exit_2(case, tmp_path):
     argv, needle = CASES[case]
-    if callable(argv):
-        argv = argv(tmp_path)
-    out = subprocess.run([sys.executable, "-m", "danlu.tui.cli.main", *argv], capture_output=True, text=True,
-                         cwd=tmp_path, timeout=180)
+    try:
+        if callable(argv):
+            argv = argv(tmp_path)
+        out = subprocess.run([sys.executable, "-m", "danlu.tui.cli.main", *argv], capture_output=True, text=True,
+                             cwd=tmp_path, timeout=180)
+    finally:
+        while _LIVE:
+            proc = _LIVE.pop()
+            proc.kill()
+            proc.wait()
     assert out.returncode == 2, out.stdout + out.stderr
     assert needle in out.stderr, out.stderr
     assert "Traceback" not in out.stderr + out.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -71,3 +72,27 @@ def test_ctrl_c_saves_and_prints_resume_command(tmp_path):
     # and the printed command works
     res = danlu("run", "--headless", "--resume", str(run), "train.epochs=1", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
+
+
+@pytest.mark.parametrize("fault, code, words, saved", [
+    ("nan", 3, "stopped on a fault at step 3: non-finite loss (nan) at step 3 (nan_policy=stop)",
+     "no checkpoint at step 3; the last good one is {ck}/step-0000002.pt (step 2)"),
+    ("oom", 3, "stopped on a fault at step 2: out of memory at step 3 (batch 16)",
+     "fault checkpoint saved: {ck}/step-0000002-fault.pt (step 2)"),
+    ("crash", 1, "the run failed: ValueError: bug in the user's model (injected)",
+     "last good checkpoint: {ck}/step-0000002.pt (step 2)"),  # it holds all the work: no crash file
+])
+def test_headless_fault_exit_codes_and_closing_words(tiny_config, fault, code, words, saved):
+    """What `danlu run --headless` returns and prints last: a fault is not a success."""
+    import io
+    from danlu.tui.cli.headless import run_headless
+    model = {"name": str(REPO / "tests" / "engine" / "faulty_model.py") + ":build",
+             "args": {"fault": fault, "at": 3, "once": False}}
+    cfg = tiny_config({"model": model, "monitor": {"nan_policy": "stop", "log_every": 1},
+                       "train": {"max_steps": 10, "checkpoint_every": 1}})
+    out = io.StringIO()
+    assert run_headless(cfg, stream=out) == code
+    (run,) = (Path(cfg.run.out_dir)).glob("t-*")
+    closing = out.getvalue().rstrip().splitlines()[-3:]
+    assert closing == [words, saved.format(ck=run / "checkpoints"),
+                       f"after fixing the cause, resume with: danlu run --resume {run}"], out.getvalue()

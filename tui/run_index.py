@@ -6,7 +6,6 @@ No textual, no torch.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Callable
 
 from danlu.engine.config.schema import PACKAGED_CONFIGS
 from danlu.engine.control.events import LIVE_STATES
+from danlu.engine.store.run_lock import pid_alive
 
 
 
@@ -89,19 +89,6 @@ def check_config(path: Path) -> ConfigCheck:
     with _checks_lock:
         _checks[path] = (key, result)
     return result
-
-
-def pid_alive(pid: int) -> bool:
-    """True when a process with this pid exists on this machine."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    except (OSError, OverflowError, ValueError):
-        return False
-    return True
 
 
 def _about(path: Path) -> str:

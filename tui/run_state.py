@@ -12,6 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from danlu.engine.config import hot
 from danlu.engine.control import events as ev
 from danlu.engine.control.channel import join_metrics
 
@@ -186,7 +187,33 @@ class RunState:
             if name == "grad_clip":
                 self.grad_clip = e.new if isinstance(e.new, (int, float)) else None
             if name is not None:
-                self.hparams[name] = e.new  # for one group: the value last set, shown as "now"
+                self.hparams[name] = e.new  # the engine's answer: per param group for optimizer settings
+                self._couple_beta1(name, e.new)
+
+    def _couple_beta1(self, name: str, new: Any) -> None:
+        """Adam-style optimizers have no momentum: setting it sets beta1, and betas move beta1 too."""
+        optim = (self.run.config.get("optim") or {}) if self.run else {}
+        if "betas" not in optim or "momentum" in optim or not isinstance(new, list):
+            return
+        if name == "momentum":
+            betas = self.hparams.get("betas")
+            if not (isinstance(betas, list) and len(betas) == len(new)):
+                betas = [list(optim["betas"])] * len(new)
+            self.hparams["betas"] = [[m, b[1]] for m, b in zip(new, betas)]
+        elif name == "betas" and "momentum" in self.hparams:
+            self.hparams["momentum"] = [b[0] for b in new]
+
+    def current_hparams(self) -> dict[str, str]:
+        """What the hparam dialog shows as "now": the config the run started with, then every applied
+        change, as a person reads it (one value when every param group has it, else group by group)."""
+        cfg = self.run.config if self.run else {}
+        shown = {name: _shown(v) for name in hot.HPARAMS for v in [hot.config_value(cfg, name)] if v is not None}
+        for name, v in self.hparams.items():
+            per_group = name in hot.HOT and hot.HOT[name].per_group
+            shown[name] = _by_group(v, self.groups) if per_group else _shown(v)
+        if self.run:
+            shown["grad_clip"] = _shown(self.grad_clip)
+        return shown
 
     def _on_CheckpointSaved(self, e: ev.CheckpointSaved, _):
         self.last_checkpoint = e
@@ -194,6 +221,24 @@ class RunState:
 
     def _on_Alert(self, e: ev.Alert, _):
         self.markers.append((e.step, "alert"))
+
+
+def _shown(v: Any) -> str:
+    """One value as typed in the dialog: 0.1, or 0.9, 0.999 for a pair; off for no value."""
+    if v is None:
+        return "off"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_shown(x) for x in v)
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _by_group(values: Any, groups: list[str]) -> str:
+    """The engine's answer for a per-group setting: one value if every group has it, else each group's."""
+    if not isinstance(values, list) or not values or len(values) != len(groups):
+        return _shown(values)
+    if all(v == values[0] for v in values):
+        return _shown(values[0])
+    return "; ".join(f"{g}: {_shown(v)}" for g, v in zip(groups, values))
 
 
 def _ema(steps, values, ema: float, n: int) -> tuple[list[int], list[float], float, int]:

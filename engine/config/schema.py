@@ -91,6 +91,7 @@ class MonitorConfig:
     log_every: int = 10
     layer_norms_every: int = 0
     nan_policy: str = "pause"
+    max_skips: int = 20
     spike_factor: float = 4.0
 
 
@@ -170,6 +171,7 @@ FIELDS: dict[str, dict[str, Knob]] = {
         "log_every": Knob("int", 10, "Move per-step metrics from the device every N steps (one transfer).", min=1),
         "layer_norms_every": Knob("int", 0, "Per-layer grad norms every N steps; 0 disables.", min=0),
         "nan_policy": Knob("str", "pause", "On a non-finite loss or gradient: pause, skip the step, or stop.", choices=NAN_POLICIES),
+        "max_skips": Knob("int", 20, "With nan_policy skip: stop the run as a fault (exit code 3) after this many steps in a row were skipped.", min=1),
         "spike_factor": Knob("float", 4.0, "Alert when the loss exceeds this many times its recent running level "
                              "and stands out from its recent noise; at most one alert per 100 steps.", gt=1),
     },

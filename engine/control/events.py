@@ -69,7 +69,8 @@ class CheckpointReason(StrEnum):
     REQUEST = "request"      # a person asked (s, the quit dialog, a signal); never rotated away
     LAST = "last"            # the end of the run
     BEST = "best"            # a new best validation loss
-    FAULT = "fault"          # before pausing or stopping on out of memory
+    FAULT = "fault"          # before pausing or stopping on a fault (out of memory, too many skipped steps)
+    CRASH = "crash"          # after an exception mid-run, if the weights are finite; resumable
 
 
 class AlertKind(StrEnum):

@@ -37,6 +37,37 @@ class Progress:
         return self.epoch if self.batch_in_epoch == 0 and self.step > 0 else self.epoch + 1
 
 
+@dataclass
+class SkipStreak:
+    """Optimizer steps skipped in a row for non-finite values (nan_policy skip), told as one line.
+
+    Skipped steps do not count: every one is another try at the same step number, on new batches.
+    """
+
+    count: int = 0
+    step: int = 0      # the step number they all tried to be
+    first: str = ""    # what the first of them saw, e.g. "loss (nan)"
+
+    def add(self, step: int, what: str) -> None:
+        if self.count == 0:
+            self.step, self.first = step, what
+        self.count += 1
+
+    def reset(self) -> None:
+        self.count = 0
+
+    def summary(self) -> str:
+        """'step 5 skipped 3 times in a row, a new batch each time: non-finite loss (nan) first'."""
+        if self.count == 1:
+            return f"step {self.step} skipped: non-finite {self.first}"
+        return (f"step {self.step} skipped {self.count} times in a row, a new batch each time: "
+                f"non-finite {self.first} first")
+
+    def fields(self) -> dict[str, Any]:
+        """For events.jsonl: the numbers behind the sentence."""
+        return {"skipped": self.count, "at_step": self.step}
+
+
 class StopReason(StrEnum):
     """Why a run ends before its last step."""
 

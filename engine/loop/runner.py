@@ -10,16 +10,17 @@ from __future__ import annotations
 import os
 import threading
 import traceback
+from pathlib import Path
 from typing import Any
 
 from ..config.schema import Config
 from ..control import events as ev
 from ..control.channel import Channel
-from ..control.events import AlertKind, State
+from ..control.events import AlertKind, CheckpointReason, State
 from ..errors import UserError
 
-# Exit codes of `danlu run` (README.md lists them).
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+# Exit codes of `danlu run` (README.md and `danlu --help` list them).
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_FAULT = 0, 1, 2, 3
 
 
 class EngineThread(threading.Thread):
@@ -73,10 +74,33 @@ class EngineThread(threading.Thread):
             return EXIT_FAILED, f"the run failed: {err}"
         if self.final_state == State.FINISHED:
             return EXIT_OK, f"finished at step {t.step}: {run_dir}"
+        saved, resumable = _checkpoint_words(t)
+        resume = f"resume with: danlu run --resume {run_dir}" if resumable else f"run directory: {run_dir}"
+        if self.final_state == State.STOPPED and getattr(t, "fault", None):
+            # a fault is not a success, whatever was saved: scripts and schedulers must see it
+            return EXIT_FAULT, (f"stopped on a fault at step {t.step}: {t.fault}\n{saved}\n"
+                                + ("after fixing the cause, " if resumable else "") + resume)
         if self.final_state == State.STOPPED:
-            return EXIT_OK, (f"stopped at step {t.step}; checkpoint saved in {run_dir}/checkpoints\n"
-                             f"resume with: danlu run --resume {run_dir}")
-        return EXIT_FAILED, f"the run failed: {t.error or err}\nrun directory: {run_dir}"
+            return EXIT_OK, f"stopped at step {t.step}; {saved}\n{resume}"
+        return EXIT_FAILED, (f"the run failed: {t.error or err}\n{saved}\n"
+                             + ("after fixing the cause, " if resumable else "") + resume)
+
+
+# Checkpoints written as a run ends, and what the closing words call them.
+_SAVED_ON_THE_WAY_OUT = {CheckpointReason.LAST: "checkpoint", CheckpointReason.FAULT: "fault checkpoint",
+                         CheckpointReason.CRASH: "crash checkpoint"}
+
+
+def _checkpoint_words(t: Any) -> tuple[str, bool]:
+    """Which checkpoint really holds the run's last good state, and whether there is one to resume."""
+    last = getattr(t, "last_checkpoint", None)
+    if last is None or not Path(last.path).is_file():
+        return "no checkpoint was written, so there is nothing to resume: start the run again", False
+    if last.step == t.step and last.written and last.reason in _SAVED_ON_THE_WAY_OUT:
+        return f"{_SAVED_ON_THE_WAY_OUT[last.reason]} saved: {last.path} (step {last.step})", True
+    if last.step == t.step:
+        return f"last good checkpoint: {last.path} (step {last.step})", True
+    return f"no checkpoint at step {t.step}; the last good one is {last.path} (step {last.step})", True
 
 
 def start_engine(cfg: Config, channel: Channel, *, resume: str | os.PathLike | None = None,

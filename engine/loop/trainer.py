@@ -9,10 +9,12 @@ boundaries and emits events; it never waits on whoever reads them.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +37,12 @@ from ..control.events import AlertKind, CheckpointReason, State
 from ..errors import UserError
 from ..store import checkpoint_file as ckpt
 from ..store import trainer_state
+from ..store.run_lock import RunLock
 from ..store.runlog import RunLog, new_run_dir
 from ..store.trainer_state import TrainingState
 from . import commands
 from .heap import frozen_heap
-from .progress import Progress, Stop, StopReason
+from .progress import Progress, SkipStreak, Stop, StopReason
 from .step_metrics import StepMetrics
 from .telemetry import SystemSampler
 
@@ -52,6 +55,16 @@ def _total_norm(params: list[torch.Tensor]) -> torch.Tensor:
     if get_total_norm is not None:
         return get_total_norm(grads, 2.0, foreach=None)
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+
+
+@dataclass(frozen=True)
+class LastCheckpoint:
+    """The newest checkpoint of the run known to be whole: written by this process, or resumed from."""
+
+    step: int
+    path: Path
+    reason: str      # a CheckpointReason, or "resume" for the file this process started from
+    written: bool    # by this process
 
 
 class Trainer:
@@ -74,6 +87,8 @@ class Trainer:
         self.status: str = State.STARTING
         self.final_state: str = State.FAILED
         self.error: str | None = None
+        self.fault: str | None = None   # why the run ended on a fault (NaN/inf, out of memory); None if not
+        self.last_checkpoint: LastCheckpoint | None = None
         self.progress = Progress()
         self.paused = False
         self.stop: Stop | None = None
@@ -93,7 +108,12 @@ class Trainer:
         self.warm_note: str | None = None
         self._move_batches = False     # on the CPU .to() is a no-op that still costs a dispatch
         self._nonfinite: str | None = None  # set by a flush that saw NaN/inf; acted on at the boundary
+        self._skips = SkipStreak()          # nan_policy skip: the steps skipped in a row
+        self._lock: RunLock | None = None   # this process trains the run directory (held until cleanup)
+        # (step, epoch, batch_in_epoch) as the optimizer step under way began: a crash mid-step rolls back to it
+        self._step_start: tuple[int, int, int] | None = None
         self._last_eval_step = -1
+        self._bad_values: str | None = None  # the last non-finite values a flush saw
 
     # ------------------------------------------------------------------ views
     @property
@@ -136,6 +156,7 @@ class Trainer:
         cfg = self.cfg
         resume_obj = resume_path = None
         if self.resume_dir is not None:
+            self._lock = RunLock.acquire(self.resume_dir)  # first: a run trained by another live process is refused
             resume_path, resume_obj = ckpt.find_latest(self.resume_dir, warn=self._warn)
         warm_obj = ckpt.load(self.warm_start) if self.warm_start is not None else None
         self._seed(cfg.run.seed, cfg.run.deterministic)
@@ -169,8 +190,10 @@ class Trainer:
         if resume_obj is not None:
             trainer_state.restore(self.state, resume_obj, str(resume_path))
             self.run_dir = self.resume_dir
+            self.last_checkpoint = LastCheckpoint(self.progress.step, resume_path, "resume", written=False)
         else:
             self.run_dir = new_run_dir(cfg.run.out_dir, cfg.run.name)
+            self._lock = RunLock.acquire(self.run_dir)
             (self.run_dir / "config.yaml").write_text(cfg.to_yaml())
         self.state.model.to(self.device)
         self.params = [p for p in self.state.model.parameters() if p.requires_grad]
@@ -183,7 +206,7 @@ class Trainer:
                            parent=cfg.run.parent, parent_step=cfg.run.parent_step, restored=warm.restored,
                            detail=self.warm_note)
         self.log.set_state(state=State.RUNNING, step=self.progress.step, total_steps=self.plan.total_steps,
-                           pid=os.getpid(), name=cfg.run.name)
+                           pid=os.getpid(), name=cfg.run.name, stop_reason=None, fault=None, error=None)
 
         if self.bundle.val is not None and len(self.bundle.val) > 0:
             # its own generator: creating its iterator must not draw from the global RNG,
@@ -238,10 +261,11 @@ class Trainer:
     def _warn(self, message: str) -> None:
         self.emit(ev.LogLine(self.progress.step, "warning", message))
 
-    def _alert(self, kind: str, message: str, details: str = "") -> None:
+    def _alert(self, kind: str, message: str, details: str = "", **fields: Any) -> None:
+        """An Alert for the screen and one events.jsonl line (with `fields` for tools reading it)."""
         self.emit(ev.Alert(self.progress.step, kind, message, details))
         if self.log is not None:
-            self.log.event(kind, self.progress.step, message=message, details=details)
+            self.log.event(kind, self.progress.step, message=message, details=details, **fields)
 
     # ------------------------------------------------------------------ control
     def request_stop(self, stop: Stop | bool = True) -> None:
@@ -272,30 +296,73 @@ class Trainer:
             self.emit(ev.Alert(0, AlertKind.BAD_INPUT, str(e)))
             self.set_state(State.FAILED, str(e))
             self.final_state = State.FAILED
+            self._cleanup()
+            raise
+        except BaseException:
+            self._cleanup()
             raise
         try:
             self.set_state(State.RUNNING)
             with frozen_heap():  # full GC passes skip the setup's heap while training
                 self._train()
+            self.flush()  # a stop leaves the loop between flushes: every step goes to metrics.jsonl
+            self._end_skip_streak()
+            if self._nonfinite is not None:  # seen after the last boundary: the run cannot end well
+                bad, self._nonfinite = self._nonfinite, None
+                self._bad_values = bad
+                self._fault_stop(StopReason.NONFINITE, f"{bad} (nan_policy={self.cfg.monitor.nan_policy})")
             stop = self.stop
             if stop is not None and stop.reason == StopReason.SIGNAL:
                 self.log.event("stop", self.progress.step, reason="signal", save=stop.save)
-            self.final_state = State.STOPPED if stop is not None else State.FINISHED
             if stop is None or stop.save:
                 self.save_checkpoint(CheckpointReason.LAST)
+            if self.fault is None and not trainer_state.weights_finite(self.state.model):
+                # stopped by hand while paused on NaN/inf: nothing could be saved, nothing succeeded
+                self.fault = "the weights hold NaN/inf" + (f" ({self._bad_values})" if self._bad_values else "")
+            self.final_state = State.STOPPED if stop is not None or self.fault else State.FINISHED
             self.log.set_state(state=self.final_state, step=self.progress.step,
-                               best_val_loss=self.progress.best_val_loss)
-            self.set_state(self.final_state, f"{self.final_state} at step {self.progress.step}")
+                               best_val_loss=self.progress.best_val_loss,
+                               stop_reason=str(stop.reason) if stop is not None else None, fault=self.fault)
+            if self.fault:
+                self.set_state(self.final_state, f"stopped on a fault at step {self.progress.step}: {self.fault}")
+            else:
+                self.set_state(self.final_state, f"{self.final_state} at step {self.progress.step}")
         except BaseException as e:  # noqa: BLE001 - report everything, re-raise nothing into the thread
             tb = traceback.format_exc()
             self.error = f"{type(e).__name__}: {e}"
             self.final_state = State.FAILED
-            self._alert(AlertKind.ERROR, f"the run failed at step {self.progress.step}: {self.error}", tb)
-            self.log.set_state(state=State.FAILED, step=self.progress.step, error=self.error)
+            crash = self._save_crash_checkpoint()
+            note = ""
+            if crash is not None:
+                note = (f"; crash checkpoint saved: {crash}; after fixing the cause, resume with: "
+                        f"danlu run --resume {self.run_dir}")
+            self._alert(AlertKind.ERROR, f"the run failed at step {self.progress.step}: {self.error}{note}", tb)
+            if self.log is not None:
+                self.log.set_state(state=State.FAILED, step=self.progress.step, error=self.error)
             self.set_state(State.FAILED, self.error)
         finally:
             self._cleanup()
         return self.final_state
+
+    def _save_crash_checkpoint(self) -> Path | None:
+        """After an exception mid-run: keep the work since the last checkpoint, if the weights are sound.
+
+        Named by the last completed optimizer step; the micro-batches of a step under way are
+        given back (as after out of memory), so a resume redoes that step whole. Never raises.
+        """
+        if self.state is None or self.log is None or self.run_dir is None:
+            return None
+        try:
+            p, begun = self.progress, self._step_start
+            if begun is not None and begun[:2] == (p.step, p.epoch):
+                p.batch_in_epoch = begun[2]
+            last = self.last_checkpoint
+            if last is not None and last.step == p.step and Path(last.path).is_file():
+                return None  # it holds this step already: nothing to add
+            return self.save_checkpoint(CheckpointReason.CRASH)
+        except BaseException as e:  # noqa: BLE001 - the first failure is the one to report
+            self._warn(f"crash checkpoint not written: {type(e).__name__}: {e}")
+            return None
 
     def _cleanup(self) -> None:
         if self.sampler is not None:
@@ -304,6 +371,9 @@ class Trainer:
             self.log.flush()
             self.log.close()
         self.val_loader = None  # lets persistent workers exit
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def _train_loader(self) -> DataLoader:
         cfg, p = self.cfg, self.progress
@@ -324,6 +394,7 @@ class Trainer:
                 if p.batch_in_epoch >= micro_per_epoch:
                     break  # leftover micro-batches that cannot fill an optimizer step
                 if micro == 0:
+                    self._step_start = (p.step, p.epoch, p.batch_in_epoch)
                     self._boundary()
                     if self.stop is not None:
                         return
@@ -342,11 +413,14 @@ class Trainer:
                 micro += 1
                 p.batch_in_epoch += 1
                 if micro == accum:
-                    self._optimizer_step(loss_acc)
+                    stepped = self._optimizer_step(loss_acc)
                     micro, loss_acc = 0, None
                     if p.step >= total:
                         break
-                    self._after_step()
+                    if stepped:
+                        self._after_step()  # a skipped step repeats no step's eval or checkpoint
+                    elif self.stop is not None:
+                        return
             if p.batch_in_epoch < micro_per_epoch:
                 if p.step >= total:
                     break  # the run's last step came mid-epoch
@@ -388,9 +462,10 @@ class Trainer:
             self.metrics.pause()
             self.set_state(State.PAUSED, "out of memory: restart with a smaller batch (c) or quit")
         else:
-            self.request_stop(Stop(StopReason.OOM, save=False))  # already saved above
+            self._fault_stop(StopReason.OOM, f"out of memory at step {self.progress.step + 1} (batch {bs})")
 
-    def _optimizer_step(self, loss: torch.Tensor) -> None:
+    def _optimizer_step(self, loss: torch.Tensor) -> bool:
+        """Clip and step; False when nan_policy skip dropped the step (the weights did not move)."""
         st = self.state
         if st.scaler is not None:
             st.scaler.unscale_(st.optimizer)
@@ -403,10 +478,10 @@ class Trainer:
             # skip needs the verdict before the update: one host sync per step, by the user's choice
             if not bool(torch.isfinite(loss) & torch.isfinite(norm)):
                 st.optimizer.zero_grad(set_to_none=True)
-                self._alert(AlertKind.NONFINITE, f"step {self.progress.step + 1} skipped: non-finite loss "
-                                                 f"({float(loss):.4g}) or grad norm ({float(norm):.4g}); nan_policy=skip")
-                self.log.event("skip", self.progress.step + 1)
-                return
+                self._skip_step(float(loss), float(norm))
+                return False
+            if self._skips.count:
+                self._end_skip_streak()
         lrs = st.schedule.current  # the LRs this step uses (host floats, no sync)
         skipped = False
         if st.scaler is not None:
@@ -422,6 +497,34 @@ class Trainer:
             st.schedule.on_step()
         # epochs are counted from 1 in everything people read (events, metrics.jsonl)
         self.metrics.record(self.progress.step, self.progress.epoch + 1, loss, norm, lrs, amp_skipped=skipped)
+        return True
+
+    # ------------------------------------------------------------------ nan_policy skip
+    def _skip_step(self, loss: float, norm: float) -> None:
+        """One more step skipped: counted into the streak; too many in a row stop the run."""
+        what = f"loss ({loss:.4g})" if not math.isfinite(loss) else f"grad norm ({norm:.4g}) with a finite loss"
+        streak = self._skips
+        streak.add(self.progress.step + 1, what)
+        limit = self.cfg.monitor.max_skips
+        if streak.count < limit:
+            return
+        summary = streak.summary()
+        self._alert(AlertKind.NONFINITE, f"{summary}; stopping at monitor.max_skips={limit}",
+                    f"The weights are still those of step {self.progress.step}. Lower optim.lr, or look for "
+                    "broken samples in the data; a resume continues after the skipped batches.", **streak.fields())
+        streak.reset()
+        last, step = self.last_checkpoint, self.progress.step
+        if step > 0 and (last is None or last.step != step):
+            self.save_checkpoint(CheckpointReason.FAULT)  # the weights are finite: keep the work since the last one
+        self._fault_stop(StopReason.NONFINITE, f"{summary} (nan_policy=skip, monitor.max_skips={limit})")
+
+    def _end_skip_streak(self) -> None:
+        """A finite step after skipped ones (or the run's end): one line for the whole streak."""
+        streak = self._skips
+        if streak.count:
+            self._alert(AlertKind.NONFINITE, f"{streak.summary()}; nan_policy=skip, training went on", "",
+                        **streak.fields())
+            streak.reset()
 
     def _after_step(self) -> None:
         hot, step = self.state.hot, self.progress.step
@@ -516,6 +619,7 @@ class Trainer:
                                                "The previous checkpoint is intact; training goes on.")
             self.set_state(prev)
             return None
+        self.last_checkpoint = LastCheckpoint(step, path, reason, written=True)
         self.log.event("checkpoint", step, path=str(path), reason=reason)
         self.log.set_state(last_checkpoint=str(path), step=step)
         self.emit(ev.CheckpointSaved(step, str(path), reason))
@@ -526,8 +630,8 @@ class Trainer:
     def _boundary(self) -> None:
         """Between optimizer steps: act on a fault, apply commands; stay here while paused."""
         if self._nonfinite is not None:
-            self._on_nonfinite()
-            self._nonfinite = None
+            bad, self._nonfinite = self._nonfinite, None
+            self._on_nonfinite(bad)
         if self._external_stop.is_set() and self.stop is not None:
             if self.status != State.STOPPING:
                 self.set_state(State.STOPPING, "a signal asked to stop" + ("; saving a checkpoint first"
@@ -544,15 +648,20 @@ class Trainer:
             if cmd is not None:
                 commands.apply(self, cmd)
 
-    def _on_nonfinite(self) -> None:
+    def _fault_stop(self, reason: StopReason, message: str) -> None:
+        """The run cannot go on: stop at the next boundary, write no more, say why (exit code 3)."""
+        self.fault = self.fault or message
+        self.request_stop(Stop(reason, save=False))
+        self.log.event("stop", self.progress.step, reason=str(reason), message=message)
+
+    def _on_nonfinite(self, bad: str) -> None:
         policy, step = self.cfg.monitor.nan_policy, self.progress.step
+        self._bad_values = bad
         if policy == "stop":
-            self.request_stop(Stop(StopReason.NONFINITE, save=False))
-            self.log.event("stop", step, reason="nonfinite")
-        elif policy == "pause" and not self.interactive:
             # the weights are bad: keep the last good checkpoint, write none
-            self.request_stop(Stop(StopReason.NONFINITE, save=False))
-            self.log.event("stop", step, reason="nonfinite (headless: pause means stop)")
+            self._fault_stop(StopReason.NONFINITE, f"{bad} (nan_policy=stop)")
+        elif policy == "pause" and not self.interactive:
+            self._fault_stop(StopReason.NONFINITE, f"{bad} (nan_policy=pause, and headless nobody can resume: stopped)")
         elif policy == "pause":
             self.paused = True
             self.metrics.pause()

@@ -20,10 +20,12 @@ class _InfGrad(torch.autograd.Function):
 
 
 class Faulty(nn.Module):
-    def __init__(self, num_classes: int, fault: str, at: int, once: bool):
+    def __init__(self, num_classes: int, fault: str, at: int, once: bool, until: int | None = None):
         super().__init__()
         self.net = nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes))
         self.fault, self.at, self.once = fault, at, once
+        # the last faulty call: `at` alone when once, else `until` (None: for good)
+        self.until = at if once else until
         self.calls = 0
 
     def forward(self, x):
@@ -31,7 +33,7 @@ class Faulty(nn.Module):
         if not self.training:
             return out
         self.calls += 1
-        if self.calls == self.at or (self.calls > self.at and not self.once):
+        if self.at <= self.calls and (self.until is None or self.calls <= self.until):
             if self.fault == "nan":
                 return out * float("nan")
             if self.fault == "infgrad":
@@ -45,8 +47,9 @@ class Faulty(nn.Module):
         return out
 
 
-def build(num_classes: int, input_shape=None, fault: str = "none", at: int = 10**9, once: bool = True, **_):
-    m = Faulty(num_classes, fault, at, once)
+def build(num_classes: int, input_shape=None, fault: str = "none", at: int = 10**9, once: bool = True,
+          until: int | None = None, **_):
+    m = Faulty(num_classes, fault, at, once, until)
     m.eval()
     m(torch.zeros(1, *input_shape))  # materialise the lazy layer without counting a training call
     return m.train()

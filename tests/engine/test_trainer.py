@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -93,6 +94,24 @@ def test_grad_accum_scales_steps(tiny_config):
     t, _ = run_trainer(tiny_config({"train": {"grad_accum": 3, "epochs": 1}}))
     # 192 training samples / 16 = 12 micro-batches = 4 optimizer steps
     assert t.plan.steps_per_epoch == 4 and t.step == 4
+
+
+def test_grad_accum_divides_the_loss_like_one_big_batch(tiny_config):
+    """Two micro-batches of 8 are one batch of 16: the same logged loss and the same update."""
+    def run(batch_size, accum):
+        linear = str(Path(__file__).with_name("faulty_model.py")) + ":build"  # no dropout, no batch norm
+        over = {"data": {"batch_size": batch_size}, "model": {"name": linear},
+                "optim": {"name": "sgd", "lr": 0.1, "momentum": 0.0, "weight_decay": 0.0},
+                "train": {"max_steps": 3, "grad_accum": accum, "grad_clip": None}, "monitor": {"log_every": 1}}
+        t, _ = run_trainer(tiny_config(over))
+        return t, _train_records(t.run_dir)
+
+    one, one_rec = run(16, 1)
+    two, two_rec = run(8, 2)
+    assert [r["loss"] for r in two_rec] == pytest.approx([r["loss"] for r in one_rec], rel=1e-5)
+    assert [r["grad_norm"] for r in two_rec] == pytest.approx([r["grad_norm"] for r in one_rec], rel=1e-5)
+    for a, b in zip(one.model.parameters(), two.model.parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
 
 
 # End to end, through the trainer, for three schedulers; every scheduler, interval and mode is

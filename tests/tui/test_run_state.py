@@ -22,6 +22,36 @@ def test_every_applied_set_hparam_is_tracked():
     assert s.grad_clip is None
 
 
+def test_the_dialog_shows_what_a_real_trainer_applied(tiny_config):
+    """Real answers (per param group lists, beta1 set through momentum, clipping off) folded as the
+    dashboard folds them: the hparam dialog's "now" reads as a person would type the value."""
+    from pathlib import Path
+    from tests.engine.helpers import run_trainer
+    linear = str(Path(__file__).parents[1] / "engine" / "faulty_model.py") + ":build"  # weight + bias: 2 groups
+    sent = [ev.set_hparam("weight_decay", 0.1), ev.set_hparam("betas", [0.8, 0.99]),
+            ev.set_hparam("weight_decay", 0.2, group=1), ev.set_hparam("momentum", 0.85),
+            ev.set_hparam("grad_clip", None), ev.set_hparam("eval_every", 50)]
+    t, ch = run_trainer(tiny_config({"model": {"name": linear}, "optim": {"name": "adamw", "weight_decay": 0.05},
+                                     "train": {"max_steps": 4}}), script={2: list(sent)})
+    commands = {c.id: c for c in sent}
+    s = RunState()
+    for e in ch.seen:
+        s.apply(e, commands)
+        if isinstance(e, ev.RunStarted):
+            assert s.current_hparams() == {"weight_decay": "0.05", "betas": "0.9, 0.999", "grad_clip": "1",
+                                           "log_every": "4"}
+    assert not [e for e in ch.seen if isinstance(e, ev.CommandRejected)]
+    assert s.groups == ["default", "default/no_decay"]
+    assert s.current_hparams() == {
+        "weight_decay": "default: 0.1; default/no_decay: 0.2",  # the no-decay group kept 0 until named
+        "betas": "0.85, 0.99",                                  # adamw's momentum is beta1
+        "momentum": "0.85",
+        "grad_clip": "off",
+        "eval_every": "50",
+        "log_every": "4",
+    }
+
+
 def test_set_lr_answer_updates_the_shown_lrs_at_once():
     s = RunState()
     s.apply(run_started())

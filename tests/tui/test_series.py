@@ -40,6 +40,29 @@ def test_a_spike_survives_decimation():
     assert min(c[0] for c in cols if c) == 1.0
 
 
+@settings(max_examples=150, deadline=None)
+@given(n=st.integers(1, 30_000), where=st.floats(0, 1), start=st.integers(0, 5_000), up=st.booleans(),
+       recent=st.integers(1, 200), buckets=st.integers(2, 64), cols=st.integers(1, 240),
+       batch=st.integers(1, 100))
+def test_every_spike_stays_on_the_chart(n, where, start, up, recent, buckets, cols, batch):
+    """Wherever one spike falls (recent window, a bucket, merged by coarsening, a batch edge), the chart
+    over the whole run shows it, within a bucket of its step."""
+    spike_at = start + min(n - 1, int(where * n))
+    spike = 1e3 if up else -1e3
+    s = Series(recent=recent, buckets=buckets)
+    steps = list(range(start, start + n))
+    values = [spike if step == spike_at else math.sin(step / 50) for step in steps]
+    for i in range(0, n, batch):  # as the dashboard folds Metrics batches
+        s.extend(steps[i:i + batch], values[i:i + batch])
+    x0, x1 = s.first_step, max(s.last_step, s.first_step + 1)  # the chart's range (plot.x_range)
+    columns = s.columns(x0, x1, cols)
+    hits = [i for i, c in enumerate(columns) if c is not None and spike in (c[0], c[1])]
+    assert hits, (spike_at, s.width)
+    per_column = (x1 - x0) / max(cols - 1, 1)
+    drawn_at = x0 + hits[0] * per_column
+    assert abs(drawn_at - spike_at) <= s.width + per_column, (drawn_at, spike_at, s.width)
+
+
 def test_columns_use_recent_points_when_they_cover_the_range():
     s = Series(recent=100, buckets=8)
     for i in range(1000):

@@ -16,7 +16,9 @@ examples:
   danlu check configs/my.yaml optim.name=sgd  validate and print the resolved config
   danlu edit configs/my.yaml                 the config editor
 
-exit codes: 0 finished or stopped on request, 1 the run failed, 2 bad input.
+exit codes: 0 finished or stopped on request, 1 the run failed (a crash checkpoint is kept when
+it can be), 2 bad input (or --resume of a run another process is training), 3 stopped on a
+fault: NaN/inf, or out of memory without a dashboard.
 """
 
 
@@ -99,6 +101,11 @@ def _load_run_config(args: argparse.Namespace):
         if path is not None:
             from danlu.engine.errors import UserError
             raise UserError("--resume takes its config from the run directory; give only key=value overrides.")
+        # before anything else (and before torch loads): one process trains a run directory at a time
+        from danlu.engine.store.run_lock import RunBusy, busy_message, live_holder
+        holder = live_holder(args.resume)
+        if holder is not None:
+            raise RunBusy(busy_message(args.resume, holder))
         from danlu.engine.config.files import config_for_resume
         return config_for_resume(args.resume, overrides)
     from danlu.engine.config.files import load_config

@@ -10,7 +10,6 @@ from textual.containers import Horizontal, Vertical
 from textual.events import Resize
 from textual.screen import Screen
 
-from danlu.engine.config import hot
 from danlu.engine.control import events as ev
 
 from ..describe import applied_text, describe, short_path
@@ -267,11 +266,5 @@ class DashboardScreen(Screen):
         self.redraw()
         self.refresh_bindings()
 
-    def _current_hparams(self) -> dict[str, object]:
-        """Current values: the resolved config the run started with, then every applied change."""
-        cfg = self.state.run.config if self.state.run else {}
-        out = {name: hot.config_value(cfg, name) for name in hot.HPARAMS}
-        if self.state.run:
-            out["grad_clip"] = self.state.grad_clip
-        out.update(self.state.hparams)
-        return {k: v for k, v in out.items() if v is not None}
+    def _current_hparams(self) -> dict[str, str]:
+        return self.state.current_hparams()
