@@ -62,8 +62,8 @@ def describe(e: Any, commands: dict[int, ev.Command] | None = None,
         return "info", f"step {e.step}: saved {short_path(e.path, run_dir)} ({e.reason})"
     if isinstance(e, ev.EvalDone):
         best = " (best)" if e.is_best else ""
-        return "info", (f"step {e.step}: eval val_loss {num(e.val_loss)} "
-                        f"acc {num(e.val_acc)}{best}")
+        acc = f" acc {num(e.val_acc)}" if e.val_acc is not None else ""  # regression losses have none
+        return "info", f"step {e.step}: eval val_loss {num(e.val_loss)}{acc}{best}"
     if isinstance(e, ev.Alert):
         text = f"step {e.step}: {e.kind}: {e.message}"
         return ("warning" if e.kind in (ev.AlertKind.SPIKE, ev.AlertKind.NONFINITE) else "error"), text

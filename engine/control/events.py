@@ -172,7 +172,7 @@ class EvalDone:
     step: int
     epoch: int
     val_loss: float
-    val_acc: float
+    val_acc: float | None      # None where the loss has no accuracy (regression)
     best_val_loss: float
     is_best: bool
 

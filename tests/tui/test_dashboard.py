@@ -249,6 +249,19 @@ async def test_compact_layout_at_80x24(channel):
 
 
 @pytest.mark.asyncio
+async def test_a_loss_without_accuracy_shows_none(channel):
+    from .fake_engine import run_started
+    channel.emit(run_started())
+    channel.emit(ev.EvalDone(step=10, epoch=1, val_loss=0.25, val_acc=None, best_val_loss=0.25, is_best=True))
+    app = create_app(channel)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.pump.state.val is not None, what="eval")
+        await pilot.pause()
+        val = rendered(app.screen.query_one("#val", Static))
+        assert "loss 0.25" in val and "acc" not in val.replace("no accuracy", "") and "None" not in val
+
+
+@pytest.mark.asyncio
 async def test_costly_charts_wait_but_panels_and_events_do_not(channel, monkeypatch):
     """On a slow machine the charts are spaced out (they share the GIL with training);
     the step counter keeps moving at 2 Hz, and a status change draws everything at once."""

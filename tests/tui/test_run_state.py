@@ -112,3 +112,24 @@ def test_pending_steps_stay_bounded_when_no_chart_reads():
         s.apply(metrics(i * 10, 10, rnd))
         assert s._pending_steps < FOLD_AT
     assert s._loss.count > 2 * FOLD_AT - 10  # folded without a single read
+
+
+def _metrics(step: int) -> ev.Metrics:
+    return ev.Metrics(steps=[step], loss=[1.0], grad_norm=[1.0], lr=[1e-3], epoch=1, lrs=[1e-3], clipped=0,
+                      phase="constant", steps_per_s=1.0, samples_per_s=1.0, elapsed=1.0, eta=1.0,
+                      total_steps=100)
+
+
+def test_an_evaluation_without_accuracy_says_no_none():
+    from io import StringIO
+    from danlu.tui.cli.headless import ProgressLine, _drain
+    from danlu.engine.control.channel import Channel
+    e = ev.EvalDone(step=10, epoch=1, val_loss=0.25, val_acc=None, best_val_loss=0.25, is_best=True)
+    assert "None" not in describe(e)[1] and "acc" not in describe(e)[1]
+    out = StringIO()
+    line, ch = ProgressLine(out), Channel()
+    ch.emit(_metrics(10))
+    ch.emit(e)
+    _drain(ch, line)
+    text = out.getvalue() + line.line()
+    assert "val_loss 0.2500" in text and "None" not in text and "acc" not in text
