@@ -180,7 +180,8 @@ FIELDS: dict[str, dict[str, Knob]] = {
     },
     "monitor": {
         "log_every": Knob("int", 10, "Move per-step metrics from the device every N steps (one transfer).", min=1),
-        "layer_norms_every": Knob("int", 0, "Per-layer grad norms every N steps; 0 disables.", min=0),
+        "layer_norms_every": Knob("int", 0, "Per-layer grad norms every N steps (one line each in metrics.jsonl, "
+                                  "the top layers in the dashboard's grad panel); 0 disables.", min=0),
         "nan_policy": Knob("str", "pause", "On a non-finite loss or gradient: pause, skip the step, or stop.", choices=NAN_POLICIES),
         "spike_factor": Knob("float", 4.0, "Alert when the loss exceeds this many times its recent running level "
                              "and stands out from its recent noise; at most one alert per 100 steps.", gt=1),

@@ -40,6 +40,7 @@ from ..store.runlog import RunLog, new_run_dir
 from ..store.trainer_state import TrainingState
 from . import commands
 from .heap import frozen_heap
+from .layer_norms import LayerNorms
 from .progress import Progress, Stop, StopReason
 from .step_metrics import StepMetrics
 from .telemetry import SystemSampler
@@ -90,6 +91,7 @@ class Trainer:
         self.run_dir: Path | None = None
         self.log: RunLog | None = None
         self.metrics: StepMetrics | None = None
+        self.layer_norms: LayerNorms | None = None  # with monitor.layer_norms_every
         self.val_loader: DataLoader | None = None
         self.sampler: SystemSampler | None = None
         self.warm_note: str | None = None
@@ -177,7 +179,10 @@ class Trainer:
         self.state.model.to(self.device)
         self.params = [p for p in self.state.model.parameters() if p.requires_grad]
         self.log = RunLog(self.run_dir)
-        self.metrics = StepMetrics(self.log, self.emit, start_step=self.progress.step)
+        if cfg.monitor.layer_norms_every:
+            self.layer_norms = LayerNorms(self.state.model, self.params)
+        self.metrics = StepMetrics(self.log, self.emit, start_step=self.progress.step,
+                                   layer_names=self.layer_norms.names if self.layer_norms else None)
         if resume_obj is not None:
             self.log.event("resumed", self.progress.step, checkpoint=str(resume_path))
         if warm_obj is not None:
@@ -399,6 +404,9 @@ class Trainer:
         st = self.state
         if st.scaler is not None:
             st.scaler.unscale_(st.optimizer)
+        every = self.cfg.monitor.layer_norms_every
+        # sampled steps only, before clipping like the total norm; stays on the device until the flush
+        layers = self.layer_norms.compute() if every and (self.progress.step + 1) % every == 0 else None
         clip = st.hot["grad_clip"]
         if clip is not None:
             norm = torch.nn.utils.clip_grad_norm_(self.params, clip, foreach=None)
@@ -426,7 +434,8 @@ class Trainer:
         if not skipped:  # an fp16 step the GradScaler skipped did not move the weights: nor the schedule
             st.schedule.on_step()
         # epochs are counted from 1 in everything people read (events, metrics.jsonl)
-        self.metrics.record(self.progress.step, self.progress.epoch + 1, loss, norm, lrs, amp_skipped=skipped)
+        self.metrics.record(self.progress.step, self.progress.epoch + 1, loss, norm, lrs, amp_skipped=skipped,
+                            layer_norms=layers)
 
     def _after_step(self) -> None:
         hot, step = self.state.hot, self.progress.step
