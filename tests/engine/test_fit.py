@@ -326,6 +326,10 @@ def test_bce_with_logits_on_binary_labels_counts_accuracy(tmp_path, user):
                            "train": {"loss": "bce_with_logits", "loss_args": {"pos_weight": 2.0}}})
     assert t.model.head.out_features == 1
     assert 0.0 <= of_type(ch.seen, ev.EvalDone)[-1].val_acc <= 1.0
+    # a logit > 0 says yes: right on the first two, wrong on the third
+    _, correct, _, counted = Loss("bce_with_logits", {}).eval_sums(torch.tensor([[2.0], [-1.0], [3.0]]),
+                                                                   torch.tensor([1, 0, 0]))
+    assert (int(correct), counted) == (2, 3)
 
 
 def test_the_users_own_loss_function_and_class(tmp_path, user):
