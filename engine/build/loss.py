@@ -48,13 +48,21 @@ class Loss:
     # -- targets -------------------------------------------------------------------------
     def soft(self, out: torch.Tensor, y: torch.Tensor) -> bool:
         """cross_entropy with a target row per item (one-hot or probabilities), not class indices."""
-        return y.dim() == out.dim() and y.dim() >= 2
+        return y.dim() == out.dim() and y.dim() >= 2 and not _index_column(out, y)
 
     def prepare(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Output and targets as the loss takes them; decided from dtypes and shapes only (no sync)."""
         if self.spec is None:
-            return out, y  # the user's loss takes what their data gives
+            # the user's loss takes the targets as the data gives them, but two traps are closed:
+            # (N, 1) against (N,) would broadcast to (N, N), and float64 targets against float32 outputs
+            if out.dim() == 2 and out.shape[1] == 1 and y.dim() == 1:
+                out = out.squeeze(1)
+            if y.is_floating_point() and out.is_floating_point() and y.dtype != out.dtype:
+                y = y.to(torch.float64 if out.dtype == torch.float64 else torch.float32)
+            return out, y
         if self.classification:
+            if _index_column(out, y):
+                y = y.squeeze(1)  # a column of class indices, (N, 1)
             if not self.soft(out, y):
                 return out, y if y.dtype == torch.int64 else y.long()
         elif out.shape != y.shape:
@@ -132,6 +140,9 @@ class Loss:
                 raise UserError(f"train.loss: cross_entropy needs one logit per class, shaped (N, num_classes); the "
                                 f"model gives {_shape(out)}. For a single yes/no output use "
                                 "train.loss=bce_with_logits.")
+            if _index_column(out, y):
+                y = y.squeeze(1)
+                notes.append("targets are a column of class indices, shape (N, 1): used as (N,)")
             if y.dim() not in (out.dim(), out.dim() - 1):
                 raise UserError(f"train.loss: cross_entropy takes one class index per item (targets (N,)) or a "
                                 f"row of class probabilities (N, C); the targets are {_shape(y)} for outputs "
@@ -219,6 +230,11 @@ def _user_loss(spec: str, args: dict[str, Any]) -> Callable[..., torch.Tensor]:
     except ValueError:
         pass  # no signature to check against
     return functools.partial(fn, **args)
+
+
+def _index_column(out: torch.Tensor, y: torch.Tensor) -> bool:
+    """Targets shaped (N, 1) against logits (N, C>1): one class index per row, not a probability row."""
+    return out.dim() == 2 and y.dim() == 2 and y.shape[1] == 1 and out.shape[1] > 1
 
 
 def _whole(y: torch.Tensor) -> bool:

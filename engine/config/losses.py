@@ -27,7 +27,7 @@ class LossSpec:
 LOSSES: dict[str, LossSpec] = {
     "cross_entropy": LossSpec(
         "cross_entropy", True,
-        "class indices, shape (N,), any integer dtype (or whole numbers as floats), in [0, num_classes); "
+        "class indices, shape (N,) or (N, 1), any integer dtype (or whole numbers as floats), in [0, num_classes); "
         "or class probabilities / one-hot rows, shape (N, num_classes). The model gives num_classes logits.",
         "argmax of the output equals the class (the argmax of the target row for probabilities)",
         {"label_smoothing": Knob("float", 0.0, "Mix this much of the uniform distribution into the targets.",

@@ -67,8 +67,10 @@ def _losses() -> list[str]:
         args = "; ".join(f"`{k}` (default `{_default(a)}`): {a.help}" for k, a in spec.args.items()) or "none"
         rows.append(f"| `{name}` | `{spec.function}` | {spec.targets} | {spec.accuracy or 'not reported'} | {args} |")
     rows.append("| `module:callable` | your function or class | whatever it takes: it gets the model's main output and "
-                "the targets as the dataset gives them (on the device) | not reported | passed to it as keyword "
-                "arguments (to the constructor of a class) |")
+                "the targets as the dataset gives them (on the device), except that an output of shape (N, 1) "
+                "against targets (N,) comes as (N,) (torch would broadcast it to (N, N)) and floating targets "
+                "take the output's precision | not reported | passed to it as keyword arguments (to the "
+                "constructor of a class) |")
     return rows + [""]
 
 

@@ -315,6 +315,20 @@ def test_a_one_column_output_is_not_broadcast_against_the_targets():
     assert float(Loss("mse", {})(out, y)) == pytest.approx(4 / 3)
 
 
+def test_a_column_of_class_indices_is_a_class_index_per_item():
+    out, y = torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 2.0]]), torch.tensor([[0], [1]], dtype=torch.int32)
+    ce = Loss("cross_entropy", {})
+    assert float(ce(out, y)) == pytest.approx(float(torch.nn.functional.cross_entropy(out, y.squeeze(1).long())))
+    _, correct, _, counted = ce.eval_sums(out, y)
+    assert (int(correct), counted) == (1, 2)
+
+
+def test_a_torch_loss_class_gets_unbroadcast_outputs_and_matching_precision():
+    out, y = torch.tensor([[1.0], [2.0], [3.0]]), torch.tensor([1.0, 2.0, 5.0], dtype=torch.float64)
+    huber = Loss("torch.nn:HuberLoss", {"delta": 10.0})  # quadratic here: half the mse
+    assert float(huber(out, y)) == pytest.approx(0.5 * 4 / 3)
+
+
 def test_label_smoothing_changes_the_loss():
     out, y = torch.tensor([[4.0, 0.0], [0.0, 4.0]]), torch.tensor([0, 1])
     plain, smooth = Loss("cross_entropy", {})(out, y), Loss("cross_entropy", {"label_smoothing": 0.2})(out, y)
