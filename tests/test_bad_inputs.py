@@ -67,6 +67,13 @@ def _live_run(tmp) -> list[str]:
     return ["run", "--headless", "--resume", str(run)]
 
 
+def _regression_data(tmp) -> list[str]:
+    (tmp / "reg.py").write_text("import torch\nfrom torch.utils.data import TensorDataset\n\n"
+                                "def build():\n    x = torch.randn(256, 4)\n    return TensorDataset(x, x.sum(1) * 0.3)\n")
+    return ["run", "--headless", "data.name=reg.py:build", "model.name=mlp", "data.num_workers=0", "run.device=cpu",
+            f"run.out_dir={tmp}/runs"]
+
+
 # id -> (argv, or a function of tmp_path giving it; the message the user must see)
 CASES = {
     "missing-config": (["check", "no/such.yaml"], "config file not found: no/such.yaml"),
@@ -87,6 +94,7 @@ CASES = {
     "truncated-checkpoint": (_truncated, "truncated or corrupted"),
     "checkpoint-of-another-model": (_other_model, "the checkpoint is for a different model"),
     "resume-live-run": (_live_run, "is still running (pid"),
+    "regression-targets": (_regression_data, "numbers to predict? Set train.loss=mse"),
 }
 
 

@@ -47,6 +47,8 @@ class RunState:
     memory: dict[str, Any] = field(default_factory=dict)
     last_loss: float | None = None
     last_grad: float | None = None
+    layer_norms: dict[str, float] = field(default_factory=dict)  # per-layer grad norms, latest sampled step
+    layer_norms_step: int | None = None
     val: ev.EvalDone | None = None
     best_val_loss: float | None = None
     best_val_acc: float | None = None
@@ -105,6 +107,13 @@ class RunState:
         """What a chart with no points says: waiting, or why nothing will come."""
         return f"no data: the run {self.state}" if self.final else "waiting for data…"
 
+    def top_layers(self, k: int = 5) -> list[tuple[str, float]]:
+        """The k layers with the largest grad norm at the latest sampled step (non-finite first)."""
+        def key(item):
+            v = item[1]
+            return math.inf if v is None or not math.isfinite(v) else v
+        return sorted(self.layer_norms.items(), key=key, reverse=True)[:k]
+
     @property
     def groups(self) -> list[str]:
         if self.run and self.run.groups:
@@ -145,6 +154,8 @@ class RunState:
         self.seen_steps += len(e.steps)
         self.recent_clipped = e.clipped / len(e.steps) if e.steps else None
         self.memory = dict(e.memory or {})
+        if getattr(e, "layer_norms", None):
+            self.layer_norms, self.layer_norms_step = dict(e.layer_norms), e.layer_norms_step
 
     def _folded(self) -> "RunState":
         if self._pending:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import torch
-from torch.utils.data import Dataset, Subset, random_split
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset, random_split
 
 from ..config.plan import val_size
 from ..errors import UserError
@@ -34,9 +35,15 @@ class DataBundle:
 
     train: Dataset
     val: Dataset | None
-    num_classes: int
+    num_classes: int | None          # None: the dataset does not say (fine for regression losses)
     input_shape: tuple[int, ...]
     classes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the run log should say about the data
+
+    @property
+    def stream(self) -> bool:
+        """The training set is an IterableDataset: read in its own order, no index, maybe no length."""
+        return isinstance(self.train, IterableDataset)
 
 
 def build_datasets(cfg: Any, seed: int) -> DataBundle:
@@ -61,9 +68,75 @@ def build_datasets(cfg: Any, seed: int) -> DataBundle:
     else:
         raise UserError(f"data.name: unknown dataset {name!r}. Use shapes, mnist, fashion_mnist, cifar10, "
                         "image_folder, or package.module:callable for your own.")
-    if bundle.val is None and val_fraction > 0:
+    if bundle.stream:
+        if bundle.val is None and val_fraction > 0:
+            bundle.notes.append(f"data.val_fraction {val_fraction:g} ignored: an IterableDataset cannot be split, "
+                                "so this run has no validation set. Return (train, val) from your builder to "
+                                "evaluate.")
+        bundle.notes.append("the training set is an IterableDataset: read in its own order (no shuffling by "
+                            "danlu), started again from its beginning when it ends; a resume skips the "
+                            "batches already trained on by reading them again")
+    elif bundle.val is None and val_fraction > 0:
         bundle.train, bundle.val = split(bundle.train, val_fraction, seed)
+    for which, ds in (("training", bundle.train), ("validation", bundle.val)):
+        workers = int(getattr(cfg, "num_workers", 0) or 0)
+        if ds is not None and loader_workers(ds, workers) < workers:
+            bundle.notes.append(f"data.num_workers {workers} -> 1 for the {which} set: it is an IterableDataset "
+                                "that does not split itself between workers (torch.utils.data.get_worker_info), "
+                                "so each worker would yield every item")
     return bundle
+
+
+def dataset_size(ds: Any) -> int | None:
+    """len(ds), or None for a stream without a length."""
+    try:
+        return len(ds)
+    except TypeError:
+        return None
+
+
+def loader_workers(ds: Any, num_workers: int) -> int:
+    """Workers a DataLoader over `ds` may use: every worker of a stream runs the whole stream
+    unless the dataset divides it with get_worker_info(), so such streams get at most one."""
+    if num_workers <= 1 or not isinstance(ds, IterableDataset):
+        return num_workers
+    try:
+        source = inspect.getsource(type(ds))
+    except (OSError, TypeError):
+        source = ""
+    return num_workers if "get_worker_info" in source else 1
+
+
+def stream_batches(ds: IterableDataset, batch_size: int, num_workers: int, pin_memory: bool,
+                   skip: int, seed: int) -> Iterator[Any]:
+    """Batches of a stream, started again whenever it ends, after skipping `skip` batches (a resume)."""
+    workers = loader_workers(ds, num_workers)
+    while True:
+        # its own generator: starting an iterator must not draw from the global RNG (dropout's),
+        # or a resume, which starts them at other moments, would diverge
+        loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, pin_memory=pin_memory, drop_last=True,
+                            generator=torch.Generator().manual_seed(seed))
+        seen = 0
+        for batch in loader:
+            seen += 1
+            if seen > skip:
+                yield batch
+        if seen == 0:
+            raise UserError(f"data: the training stream ended without a full batch of {batch_size} items. "
+                            "Check the dataset, or lower data.batch_size.")
+        skip = max(0, skip - seen)  # a resume further in than one pass goes on skipping in the next
+
+
+def sample_batch(ds: Any, n: int) -> Any:
+    """The first `n` items collated as the DataLoader does: what the model is checked against."""
+    size, g = dataset_size(ds), torch.Generator()  # a generator of its own: the global RNG is left alone
+    if size is not None and not isinstance(ds, IterableDataset):
+        n = max(1, min(n, size))
+        return next(iter(DataLoader(Subset(ds, range(n)), batch_size=n, generator=g)))
+    try:
+        return next(iter(DataLoader(ds, batch_size=n, generator=g)))
+    except StopIteration:
+        raise UserError("data: the training set gave no items. Check the dataset and its data.args.") from None
 
 
 def split(dataset: Dataset, val_fraction: float, seed: int) -> tuple[Dataset, Dataset | None]:
@@ -155,21 +228,23 @@ def _user_data(spec: str, args: dict) -> DataBundle:
     elif isinstance(out, Dataset) or hasattr(out, "__getitem__"):
         train, val = out, None
     else:
+        extra = (" For a generator or another iterable, subclass torch.utils.data.IterableDataset "
+                 "and yield (input, target) pairs from its __iter__." if hasattr(out, "__iter__") else "")
         raise UserError(f"data.name: {spec} returned a {type(out).__name__}. "
-                        "Return a Dataset, a (train, val) tuple, or a dict with train, val, num_classes.")
+                        "Return a Dataset, a (train, val) tuple, or a dict with train, val, num_classes." + extra)
     if classes is None:
         classes = _find_attr(train, "classes")
     if num_classes is None:
         num_classes = _find_attr(train, "num_classes")
     if num_classes is None and classes is not None:
         num_classes = len(classes)
-    if num_classes is None:
-        raise UserError(f"data.name: cannot tell how many classes {spec} has. Give its dataset a "
-                        "`classes` list or a `num_classes` attribute, or return "
-                        "dict(train=..., val=..., num_classes=N).")
-    num_classes = int(num_classes)
-    classes = [str(c) for c in classes] if classes is not None else [str(i) for i in range(num_classes)]
-    return DataBundle(train, val, num_classes, _input_shape(train, spec), classes)
+    # None is fine here: a classification loss asks for it (engine/build/loss.py), a regression one does not
+    num_classes = int(num_classes) if num_classes is not None else None
+    if classes is not None:
+        classes = [str(c) for c in classes]
+    elif num_classes is not None:
+        classes = [str(i) for i in range(num_classes)]
+    return DataBundle(train, val, num_classes, _input_shape(train, spec), classes or [])
 
 
 def _find_attr(ds: Any, name: str) -> Any:
@@ -182,13 +257,14 @@ def _find_attr(ds: Any, name: str) -> Any:
 
 
 def _input_shape(ds: Any, spec: str) -> tuple[int, ...]:
-    try:
-        n = len(ds)
-    except TypeError:
-        n = None
-    if n == 0:
+    if dataset_size(ds) == 0:
         raise UserError(f"data.name: {spec} returned an empty training set. Check its data.args and files.")
-    item = ds[0]
+    if isinstance(ds, IterableDataset):
+        item = next(iter(ds), None)
+        if item is None:
+            raise UserError(f"data.name: {spec} returned a stream that yields nothing. Check its data.args and files.")
+    else:
+        item = ds[0]
     x = item[0] if isinstance(item, (tuple, list)) else None
     if not isinstance(x, torch.Tensor):
         raise UserError(f"data.name: items of {spec} must be (tensor, label) pairs, got {type(item).__name__}"

@@ -6,11 +6,13 @@ import copy
 import difflib
 import inspect
 import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..config.schema import INITS
 from ..errors import UserError
 from .imports import resolve_target
 
@@ -19,8 +21,6 @@ BUILTIN_MODEL_ARGS: dict[str, dict[str, Any]] = {
     "small_cnn": {"width": 32, "dropout": 0.1},
     "mlp": {"hidden": [256, 256], "dropout": 0.1},
 }
-
-INITS = ("default", "kaiming", "xavier")
 
 
 def _conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
@@ -66,21 +66,38 @@ class MLP(nn.Sequential):
         self.head = nn.Linear(width, num_classes)
 
 
-def build_model(cfg: Any, num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
-    """Build the model `cfg` (the model section) names for this data, with its init applied."""
+def build_model(cfg: Any, num_classes: int, input_shape: tuple[int, ...], *, init: bool = True) -> nn.Module:
+    """Build the model `cfg` (the model section) names for this data.
+
+    `num_classes` is the number of outputs the loss needs. With `init`, the init `cfg` asks for
+    is applied (see `resolve_init`); the trainer passes False and applies it itself once lazy
+    layers have their shapes (engine/build/fit.py).
+    """
     name = cfg.name
     args = dict(getattr(cfg, "args", None) or {})
-    init = getattr(cfg, "init", "default") or "default"
-    if init not in INITS:
-        raise UserError(f"model.init: unknown init {init!r}. Use one of {', '.join(INITS)}.")
+    requested = getattr(cfg, "init", "default") or "default"
+    if requested not in INITS:
+        raise UserError(f"model.init: unknown init {requested!r}. Use one of {', '.join(INITS)}.")
     if name in BUILTIN_MODEL_ARGS:
         model = _builtin(name, args, num_classes, tuple(input_shape))
     elif ":" in name:
         model = _user_model(name, args, num_classes, tuple(input_shape))
     else:
         model = _torchvision(name, args, num_classes, tuple(input_shape))
-    init_weights(model, init)
+    if init:
+        init_weights(model, resolve_init(requested, name))
     return model
+
+
+def resolve_init(init: str, name: str) -> str:
+    """The init a model gets: `auto` means kaiming for the built-ins and the model's own for the rest.
+
+    torchvision's builders and the user's code set their weights on purpose (pretrained or frozen
+    layers, zero-initialised residual branches), so only an explicit kaiming or xavier touches them.
+    """
+    if init == "auto":
+        return "kaiming" if name in BUILTIN_MODEL_ARGS else "default"
+    return init
 
 
 def _builtin(name: str, args: dict, num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
@@ -162,34 +179,74 @@ def _user_model(spec: str, args: dict, num_classes: int, input_shape: tuple[int,
     return model
 
 
-def init_weights(model: nn.Module, init: str) -> None:
-    """Re-initialise conv and linear weights (kaiming or xavier), zero their biases, reset norms."""
+@dataclass
+class InitReport:
+    """What an init touched: module names, and the frozen ones it left as they were."""
+
+    init: str
+    touched: list[str] = field(default_factory=list)
+    frozen: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        text = f"model.init {self.init}: re-initialised {len(self.touched)} layer(s)"
+        text += f" ({short_list(self.touched)})" if self.touched else ""
+        if self.frozen:
+            text += (f"; left {len(self.frozen)} frozen layer(s) (requires_grad=False) as they were: "
+                     f"{short_list(self.frozen)}")
+        return text
+
+
+def short_list(names: list[str], head: int = 3, tail: int = 2) -> str:
+    """a, b, c, ... (12 more), y, z: long lists of layer names cut to their ends."""
+    names = [n or "(the model itself)" for n in names]
+    if len(names) <= head + tail + 1:
+        return ", ".join(names)
+    return ", ".join(names[:head]) + f", ... ({len(names) - head - tail} more), " + ", ".join(names[-tail:])
+
+
+NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+
+
+def init_weights(model: nn.Module, init: str) -> InitReport:
+    """Re-initialise conv and linear weights (kaiming or xavier), zero their biases, reset norms.
+
+    Only trainable parameters are touched: a layer whose parameters are frozen (requires_grad=False,
+    e.g. a pretrained backbone) keeps its weights. Returns what was touched.
+    """
+    report = InitReport(init)
     if init == "default":
-        return
-    norms = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+        return report
     with torch.no_grad():
-        for m in model.modules():
+        for name, m in model.named_modules():
             if isinstance(m, nn.modules.conv._ConvNd):
-                if init == "kaiming":
-                    # fan_out keeps the gradient scale through ReLU stacks (the torchvision ResNet choice).
-                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                else:
-                    nn.init.xavier_uniform_(m.weight)
+                kind = "conv"
             elif isinstance(m, nn.Linear):
-                if init == "kaiming":
-                    nn.init.kaiming_uniform_(m.weight, nonlinearity="relu")
-                else:
-                    nn.init.xavier_uniform_(m.weight)
-            elif isinstance(m, norms):
-                if getattr(m, "weight", None) is not None:
-                    nn.init.ones_(m.weight)
-                if getattr(m, "bias", None) is not None:
-                    nn.init.zeros_(m.bias)
-                continue
+                kind = "linear"
+            elif isinstance(m, NORMS):
+                kind = "norm"
             else:
                 continue
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
+            weight, bias = getattr(m, "weight", None), getattr(m, "bias", None)
+            params = [p for p in (weight, bias) if isinstance(p, nn.Parameter)]
+            live = [p for p in params if p.requires_grad]
+            if not live:
+                if params:
+                    report.frozen.append(name)
+                continue
+            report.touched.append(name)
+            if weight is not None and weight.requires_grad:
+                if kind == "norm":
+                    nn.init.ones_(weight)
+                elif init == "kaiming" and kind == "conv":
+                    # fan_out keeps the gradient scale through ReLU stacks (the torchvision ResNet choice).
+                    nn.init.kaiming_normal_(weight, mode="fan_out", nonlinearity="relu")
+                elif init == "kaiming":
+                    nn.init.kaiming_uniform_(weight, nonlinearity="relu")
+                else:
+                    nn.init.xavier_uniform_(weight)
+            if bias is not None and bias.requires_grad:
+                nn.init.zeros_(bias)
+    return report
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

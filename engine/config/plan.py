@@ -12,6 +12,15 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+# How a training set that is a stream (an IterableDataset) is read (docs/config.md shows this).
+STREAM_RULE = ("A dataset that is a torch.utils.data.IterableDataset is read in its own order (danlu does not "
+               "shuffle it) and started again when it ends. Without a length (__len__) the run needs "
+               "train.max_steps and counts as one epoch, so set train.eval_every and train.checkpoint_every. "
+               "It cannot be split: data.val_fraction is ignored, and a builder that returns (train, val) gives "
+               "the validation set. Each DataLoader worker runs the whole stream unless the dataset divides it "
+               "with torch.utils.data.get_worker_info(), so other streams get one worker. A resume reads the "
+               "stream again from its beginning and skips the batches already trained on.")
+
 # Training-set sizes of the built-in datasets whose size is known without loading them.
 KNOWN_SIZES = {"mnist": 60000, "fashion_mnist": 60000, "cifar10": 50000}
 SHAPES_DEFAULT_SIZE = 4000
@@ -37,9 +46,17 @@ def val_size(n: int, val_fraction: float) -> int:
     return min(n - 1, max(1, round(n * val_fraction)))
 
 
-def plan_steps(train_size: int, batch_size: int, grad_accum: int, epochs: int,
+def plan_steps(train_size: int | None, batch_size: int, grad_accum: int, epochs: int,
                max_steps: int | None) -> StepPlan:
-    """The plan for a training set of `train_size` items (after any validation split)."""
+    """The plan for a training set of `train_size` items (after any validation split).
+
+    None is a stream without a length: the run is max_steps long, and counts as one epoch.
+    """
+    if train_size is None:
+        if not max_steps:
+            raise ValueError("train.max_steps: the training set is an IterableDataset without a length, so "
+                             "train.epochs cannot say how long the run is. Set train.max_steps=N (optimizer steps).")
+        return StepPlan(int(max_steps) * grad_accum, int(max_steps), int(max_steps), 1)
     micro = train_size // batch_size
     spe = micro // grad_accum
     if spe < 1:

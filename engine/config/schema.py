@@ -16,12 +16,13 @@ from typing import Any
 
 from ..errors import ConfigError
 from .knobs import OPTIMIZERS, SCHEDULERS, Knob, check_value as _check_value, fmt as _fmt
+from .losses import DEFAULT_LOSS, LOSSES, check_loss
 
 PACKAGED_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 BUILTIN_DATA = ("shapes", "mnist", "fashion_mnist", "cifar10", "image_folder")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-INITS = ("default", "kaiming", "xavier")
+INITS = ("default", "auto", "kaiming", "xavier")
 NAN_POLICIES = ("pause", "skip", "stop")
 
 
@@ -84,6 +85,8 @@ class TrainConfig:
     eval_every: int | None = None       # None: once per epoch
     checkpoint_every: int | None = None  # None: at the end of each epoch
     keep_last: int = 3
+    loss: str = DEFAULT_LOSS
+    loss_args: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -156,7 +159,12 @@ FIELDS: dict[str, dict[str, Knob]] = {
     "model": {
         "name": Knob("str", "small_cnn", "small_cnn, mlp, any torchvision classifier (resnet18, ...), or module:callable."),
         "args": Knob("dict", {}, "Extra arguments for the model builder."),
-        "init": Knob("str", "default", "Weight init: default (torch's), kaiming or xavier.", choices=INITS),
+        "init": Knob("str", "default", "Weight init. default: the model's own (torch's layer defaults for "
+                     "small_cnn and mlp, torchvision's, and your model's weights as your code left them). auto: "
+                     "kaiming for small_cnn and mlp, the model's own for torchvision and your models. kaiming, "
+                     "xavier: re-initialise every trainable conv, linear and norm layer of any model; the log "
+                     "names the layers, and frozen ones (requires_grad=False) are left as they are.",
+                     choices=INITS),
     },
     "train": {
         "epochs": Knob("int", 3, "Passes over the training set.", min=1),
@@ -166,10 +174,15 @@ FIELDS: dict[str, dict[str, Knob]] = {
         "eval_every": Knob("int", None, "Evaluate every N steps; empty = at the end of each epoch.", min=1, optional=True),
         "checkpoint_every": Knob("int", None, "Checkpoint every N steps; empty = at the end of each epoch.", min=1, optional=True),
         "keep_last": Knob("int", 3, "Periodic checkpoints kept (last and best are kept apart).", min=1),
+        "loss": Knob("str", DEFAULT_LOSS, "The loss: " + ", ".join(LOSSES) + ", or module:callable "
+                     "(called as fn(output, target, **loss_args), or a class built with loss_args and then "
+                     "called). The targets each expects: the table below."),
+        "loss_args": Knob("dict", {}, "Arguments of the loss, e.g. {label_smoothing: 0.1} for cross_entropy."),
     },
     "monitor": {
         "log_every": Knob("int", 10, "Move per-step metrics from the device every N steps (one transfer).", min=1),
-        "layer_norms_every": Knob("int", 0, "Per-layer grad norms every N steps; 0 disables.", min=0),
+        "layer_norms_every": Knob("int", 0, "Per-layer grad norms every N steps (one line each in metrics.jsonl, "
+                                  "the top layers in the dashboard's grad panel); 0 disables.", min=0),
         "nan_policy": Knob("str", "pause", "On a non-finite loss or gradient: pause, skip the step, or stop.", choices=NAN_POLICIES),
         "max_skips": Knob("int", 20, "With nan_policy skip: stop the run as a fault (exit code 3) after this many steps in a row were skipped.", min=1),
         "spike_factor": Knob("float", 4.0, "Alert when the loss exceeds this many times its recent running level "
@@ -358,5 +371,6 @@ def _cross_checks(cfg: Config, problems: list[str]) -> None:
         extra = f" Did you mean {hint[0]!r}?" if hint else ""
         problems.append(f"data.name: unknown dataset {d.name!r}; use one of {', '.join(BUILTIN_DATA)} "
                         f"or 'package.module:callable'.{extra}")
+    check_loss(cfg.train.loss, cfg.train.loss_args, problems)
     if d.name == "image_folder" and not d.root:
         problems.append("data.root: image_folder needs the folder of class subfolders (data.root=path/to/images)")

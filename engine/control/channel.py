@@ -37,11 +37,13 @@ def join_metrics(batches: list[Metrics]) -> Metrics:
         grad += m.grad_norm
         lr += m.lr
     b = batches[-1]
+    sampled = next((m for m in reversed(batches) if m.layer_norms), b)  # the newest per-layer norms
     return Metrics(
         steps=steps, loss=loss, grad_norm=grad, lr=lr, epoch=b.epoch, lrs=b.lrs,
         clipped=sum(m.clipped for m in batches), phase=b.phase, steps_per_s=b.steps_per_s,
         samples_per_s=b.samples_per_s, elapsed=b.elapsed, eta=b.eta,
         total_steps=b.total_steps, memory=b.memory, amp_skipped=b.amp_skipped,
+        layer_norms=sampled.layer_norms, layer_norms_step=sampled.layer_norms_step,
     )
 
 

@@ -162,6 +162,9 @@ class Metrics:
     total_steps: int
     memory: dict[str, float] = field(default_factory=dict)
     amp_skipped: int = 0        # fp16 steps skipped by the GradScaler so far (run total)
+    # grad norm per layer at the latest sampled step in this batch (monitor.layer_norms_every); {} if none
+    layer_norms: dict[str, float] = field(default_factory=dict)
+    layer_norms_step: int | None = None
 
     @property
     def step(self) -> int:
@@ -173,7 +176,7 @@ class EvalDone:
     step: int
     epoch: int
     val_loss: float
-    val_acc: float
+    val_acc: float | None      # None where the loss has no accuracy (regression)
     best_val_loss: float
     is_best: bool
 

@@ -1,9 +1,9 @@
 """Per-step values on their way out: device buffers, one host transfer per flush, rates, checks.
 
 The loop calls `record` after each optimizer step; nothing here reads the device until
-`flush`, which moves every buffered loss and grad norm to the host in one transfer (the
-only sync), writes them to metrics.jsonl, emits one Metrics event, and checks the values
-(non-finite, spikes). The rate clock counts running time only: pauses are left out, so
+`flush`, which moves every buffered loss and grad norm (and the per-layer norms of sampled
+steps) to the host in one transfer (the only sync), writes them to metrics.jsonl, emits one
+Metrics event, and checks the values (non-finite, spikes). The rate clock counts running time only: pauses are left out, so
 throughput and ETA describe training, not waiting.
 """
 
@@ -80,8 +80,10 @@ class RateClock:
 class StepMetrics:
     """Owns the per-step buffers, the flush, the rate clock, spike watch and AMP skip counts."""
 
-    def __init__(self, log: RunLog, emit: Callable[[Any], None], *, start_step: int):
+    def __init__(self, log: RunLog, emit: Callable[[Any], None], *, start_step: int,
+                 layer_names: list[str] | None = None):
         self.log = log
+        self.layer_names = layer_names or []   # what each per-layer norm tensor's rows are
         self.emit = emit
         self.clock = RateClock(start_step)
         self.spikes = SpikeWatch()
@@ -92,14 +94,17 @@ class StepMetrics:
         self._steps: list[int] = []
         self._lrs: list[list[float]] = []
         self._epochs: list[int] = []
+        self._layers: list[tuple[int, torch.Tensor]] = []  # (step, one norm per layer) of sampled steps
         self._t_flush = time.monotonic()
 
     def __len__(self) -> int:
         return len(self._steps)
 
     def record(self, step: int, epoch: int, loss: torch.Tensor, norm: torch.Tensor, lrs: list[float],
-               amp_skipped: bool = False) -> None:
+               amp_skipped: bool = False, layer_norms: torch.Tensor | None = None) -> None:
         """One optimizer step's values (device tensors stay on the device)."""
+        if layer_norms is not None:
+            self._layers.append((step, layer_norms))
         self._loss.append(loss)
         # clip_grad_norm_ / get_total_norm run without grad: no detach needed; fp32 for the stack
         self._norm.append(norm if norm.dtype == torch.float32 else norm.float())
@@ -126,25 +131,35 @@ class StepMetrics:
             return None
         now = time.monotonic() if now is None else now
         self._t_flush = now
-        # The one host sync per flush: both series in a single transfer.
+        # The one host sync per flush: both series (and the sampled layer norms) in a single transfer.
         both = torch.stack(self._loss + self._norm)
+        if self._layers:
+            both = torch.cat([both, *(t for _, t in self._layers)])
         if both.device.type != "cpu":
             both = both.cpu()
         both = both.tolist()
         n = len(self._loss)
-        losses, norms = both[:n], both[n:]
+        losses, norms = both[:n], both[n:2 * n]
         steps, lrs, epochs, amp = self._steps, self._lrs, self._epochs, self._amp_steps
+        layers, width = {}, len(self.layer_names)
+        for i, (s, _) in enumerate(self._layers):
+            row = both[2 * n + i * width: 2 * n + (i + 1) * width]
+            layers[s] = dict(zip(self.layer_names, row))
         self._loss, self._norm, self._steps, self._lrs, self._epochs = [], [], [], [], []
-        self._amp_steps = set()
+        self._amp_steps, self._layers = set(), []
         rate = self.clock.tick(steps[-1], now)
         self.log.train_steps(steps, epochs, losses, lrs, norms, amp)
+        for s, values in layers.items():
+            self.log.metric({"step": s, "layer_norms": values})
+        last_layers = max(layers) if layers else None
         clipped = sum(1 for x in norms if grad_clip is not None and x > grad_clip)
         self.emit(ev.Metrics(
             steps=steps, loss=losses, grad_norm=norms, lr=[lr[0] for lr in lrs], epoch=epochs[-1],
             lrs=lrs[-1], clipped=clipped, phase=phase, steps_per_s=rate or 0.0,
             samples_per_s=(rate or 0.0) * batch_size, elapsed=self.clock.running(now),
             eta=self.clock.eta(steps[-1], total_steps, now), total_steps=total_steps,
-            memory=memory, amp_skipped=self.amp_skipped))
+            memory=memory, amp_skipped=self.amp_skipped,
+            layer_norms=layers[last_layers] if last_layers is not None else {}, layer_norms_step=last_layers))
         return self._check(steps, losses, norms, amp, spike_factor)
 
     def _check(self, steps: list[int], losses: list[float], norms: list[float], amp: set[int],

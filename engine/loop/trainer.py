@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from ..build.data import DataBundle, build_datasets
+from ..build.data import DataBundle, build_datasets, dataset_size, loader_workers, stream_batches
 from ..build.device import Placement, place
-from ..build.models import build_model, count_parameters
+from ..build.fit import Fit, fit_model
+from ..build.loss import EvalSums
+from ..build.models import count_parameters
 from ..build.optim import build_optimizer
 from ..build.sampler import EpochSampler
 from ..build.schedule import LRSchedule
@@ -42,6 +43,7 @@ from ..store.runlog import RunLog, new_run_dir
 from ..store.trainer_state import TrainingState
 from . import commands
 from .heap import frozen_heap
+from .layer_norms import LayerNorms
 from .progress import Progress, SkipStreak, Stop, StopReason
 from .step_metrics import StepMetrics
 from .telemetry import SystemSampler
@@ -97,12 +99,14 @@ class Trainer:
         self.placement: Placement | None = None
         self.device: torch.device | None = None
         self.bundle: DataBundle | None = None
+        self.fit: Fit | None = None       # the model with its loss and input rules
         self.plan: StepPlan | None = None
         self.state: TrainingState | None = None
         self.params: list[torch.nn.Parameter] = []
         self.run_dir: Path | None = None
         self.log: RunLog | None = None
         self.metrics: StepMetrics | None = None
+        self.layer_norms: LayerNorms | None = None  # with monitor.layer_norms_every
         self.val_loader: DataLoader | None = None
         self.sampler: SystemSampler | None = None
         self.warm_note: str | None = None
@@ -166,12 +170,12 @@ class Trainer:
 
         self.bundle = build_datasets(cfg.data, cfg.run.seed)
         try:
-            self.plan = plan_steps(len(self.bundle.train), cfg.data.batch_size, cfg.train.grad_accum,
+            self.plan = plan_steps(dataset_size(self.bundle.train), cfg.data.batch_size, cfg.train.grad_accum,
                                    cfg.train.epochs, cfg.train.max_steps)
         except ValueError as e:
             raise UserError(str(e)) from None
-        torch.manual_seed(cfg.run.seed)  # model init does not depend on how the data was built
-        model = build_model(cfg.model, self.bundle.num_classes, self.bundle.input_shape).to(self.device)
+        self.fit = fit_model(cfg, self.bundle, self.placement)  # lazy layers shaped and init applied
+        model = self.fit.model
         optimizer = build_optimizer(model, cfg.optim)
         self.state = TrainingState(
             model=model, optimizer=optimizer,
@@ -198,7 +202,10 @@ class Trainer:
         self.state.model.to(self.device)
         self.params = [p for p in self.state.model.parameters() if p.requires_grad]
         self.log = RunLog(self.run_dir)
-        self.metrics = StepMetrics(self.log, self.emit, start_step=self.progress.step)
+        if cfg.monitor.layer_norms_every:
+            self.layer_norms = LayerNorms(self.state.model, self.params)
+        self.metrics = StepMetrics(self.log, self.emit, start_step=self.progress.step,
+                                   layer_names=self.layer_norms.names if self.layer_norms else None)
         if resume_obj is not None:
             self.log.event("resumed", self.progress.step, checkpoint=str(resume_path))
         if warm_obj is not None:
@@ -208,11 +215,11 @@ class Trainer:
         self.log.set_state(state=State.RUNNING, step=self.progress.step, total_steps=self.plan.total_steps,
                            pid=os.getpid(), name=cfg.run.name, stop_reason=None, fault=None, error=None)
 
-        if self.bundle.val is not None and len(self.bundle.val) > 0:
+        if self.bundle.val is not None and dataset_size(self.bundle.val) != 0:  # None: a stream
             # its own generator: creating its iterator must not draw from the global RNG,
             # or a resumed run (which evaluates at other moments) would diverge
             self.val_loader = DataLoader(self.bundle.val, batch_size=cfg.data.batch_size * 2, shuffle=False,
-                                         num_workers=cfg.data.num_workers, pin_memory=self.device.type == "cuda",
+                                         num_workers=loader_workers(self.bundle.val, cfg.data.num_workers), pin_memory=self.device.type == "cuda",
                                          persistent_workers=cfg.data.num_workers > 0,
                                          generator=torch.Generator().manual_seed(cfg.run.seed))
         self.sampler = SystemSampler(self.device)
@@ -227,7 +234,7 @@ class Trainer:
             num_params=count_parameters(self.model), config=cfg.to_dict()))
         if self.warm_note:
             self._log("info", self.warm_note)
-        for note in cfg.notes:
+        for note in cfg.notes + self.bundle.notes + self.fit.notes:
             self._log("info", note)
 
     def _seed(self, seed: int, deterministic: bool) -> None:
@@ -375,8 +382,11 @@ class Trainer:
             self._lock.release()
             self._lock = None
 
-    def _train_loader(self) -> DataLoader:
+    def _train_loader(self) -> Any:
         cfg, p = self.cfg, self.progress
+        if self.bundle.stream:
+            return stream_batches(self.bundle.train, cfg.data.batch_size, cfg.data.num_workers,
+                                  self.device.type == "cuda", skip=p.batch_in_epoch, seed=cfg.run.seed)
         sampler = EpochSampler(len(self.bundle.train), cfg.run.seed, p.epoch,
                                start=p.batch_in_epoch * cfg.data.batch_size)
         g = torch.Generator()
@@ -434,9 +444,9 @@ class Trainer:
         if self._move_batches:
             x = x.to(self.device, non_blocking=True)
             y = y.to(self.device, non_blocking=True)
+        x = self.fit.inputs(x)
         with self.placement.autocast():
-            logits = self.state.model(x)
-            loss = F.cross_entropy(logits, y)
+            loss = self.fit.loss(self.fit.output(self.state.model(x)), y)
             if accum > 1:  # scaled before backward: accumulation averages (a /1 costs a kernel and a grad node)
                 loss = loss / accum
         if self.state.scaler is not None:
@@ -469,6 +479,9 @@ class Trainer:
         st = self.state
         if st.scaler is not None:
             st.scaler.unscale_(st.optimizer)
+        every = self.cfg.monitor.layer_norms_every
+        # sampled steps only, before clipping like the total norm; stays on the device until the flush
+        layers = self.layer_norms.compute() if every and (self.progress.step + 1) % every == 0 else None
         clip = st.hot["grad_clip"]
         if clip is not None:
             norm = torch.nn.utils.clip_grad_norm_(self.params, clip, foreach=None)
@@ -496,7 +509,8 @@ class Trainer:
         if not skipped:  # an fp16 step the GradScaler skipped did not move the weights: nor the schedule
             st.schedule.on_step()
         # epochs are counted from 1 in everything people read (events, metrics.jsonl)
-        self.metrics.record(self.progress.step, self.progress.epoch + 1, loss, norm, lrs, amp_skipped=skipped)
+        self.metrics.record(self.progress.step, self.progress.epoch + 1, loss, norm, lrs, amp_skipped=skipped,
+                            layer_norms=layers)
         return True
 
     # ------------------------------------------------------------------ nan_policy skip
@@ -561,7 +575,7 @@ class Trainer:
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
     def evaluate(self) -> dict[str, float] | None:
-        """Validation loss and accuracy now; None without a validation set."""
+        """Validation loss and accuracy (None for losses without one) now; None without a validation set."""
         if self.val_loader is None:
             return None
         self.flush()
@@ -570,21 +584,14 @@ class Trainer:
         model, p = self.state.model, self.progress
         was_training = model.training
         model.eval()
-        total = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device, dtype=torch.long)
-        count = 0
+        sums = EvalSums(self.fit.loss, self.device)
         for x, y in self.val_loader:
-            x = x.to(self.device, non_blocking=True)
+            x = self.fit.inputs(x.to(self.device, non_blocking=True))
             y = y.to(self.device, non_blocking=True)
             with self.placement.autocast():
-                logits = model(x)
-            total += F.cross_entropy(logits.float(), y, reduction="sum")
-            correct += (logits.argmax(1) == y).sum()
-            count += y.numel()
+                sums.add(self.fit.output(model(x)), y)
         model.train(was_training)
-        val_loss, n_correct = torch.stack([total, correct.to(total.dtype)]).cpu().tolist()
-        val_loss /= max(count, 1)
-        val_acc = n_correct / max(count, 1)
+        val_loss, val_acc = sums.result()  # val_acc is None where the loss has no accuracy
         is_best = val_loss < p.best_val_loss
         if is_best:
             p.best_val_loss = val_loss

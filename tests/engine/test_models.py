@@ -243,3 +243,74 @@ def test_small_cnn_learns_shapes(one_thread):
     start, end = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
     assert start > 1.5  # chance level for 6 classes is ln 6 = 1.79
     assert end < 0.6 * start, f"loss went from {start:.3f} to {end:.3f}"
+
+
+# --- whose init: the configured one for built-ins, the user's own weights otherwise ---------------
+
+PRETRAINED = textwrap.dedent("""
+    import torch
+    from torch import nn
+
+    def build(num_classes):
+        torch.manual_seed(4321)  # the user's "pretrained" weights
+        backbone = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        backbone.requires_grad_(False)
+        return nn.Sequential(backbone, nn.Linear(4, num_classes))
+""")
+
+
+@pytest.fixture
+def pretrained(tmp_path, monkeypatch, clean_sys_path):
+    (tmp_path / "mine.py").write_text(PRETRAINED)
+    monkeypatch.chdir(tmp_path)
+    return "mine.py:build"
+
+
+def _weights(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _setup(overrides):
+    from danlu.engine.config.files import load_config
+    from danlu.engine.loop.trainer import Trainer
+    from .helpers import ScriptedChannel
+    cfg = load_config(None, ["data.num_workers=0", "run.device=cpu", "run.out_dir=runs", *overrides])
+    ch = ScriptedChannel()
+    t = Trainer(cfg, ch)
+    t.setup()
+    t._cleanup()
+    return t, "\n".join(e.message for e in ch.seen if type(e).__name__ == "LogLine")
+
+
+def test_the_default_config_keeps_a_users_model_as_they_built_it(pretrained):
+    from danlu.engine.build.imports import resolve_target
+    made = _weights(resolve_target(pretrained, "model.name")(num_classes=6))
+    t, log = _setup([f"model.name={pretrained}"])
+    assert t.cfg.model.init == "auto"  # what configs/default.yaml asks for
+    got = _weights(t.model)
+    assert all(torch.equal(made[k], got[k]) for k in made)
+    assert "keeps the weights it was built with" in log
+
+
+def test_an_explicit_init_spares_frozen_layers_and_says_what_it_touched(pretrained):
+    from danlu.engine.build.imports import resolve_target
+    made = _weights(resolve_target(pretrained, "model.name")(num_classes=6))
+    t, log = _setup([f"model.name={pretrained}", "model.init=kaiming"])
+    got = _weights(t.model)
+    frozen = [k for k in made if k.startswith("0.")]
+    assert frozen and all(torch.equal(made[k], got[k]) for k in frozen)
+    assert not torch.equal(made["1.weight"], got["1.weight"]) and torch.count_nonzero(got["1.bias"]) == 0
+    assert "re-initialised 1 layer(s) (1)" in log and "2 frozen layer(s) (requires_grad=False) as they were: 0.0, 0.1" in log
+
+
+def test_auto_is_kaiming_for_builtins_and_the_models_own_for_torchvision():
+    torch.manual_seed(0)
+    auto = build_model(model_cfg(width=32, init="auto"), 10, (3, 32, 32))
+    torch.manual_seed(0)
+    kaiming = build_model(model_cfg(width=32, init="kaiming"), 10, (3, 32, 32))
+    assert all(torch.equal(p, q) for p, q in zip(auto.parameters(), kaiming.parameters()))
+    torch.manual_seed(0)
+    tv_auto = build_model(model_cfg("resnet18", init="auto"), 10, (3, 32, 32))
+    torch.manual_seed(0)
+    tv_own = build_model(model_cfg("resnet18", init="default"), 10, (3, 32, 32))
+    assert all(torch.equal(p, q) for p, q in zip(tv_auto.parameters(), tv_own.parameters()))

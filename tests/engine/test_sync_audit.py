@@ -69,16 +69,17 @@ def test_the_audit_catches_a_sync():
         torch.cuda.set_sync_debug_mode(0)
 
 
-@pytest.mark.parametrize("precision,grad_accum,grad_clip", [
-    ("auto", 1, 1.0),      # bf16 autocast where the card has it: the default path
-    ("fp32", 2, None),     # accumulation, and the total norm computed without clipping
+@pytest.mark.parametrize("precision,grad_accum,grad_clip,layer_norms_every", [
+    ("auto", 1, 1.0, 0),   # bf16 autocast where the card has it: the default path
+    ("fp32", 2, None, 0),  # accumulation, and the total norm computed without clipping
+    ("auto", 1, 1.0, 3),   # per-layer grad norms on sampled steps, moved with the flush
 ])
-def test_no_sync_between_flushes(tiny_config, precision, grad_accum, grad_clip):
+def test_no_sync_between_flushes(tiny_config, precision, grad_accum, grad_clip, layer_norms_every):
     cfg = tiny_config({
         "run": {"device": "cuda", "precision": precision, "deterministic": False},
         "train": {"epochs": 2, "grad_accum": grad_accum, "grad_clip": grad_clip,
                   "eval_every": 5, "checkpoint_every": 7},
-        "monitor": {"log_every": 4, "nan_policy": "pause"},
+        "monitor": {"log_every": 4, "nan_policy": "pause", "layer_norms_every": layer_norms_every},
     })
     if precision == "auto" and not torch.cuda.is_bf16_supported():
         pytest.skip("fp16 + GradScaler syncs in scaler.step by design; this card has no bf16")

@@ -208,3 +208,38 @@ def test_resume_reproduces_uninterrupted_run(tiny_config):
     assert [a[s] for s in sorted(a)] == [b[s] for s in sorted(b)]  # bit-exact
     pa, pb = _final_params(full.run_dir), _final_params(resumed.run_dir)
     assert all(torch.equal(pa[k], pb[k]) for k in pa)
+
+
+def _host_reads(monkeypatch) -> dict[str, int]:
+    """Counts every way a tensor's values reach Python (each one a host sync on a GPU)."""
+    counts = {"n": 0}
+    for name in ("tolist", "item", "__float__", "__bool__", "__int__"):
+        orig = getattr(torch.Tensor, name)
+
+        def wrapped(self, *a, _orig=orig, **k):
+            counts["n"] += 1
+            return _orig(self, *a, **k)
+        monkeypatch.setattr(torch.Tensor, name, wrapped)
+    return counts
+
+
+def test_layer_norms_are_sampled_and_ride_the_flush(tiny_config, monkeypatch):
+    from danlu.engine.loop import step_metrics
+    monkeypatch.setattr(step_metrics, "FLUSH_SECONDS", 1e9)  # flushes by log_every only: the same in both runs
+    base = {"train": {"max_steps": 8, "grad_clip": None, "eval_every": 8}}
+    counts = _host_reads(monkeypatch)
+    run_trainer(tiny_config({**base, "monitor": {"log_every": 4, "layer_norms_every": 0}}))
+    without, counts["n"] = counts["n"], 0
+    t, ch = run_trainer(tiny_config({**base, "monitor": {"log_every": 4, "layer_norms_every": 3}}))
+    assert counts["n"] == without  # no read of its own: the values come with the flush's one transfer
+    records = read_jsonl(t.run_dir / "metrics.jsonl")
+    layers = {r["step"]: r["layer_norms"] for r in records if "layer_norms" in r}
+    steps = {r["step"]: r for r in records if "loss" in r}
+    assert sorted(layers) == [3, 6]
+    names = {n.rsplit(".", 1)[0] for n, p in t.model.named_parameters()}
+    for step, norms in layers.items():
+        assert set(norms) == names
+        # the layers' norms make up the total norm reported for that step
+        assert math.sqrt(sum(v * v for v in norms.values())) == pytest.approx(steps[step]["grad_norm"], rel=1e-4)
+    sampled = [m for m in of_type(ch.seen, ev.Metrics) if m.layer_norms]
+    assert sampled and sampled[-1].layer_norms_step == 6 and sampled[-1].layer_norms == layers[6]

@@ -348,6 +348,41 @@ async def test_compact_layout_at_80x24(channel):
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_top_layers_by_grad_norm_are_shown(channel, size):
+    from dataclasses import replace
+    import random
+    from .fake_engine import metrics, run_started
+    norms = {f"encoder.layers.{i}.attention.out_proj": 0.1 * i for i in range(12)} | {"head": 9.0}
+    channel.emit(run_started())
+    channel.emit(replace(metrics(0, 20, random.Random(0)), layer_norms=norms, layer_norms_step=20))
+    app = create_app(channel)
+    async with app.run_test(size=size) as pilot:
+        await wait_for(pilot, lambda: app.pump.state.step == 20, what="step 20")
+        await pilot.pause()
+        listing = rendered(app.screen.query_one("#grad-layers", Static)).splitlines()
+        assert len(listing) == 5 and listing[0].startswith("head") and "9" in listing[0]
+        assert listing[1].endswith("1.1") and "out_proj" in listing[1]  # long names keep their end
+        assert app.screen.query_one("#grad-layers").region.height >= 5  # all five on screen
+        grad = app.screen.query_one("#grad")
+        assert grad.region.right <= size[0] and "@20" in (grad.border_subtitle if size == (80, 24) else
+                                                           rendered(app.screen.query_one("#grad-layers-title")))
+
+
+@pytest.mark.asyncio
+async def test_a_loss_without_accuracy_shows_none(channel):
+    from .fake_engine import run_started
+    channel.emit(run_started())
+    channel.emit(ev.EvalDone(step=10, epoch=1, val_loss=0.25, val_acc=None, best_val_loss=0.25, is_best=True))
+    app = create_app(channel)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.pump.state.val is not None, what="eval")
+        await pilot.pause()
+        val = rendered(app.screen.query_one("#val", Static))
+        assert "loss 0.25" in val and "acc" not in val.replace("no accuracy", "") and "None" not in val
+
+
+@pytest.mark.asyncio
 async def test_costly_charts_wait_but_panels_and_events_do_not(channel, monkeypatch):
     """On a slow machine the charts are spaced out (they share the GIL with training);
     the step counter keeps moving at 2 Hz, and a status change draws everything at once."""

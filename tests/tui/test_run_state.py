@@ -167,3 +167,37 @@ def test_pending_steps_stay_bounded_when_no_chart_reads():
         s.apply(metrics(i * 10, 10, rnd))
         assert s._pending_steps < FOLD_AT
     assert s._loss.count > 2 * FOLD_AT - 10  # folded without a single read
+
+
+def _metrics(step: int, layer_norms: dict | None = None) -> ev.Metrics:
+    return ev.Metrics(steps=[step], loss=[1.0], grad_norm=[1.0], lr=[1e-3], epoch=1, lrs=[1e-3], clipped=0,
+                      phase="constant", steps_per_s=1.0, samples_per_s=1.0, elapsed=1.0, eta=1.0,
+                      total_steps=100, layer_norms=layer_norms or {},
+                      layer_norms_step=step if layer_norms else None)
+
+
+def test_the_latest_layer_norms_are_kept_and_ranked():
+    from danlu.engine.control.channel import join_metrics
+    s = RunState()
+    s.apply(_metrics(5, {"a": 0.1, "b": 3.0, "c": float("nan"), "d": 0.5}))
+    s.apply(_metrics(6))  # a step that was not sampled keeps the last ones shown
+    assert s.layer_norms_step == 5
+    assert [n for n, _ in s.top_layers(3)] == ["c", "b", "d"]  # a non-finite norm first: it is the news
+    # batches merged while nobody drained keep the newest sampled norms
+    joined = join_metrics([_metrics(7, {"x": 1.0}), _metrics(8), _metrics(9)])
+    assert joined.layer_norms == {"x": 1.0} and joined.layer_norms_step == 7
+
+
+def test_an_evaluation_without_accuracy_says_no_none():
+    from io import StringIO
+    from danlu.tui.cli.headless import ProgressLine, _drain
+    from danlu.engine.control.channel import Channel
+    e = ev.EvalDone(step=10, epoch=1, val_loss=0.25, val_acc=None, best_val_loss=0.25, is_best=True)
+    assert "None" not in describe(e)[1] and "acc" not in describe(e)[1]
+    out = StringIO()
+    line, ch = ProgressLine(out), Channel()
+    ch.emit(_metrics(10))
+    ch.emit(e)
+    _drain(ch, line)
+    text = out.getvalue() + line.line()
+    assert "val_loss 0.2500" in text and "None" not in text and "acc" not in text

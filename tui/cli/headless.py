@@ -47,7 +47,7 @@ class ProgressLine:
                  f"lr {m.lr[-1]:.3g}", f"gnorm {m.grad_norm[-1]:.3g}", f"{m.steps_per_s:.1f} it/s",
                  f"eta {fmt_duration(m.eta)}"]
         if self.val is not None:
-            parts.append(f"val {self.val.val_loss:.4f} acc {self.val.val_acc:.1%}")
+            parts.append(f"val {self.val.val_loss:.4f}" + _acc(self.val, " acc "))
         return " | ".join(parts)
 
     def update(self, m: ev.Metrics) -> None:
@@ -86,6 +86,11 @@ class ProgressLine:
             self.stream.flush()
             self._width = 0
         self._fresh = False
+
+
+def _acc(e: ev.EvalDone, label: str) -> str:
+    """The accuracy part of a line, or nothing for a loss without one (regression)."""
+    return f"{label}{e.val_acc:.1%}" if e.val_acc is not None else ""
 
 
 def run_headless(cfg: Config, resume: str | None = None, stream=None) -> int:
@@ -129,7 +134,7 @@ def _drain(channel: Channel, progress: ProgressLine) -> None:
             progress.update(e)
         elif isinstance(e, ev.EvalDone):
             progress.val = e
-            progress.message(f"eval @ step {e.step}: val_loss {e.val_loss:.4f}  val_acc {e.val_acc:.1%}"
+            progress.message(f"eval @ step {e.step}: val_loss {e.val_loss:.4f}" + _acc(e, "  val_acc ")
                              + ("  (best)" if e.is_best else ""))
         elif isinstance(e, ev.RunStarted):
             progress.message(f"danlu: {e.run_dir} | {e.device} {e.precision} | {e.num_params:,} params | "

@@ -1,0 +1,1 @@
+"""Builders: the data, model, optimizer, LR schedule and device a config names."""
