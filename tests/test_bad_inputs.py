@@ -53,6 +53,7 @@ CASES = {
     "yaml-syntax": (["check", str(BAD / "yaml_syntax.yaml")], "line 3, column 12: YAML syntax error"),
     "python-tag": (["check", str(BAD / "python_tag.yaml")], "python tags like !!python/object are refused"),
     "unknown-key": (["check", str(BAD / "unknown_key.yaml")], "unknown key optim.learnig_rate, did you mean optim.lr?"),
+    "duplicate-key": (["check", str(BAD / "duplicate_section.yaml")], "line 7: duplicate key 'optim' (also at line 2)"),
     "wrong-type": (["check", str(BAD / "wrong_type.yaml")], "train.epochs: must be a number, got 'three'"),
     "unknown-optimizer": (["check", "optim.name=adamx"], "optim.name: must be one of sgd, adam, adamw, rmsprop, adagrad, adadelta; got 'adamx'"),
     "unknown-scheduler": (["check", "schedule.name=cosin"], "Did you mean 'cosine'?"),

@@ -14,8 +14,30 @@ from ..errors import ConfigError, UserError
 from .knobs import foreign_keys
 
 
+class DuplicateKey(yaml.YAMLError):
+    """A mapping sets the same key twice: YAML would keep the last value and lose the first silently."""
+
+    def __init__(self, key: Any, first_line: int, second_line: int):
+        super().__init__(f"duplicate key {key!r}")
+        self.key, self.first_line, self.second_line = key, first_line, second_line
+
+
 class _Loader(yaml.SafeLoader):
-    """safe_load, plus '1e-3' read as a float (YAML 1.1 wants a dot)."""
+    """safe_load, plus '1e-3' read as a float (YAML 1.1 wants a dot), and a key set twice refused."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *base` then a key of its own overrides on purpose
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line)
+            except TypeError:
+                continue  # an unhashable key: the base class explains it
+            if first != key_node.start_mark.line:
+                raise DuplicateKey(key, first + 1, key_node.start_mark.line + 1)
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
@@ -29,6 +51,10 @@ def parse_yaml(text: str, source: str = "<config>") -> Any:
     """yaml.safe_load with messages that give the line and column."""
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    except DuplicateKey as e:
+        raise UserError(f"{source}: line {e.second_line}: duplicate key {e.key!r} (also at line {e.first_line}). "
+                        "YAML would keep only the last one and silently lose the first; merge the two "
+                        "into one (or delete one).") from None
     except yaml.constructor.ConstructorError as e:
         where = f" (line {e.problem_mark.line + 1})" if e.problem_mark else ""
         raise UserError(f"{source}{where}: {e.problem}. danlu reads plain YAML only; python tags "

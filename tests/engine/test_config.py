@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from danlu.engine.config.schema import PACKAGED_CONFIGS, from_dict
-from danlu.engine.config.files import apply_overrides, find_config, load_config, parse_overrides
+from danlu.engine.config.files import apply_overrides, find_config, load_config, parse_overrides, parse_yaml
 from danlu.engine.errors import ConfigError, UserError
 from danlu.engine.config.knobs import OPTIMIZERS, SCHEDULERS
 
@@ -64,6 +64,16 @@ def test_python_tag_refused_and_never_run(tmp_path, monkeypatch):
         load_config(str(BAD / "python_tag.yaml"))
     assert "refused" in str(e.value)
     assert not (tmp_path / "pwned").exists()
+
+
+def test_a_key_set_twice_is_refused_with_both_lines():
+    with pytest.raises(UserError) as e:
+        load_config(str(BAD / "duplicate_section.yaml"))
+    assert "line 7: duplicate key 'optim' (also at line 2)" in str(e.value)
+    with pytest.raises(UserError, match="line 3: duplicate key 'lr' \\(also at line 2\\)"):
+        parse_yaml("optim:\n  lr: 0.1\n  lr: 0.2\n")
+    # a YAML merge key overriding what it merged is no duplicate
+    assert parse_yaml("a: &b\n  x: 1\nc:\n  <<: *b\n  x: 2\n")["c"] == {"x": 2}
 
 
 def test_overrides_parse_yaml_scalars():
