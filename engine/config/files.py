@@ -9,9 +9,9 @@ from typing import Any
 
 import yaml
 
-from .schema import PACKAGED_CONFIGS, SECTIONS, Config, from_dict
+from .schema import FIELDS, OPTIM_FIELDS, PACKAGED_CONFIGS, SCHEDULE_FIELDS, SECTIONS, Config, from_dict
 from ..errors import ConfigError, UserError
-from .knobs import foreign_keys
+from .knobs import switch_drops
 
 
 class DuplicateKey(yaml.YAMLError):
@@ -114,21 +114,24 @@ def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
     return out
 
 
-def _drop_foreign_keys(raw: dict, section: str, notes: list[str]) -> None:
-    """After an override switched a section's kind, drop keys only the old kind took."""
-    sec = raw.get(section) or {}
-    name = sec.get("name")
-    if not isinstance(name, str):
-        return
-    for key in foreign_keys(section, list(sec), name):
-        notes.append(f"{section}.{key} dropped: {name} does not take it")
-        del sec[key]
+# The sections whose kind (`name`) decides which other keys apply, and where those keys live.
+_KIND_KEYS = {"optim": (), "schedule": (), "model": ("args",), "data": ("args",)}
+
+
+def _kind_default(section: str) -> str:
+    return (OPTIM_FIELDS if section == "optim" else SCHEDULE_FIELDS if section == "schedule"
+            else FIELDS[section])["name"].default
 
 
 def apply_overrides(raw: dict, overrides: list[tuple[str, Any]]) -> list[str]:
-    """Set dotted keys in the raw dict; returns notes on keys dropped by a kind switch."""
-    notes: list[str] = []
-    switched = set()
+    """Set dotted keys in the raw dict; returns notes on the base config's keys a kind switch dropped.
+
+    A key given on the command line always stays (its builder or the schema says if it does not
+    fit); a kind switch (optim.name, schedule.name, model.name, data.name set to another kind)
+    drops only what the base config held for the old kind (knobs.switch_drops, the one rule).
+    """
+    old_names = {s: (raw.get(s) or {}).get("name", _kind_default(s)) if isinstance(raw.get(s), dict)
+                 else _kind_default(s) for s in _KIND_KEYS}
     for key, value in overrides:
         parts = key.split(".")
         node = raw
@@ -139,36 +142,29 @@ def apply_overrides(raw: dict, overrides: list[tuple[str, Any]]) -> list[str]:
                 node[part] = nxt
             node = nxt
         node[parts[-1]] = value
-        if len(parts) == 2 and parts[1] == "name":
-            switched.add(parts[0])
-    overridden = {k for k, _ in overrides}
-    for section in ("optim", "schedule"):
-        if section in switched:
-            _drop_foreign_keys(raw, section, notes)
-    if "model" in switched and "model.args" not in overridden:
-        notes.extend(_drop_model_args(raw))
-    if "data" in switched and "data.args" not in overridden:
-        sec = raw.get("data") or {}
-        if sec.get("args") and not any(k.startswith("data.args.") for k in overridden):
-            notes.append(f"data.args dropped: they were for the previous dataset ({', '.join(sec['args'])})")
-            sec["args"] = {}
+    explicit = [k for k, _ in overrides]
+    notes: list[str] = []
+    for section, under in _KIND_KEYS.items():
+        sec = raw.get(section)
+        new = sec.get("name") if isinstance(sec, dict) else None
+        if not isinstance(new, str) or new == old_names[section]:
+            continue
+        prefix = ".".join((section, *under))
+        holder = sec
+        for part in under:
+            holder = holder.get(part) if isinstance(holder, dict) else None
+        if not isinstance(holder, dict):
+            continue
+        base = [k for k in holder if k != "name" and not _given(f"{prefix}.{k}", explicit)]
+        for k, why in switch_drops(section, str(old_names[section]), new, base).items():
+            del holder[k]
+            notes.append(f"{prefix}.{k} dropped: {why}")
     return notes
 
 
-def _drop_model_args(raw: dict) -> list[str]:
-    sec = raw.get("model") or {}
-    args = sec.get("args") or {}
-    if not args:
-        return []
-    try:  # the builtin models' arguments live beside torch code; only their names are needed
-        from ..build.models import BUILTIN_MODEL_ARGS
-    except Exception:  # torch missing: drop everything rather than guess
-        BUILTIN_MODEL_ARGS = {}
-    keep = BUILTIN_MODEL_ARGS.get(sec.get("name"), {})
-    dropped = [k for k in args if k not in keep]
-    for k in dropped:
-        del args[k]
-    return [f"model.args.{k} dropped: {sec.get('name')} does not take it" for k in dropped]
+def _given(path: str, explicit: list[str]) -> bool:
+    """True when `path` or a section above it was set on the command line."""
+    return any(path == k or path.startswith(k + ".") for k in explicit)
 
 
 def load_config(path: str | None = None, overrides: list[str] | None = None) -> Config:

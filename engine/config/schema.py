@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .knobs import OPTIMIZERS, SCHEDULERS, Knob, check_value as _check_value, fmt as _fmt
+from .knobs import (BUILTIN_DATA_ARGS, BUILTIN_MODEL_ARGS, OPTIMIZERS, SCHEDULERS, Knob, check_value as _check_value,
+                    fmt as _fmt)
 
 PACKAGED_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 BUILTIN_DATA = ("shapes", "mnist", "fashion_mnist", "cifar10", "image_folder")
@@ -356,5 +357,12 @@ def _cross_checks(cfg: Config, problems: list[str]) -> None:
         extra = f" Did you mean {hint[0]!r}?" if hint else ""
         problems.append(f"data.name: unknown dataset {d.name!r}; use one of {', '.join(BUILTIN_DATA)} "
                         f"or 'package.module:callable'.{extra}")
+    for section, table in (("model", BUILTIN_MODEL_ARGS), ("data", BUILTIN_DATA_ARGS)):
+        sec = getattr(cfg, section)
+        own = table.get(sec.name)
+        for key in [] if own is None else [k for k in sec.args if k not in own]:
+            takes = f"it takes {', '.join(own)}" if own else "it takes no arguments"
+            problems.append(f"{section}.args.{key}: {sec.name} does not take it ({takes}). "
+                            f"Remove it from {section}.args.")
     if d.name == "image_folder" and not d.root:
         problems.append("data.root: image_folder needs the folder of class subfolders (data.root=path/to/images)")

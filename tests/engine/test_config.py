@@ -129,6 +129,46 @@ def test_kind_switch_drops_only_foreign_keys_and_says_so():
     assert any("optim.betas dropped" in n for n in cfg.notes)
 
 
+@pytest.mark.parametrize("words,args", [
+    (["model.name=argmodel.py:build", "model.args.hidden=128"], {"hidden": 128}),
+    (["model.name=googlenet", "model.args.aux_logits=false"], {"aux_logits": False}),
+    (["model.name=mypkg.nets:Net", "model.args.depth=3"], {"depth": 3}),
+])
+def test_args_given_on_the_command_line_reach_a_models_builder(words, args):
+    cfg = load_config(None, words)
+    assert cfg.model.args == args
+    # the base config's small_cnn width goes, and the note says it came from the base config
+    assert any(n.startswith("model.args.width dropped: it came from the base config, for small_cnn")
+               for n in cfg.notes), cfg.notes
+    assert not any("hidden" in n or "aux_logits" in n or "depth" in n for n in cfg.notes)
+
+
+@pytest.mark.parametrize("name,root", [("image_folder", "/tmp"), ("mydata.py:build", None)])
+def test_dataset_switch_drops_only_the_base_configs_args(name, root):
+    words = [f"data.name={name}", "data.args.image_size=32"] + ([f"data.root={root}"] if root else [])
+    cfg = load_config(None, words)
+    assert cfg.data.args == {"image_size": 32}  # `size` came from the packaged default: dropped
+    assert any(n.startswith("data.args.size dropped: it came from the base config") for n in cfg.notes)
+
+
+def test_a_builtin_keeps_the_base_args_it_takes_and_naming_the_same_kind_is_no_switch(tmp_path):
+    cfg = load_config(None, ["model.name=mlp", "model.args.dropout=0.2"])
+    assert cfg.model.args == {"dropout": 0.2}
+    assert cfg.notes == ["model.args.width dropped: it came from the base config and mlp does not take it"]
+    f = tmp_path / "c.yaml"
+    f.write_text("model:\n  name: mlp\n  args:\n    hidden: [32]\n")
+    assert load_config(str(f), ["model.name=mlp"]).model.args == {"hidden": [32]}
+
+
+def test_an_explicit_key_the_new_kind_does_not_take_is_an_error_not_a_silent_drop():
+    with pytest.raises(ConfigError, match=r"unknown key optim.betas \(sgd does not take it"):
+        load_config(None, ["optim.name=sgd", "optim.betas=[0.9, 0.99]"])
+    with pytest.raises(ConfigError, match="model.args.width: mlp does not take it"):
+        load_config(None, ["model.name=mlp", "model.args.width=8"])
+    with pytest.raises(ConfigError, match="data.args.size: image_folder does not take it"):
+        load_config(None, ["data.name=image_folder", "data.root=/tmp", "data.args.size=10"])
+
+
 def test_each_optimizer_and_scheduler_accepts_exactly_its_own_arguments():
     for name, (_, _, own) in OPTIMIZERS.items():
         cfg = from_dict({"optim": {"name": name}})
