@@ -39,6 +39,26 @@ def test_bad_input_exits_2_without_traceback(words, needle):
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.parametrize("words,needle", [
+    (["run.name=a/b"], "run.name: 'a/b' holds '/'"),
+    (["model.name=nets/missing.py:build"], "model.name: file 'nets/missing.py' not found"),
+    (["data.name=image_folder", "data.root=nowhere"], "data.root: nowhere is not a folder"),
+    (["model.args.depth=3"], "model.args.depth: small_cnn does not take it"),
+])
+def test_check_refuses_what_run_would_refuse(words, needle, tmp_path):
+    for command in (["check"], ["run", "--headless"]):
+        out = danlu(*command, f"run.out_dir={tmp_path}/runs", *words, cwd=tmp_path)
+        assert out.returncode == 2, (command, out.stdout, out.stderr)
+        assert needle in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_check_warns_about_a_warmup_longer_than_the_run():
+    out = danlu("check", "train.max_steps=30")  # the packaged config warms up for 50 steps
+    assert out.returncode == 0, out.stderr
+    assert "# warning: schedule.warmup_steps=50 is as long as the run (30 steps) or longer" in out.stdout
+
+
 def test_headless_run_writes_run_dir(tmp_path):
     out = danlu("run", "--headless", f"run.out_dir={tmp_path}", "train.max_steps=6", *FAST, cwd=tmp_path)
     assert out.returncode == 0, out.stderr + out.stdout

@@ -350,7 +350,28 @@ def from_dict(raw: Any, source: str | None = None) -> Config:
     return cfg
 
 
+# A run directory is <out_dir>/<name>-<YYYYmmdd-HHMMSS>[-N]: the name must be one folder name,
+# and short enough that the whole stays under the usual 255-byte limit.
+RUN_NAME_MAX_BYTES = 200
+
+
+def run_name_problem(name: str) -> str | None:
+    """Why `name` cannot name a run directory, or None."""
+    bad = [c for c in ("/", "\\", "\0") if c in name]
+    if not name.strip() or name in (".", "..") or bad or len(name.encode()) > RUN_NAME_MAX_BYTES:
+        why = (f"holds {' and '.join(repr(c) for c in bad)}" if bad else
+               f"is longer than {RUN_NAME_MAX_BYTES} bytes" if len(name.encode()) > RUN_NAME_MAX_BYTES else
+               "is not a folder name")
+        safe = "-".join(p for p in name.replace("\\", "/").split("/") if p.strip(". ")) or "myrun"
+        return (f"run.name: {name!r} {why}; it names one folder, the run directory <out_dir>/<name>-<time>. "
+                f"Use e.g. run.name={safe[:40]}" + (", and run.out_dir for the folder above it" if bad else ""))
+    return None
+
+
 def _cross_checks(cfg: Config, problems: list[str]) -> None:
+    name_problem = run_name_problem(cfg.run.name)
+    if name_problem:
+        problems.append(name_problem)
     d = cfg.data
     if d.name not in BUILTIN_DATA and ":" not in d.name:
         hint = difflib.get_close_matches(d.name, BUILTIN_DATA, n=1)

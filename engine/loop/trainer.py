@@ -28,11 +28,12 @@ from ..build.sampler import EpochSampler
 from ..build.schedule import LRSchedule
 from ..config.hot import HotValues
 from ..config.plan import StepPlan, plan_steps
+from ..config.preflight import plan_findings, preflight
 from ..config.schema import Config
 from ..control import events as ev
 from ..control.channel import Channel
 from ..control.events import AlertKind, CheckpointReason, State
-from ..errors import UserError
+from ..errors import ConfigError, UserError
 from ..store import checkpoint_file as ckpt
 from ..store import trainer_state
 from ..store.runlog import RunLog, new_run_dir
@@ -91,6 +92,7 @@ class Trainer:
         self.val_loader: DataLoader | None = None
         self.sampler: SystemSampler | None = None
         self.warm_note: str | None = None
+        self.warnings: list[str] = []  # setups that may be meant but likely are not (logged at the start)
         self._move_batches = False     # on the CPU .to() is a no-op that still costs a dispatch
         self._nonfinite: str | None = None  # set by a flush that saw NaN/inf; acted on at the boundary
         self._last_eval_step = -1
@@ -138,6 +140,7 @@ class Trainer:
         if self.resume_dir is not None:
             resume_path, resume_obj = ckpt.find_latest(self.resume_dir, warn=self._warn)
         warm_obj = ckpt.load(self.warm_start) if self.warm_start is not None else None
+        preflight(cfg, new_run=self.resume_dir is None)  # what `danlu check` and `danlu run` check
         self._seed(cfg.run.seed, cfg.run.deterministic)
         self.placement = place(cfg.run.device, cfg.run.precision)
         self.device = self.placement.device
@@ -149,6 +152,9 @@ class Trainer:
                                    cfg.train.epochs, cfg.train.max_steps)
         except ValueError as e:
             raise UserError(str(e)) from None
+        problems, self.warnings = plan_findings(cfg, self.plan, self.bundle.val is not None and len(self.bundle.val) > 0)
+        if problems:
+            raise ConfigError(problems)
         torch.manual_seed(cfg.run.seed)  # model init does not depend on how the data was built
         model = build_model(cfg.model, self.bundle.num_classes, self.bundle.input_shape).to(self.device)
         optimizer = build_optimizer(model, cfg.optim)
@@ -206,6 +212,8 @@ class Trainer:
             self._log("info", self.warm_note)
         for note in cfg.notes:
             self._log("info", note)
+        for warning in self.warnings:
+            self._warn(warning)
 
     def _seed(self, seed: int, deterministic: bool) -> None:
         import random

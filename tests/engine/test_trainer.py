@@ -189,3 +189,24 @@ def test_resume_reproduces_uninterrupted_run(tiny_config):
     assert [a[s] for s in sorted(a)] == [b[s] for s in sorted(b)]  # bit-exact
     pa, pb = _final_params(full.run_dir), _final_params(resumed.run_dir)
     assert all(torch.equal(pa[k], pb[k]) for k in pa)
+
+
+def test_a_warmup_as_long_as_the_run_is_a_warning_in_the_run(tiny_config):
+    t, ch = run_trainer(tiny_config({"schedule": {"name": "cosine", "warmup_steps": 20},
+                                     "train": {"max_steps": 4}}))
+    assert t.final_state == "finished"
+    warnings = [e.message for e in of_type(ch.seen, ev.LogLine) if e.level == "warning"]
+    assert any("schedule.warmup_steps=20 is as long as the run (4 steps) or longer" in w for w in warnings), warnings
+
+
+def test_plateau_with_a_user_dataset_that_has_no_validation_set_is_refused(tiny_config, tmp_path):
+    from danlu.engine.errors import ConfigError
+    (tmp_path / "mydata.py").write_text(
+        "import torch\nfrom torch.utils.data import TensorDataset\n"
+        "def build(**unused):\n    ds = TensorDataset(torch.randn(64, 3, 16, 16), torch.randint(0, 2, (64,)))\n"
+        "    ds.classes = ['a', 'b']\n    return ds\n")
+    cfg = tiny_config({"data": {"name": f"{tmp_path}/mydata.py:build", "val_fraction": 0.0, "args": {}},
+                       "schedule": {"name": "plateau"}, "train": {"max_steps": 2}})
+    with pytest.raises(ConfigError, match="plateau lowers the LR when val_loss stops improving"):
+        run_trainer(cfg)
+    assert not (tmp_path / "runs").exists()  # refused before the run directory was made

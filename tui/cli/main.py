@@ -84,11 +84,15 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _check(words: list[str]) -> int:
     from danlu.engine.config.files import find_config, load_config
+    from danlu.engine.config.preflight import preflight
     path, overrides = split_words(words)
     cfg = load_config(path, overrides)
+    warnings = preflight(cfg)  # what `danlu run` checks before it starts, too
     print(f"# {find_config(path)}: valid")
     for note in cfg.notes:
         print(f"# note: {note}")
+    for warning in warnings:
+        print(f"# warning: {warning}")
     print(cfg.to_yaml(), end="")
     return 0
 
@@ -106,7 +110,9 @@ def _load_run_config(args: argparse.Namespace):
 
 
 def _run(args: argparse.Namespace) -> int:
+    from danlu.engine.config.preflight import preflight
     cfg = _load_run_config(args)
+    preflight(cfg, new_run=not args.resume)  # before the dashboard opens; the run logs the warnings
     if args.headless or not sys.stdout.isatty():
         if not args.headless:
             print("danlu: stdout is not a terminal; running headless", file=sys.stderr)
