@@ -31,8 +31,23 @@ def _truncated(tmp) -> list[str]:
     return ["run", "--headless", "--resume", run]
 
 
+NET = ("import math\nfrom torch import nn\nWIDTH = 8\ndef build(num_classes, input_shape):\n"
+       "    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), WIDTH), nn.ReLU(),\n"
+       "                         nn.Linear(WIDTH, num_classes))\n")
+
+
 def _other_model(tmp) -> list[str]:
-    return ["run", "--headless", "--resume", _finished_run(tmp), "model.args.width=12"]
+    (tmp / "net.py").write_text(NET)
+    out = subprocess.run([sys.executable, "-m", "danlu.tui.cli.main", "run", "--headless", f"run.out_dir={tmp}/runs",
+                          *[w for w in TINY if not w.startswith("model.args")], "model.name=net.py:build"], capture_output=True, text=True, cwd=tmp, timeout=180)
+    assert out.returncode == 0, out.stderr
+    (tmp / "net.py").write_text(NET.replace("WIDTH = 8", "WIDTH = 12"))  # the model's code changed since
+    (run,) = (tmp / "runs").glob("default-*")
+    return ["run", "--headless", "--resume", str(run)]
+
+
+def _resume_with_batch_size(tmp) -> list[str]:
+    return ["run", "--headless", "--resume", _finished_run(tmp), "train.max_steps=4", "data.batch_size=32"]
 
 
 def _empty_run_dir(tmp) -> list[str]:
@@ -72,6 +87,8 @@ CASES = {
     "resume-dir-empty": (_empty_run_dir, "has no checkpoints"),
     "truncated-checkpoint": (_truncated, "truncated or corrupted"),
     "checkpoint-of-another-model": (_other_model, "the checkpoint is for a different model"),
+    "resume-with-a-new-batch-size": (_resume_with_batch_size,
+                                     "data.batch_size 16 → 32: it changes what one step sees"),
 }
 
 

@@ -67,6 +67,19 @@ def test_headless_run_writes_run_dir(tmp_path):
     assert (run / "checkpoints" / "last.pt").exists()
 
 
+def test_warm_start_from_the_command_line_starts_a_new_run_from_the_old_ones_weights(tmp_path):
+    out = danlu("run", "--headless", f"run.out_dir={tmp_path}", "train.max_steps=4", *FAST, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    (old,) = tmp_path.glob("default-*")
+    out = danlu("run", "--headless", "--warm-start", str(old), "data.batch_size=8", "train.max_steps=7", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr + out.stdout
+    assert "warm start from" in out.stdout and "finished at step 7" in out.stdout
+    (new,) = [d for d in tmp_path.glob("default-*") if d != old]
+    text = (new / "config.yaml").read_text()
+    assert f"parent: {old.resolve()}" in text and "parent_step: 4" in text and "batch_size: 8" in text
+    assert "width: 8" in text  # the old run's config is the base: its overrides carry over
+
+
 def test_resume_of_missing_dir_exits_2(tmp_path):
     out = danlu("run", "--headless", "--resume", str(tmp_path / "nope"))
     assert out.returncode == 2 and "not a run directory" in out.stderr and "Traceback" not in out.stderr
@@ -88,6 +101,9 @@ def test_ctrl_c_saves_and_prints_resume_command(tmp_path):
     assert "resume with: danlu run --resume" in out
     (run,) = list(tmp_path.glob("default-*"))
     assert (run / "checkpoints" / "last.pt").exists()
-    # and the printed command works
-    res = danlu("run", "--headless", "--resume", str(run), "train.epochs=1", cwd=tmp_path)
+    # and the printed command works (made short: two more steps)
+    import json
+    step = json.loads((run / "state.json").read_text())["step"]
+    res = danlu("run", "--headless", "--resume", str(run), f"train.max_steps={step + 2}", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
+    assert f"finished at step {step + 2}" in res.stdout

@@ -4,6 +4,7 @@ command-line overrides (`optim.lr=3e-4`). The schema and validation are in confi
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import yaml
 
 from .schema import FIELDS, OPTIM_FIELDS, PACKAGED_CONFIGS, SCHEDULE_FIELDS, SECTIONS, Config, from_dict
 from ..errors import ConfigError, UserError
+from . import resume
 from .knobs import switch_drops
 
 
@@ -194,7 +196,43 @@ def config_for_resume(run_dir: str | Path, overrides: list[str] | None = None) -
     if not p.is_file():
         raise UserError(f"resume: {run_dir} has no config.yaml, so it is not a danlu run directory.")
     raw = parse_yaml(p.read_text(), str(p)) or {}
-    notes = apply_overrides(raw, parse_overrides(overrides or []))
+    before = from_dict(copy.deepcopy(raw), source=str(p)).to_dict()
+    pairs = parse_overrides(overrides or [])
+    notes = apply_overrides(raw, pairs)
     cfg = from_dict(raw, source=str(p))
+    # refused before anything runs (no torch, nothing written): what would make it another run
+    found = resume.changes(before, cfg.to_dict())
+    refused = [c for c in found if c.kind == resume.Kind.REFUSED]
+    if refused:
+        raise UserError(resume.refusal(str(run_dir), refused, list(overrides or [])))
     cfg.notes = notes
+    return cfg
+
+
+def config_for_warm_start(source: str | Path, path: str | None, overrides: list[str] | None = None) -> Config:
+    """The config of a new run started from another run's checkpoint (`danlu run --warm-start`).
+
+    `path` names a config file; without one, the old run's own config.yaml is the base. Either
+    way the overrides apply, and the lineage (run.parent, run.parent_step) is the new run's.
+    """
+    src = Path(source)
+    if not src.exists():
+        raise UserError(f"warm start: {source} not found. Give a run directory (its newest good checkpoint is "
+                        "used) or a checkpoint file, e.g. danlu run --warm-start runs/default-20260101-120000")
+    if path is not None:
+        cfg = load_config(path, overrides)
+    else:
+        run_dir = src if src.is_dir() else src.parent.parent  # RUN/checkpoints/step-N.pt
+        p = run_dir / "config.yaml"
+        if not p.is_file():
+            raise UserError(f"warm start: {run_dir} has no config.yaml to start from. Give a config too: "
+                            f"danlu run CONFIG --warm-start {source}")
+        raw = parse_yaml(p.read_text(), str(p)) or {}
+        if isinstance(raw.get("run"), dict):
+            for k in ("parent", "parent_step"):
+                raw["run"].pop(k, None)
+        notes = apply_overrides(raw, parse_overrides(overrides or []))
+        cfg = from_dict(raw, source=str(p))
+        cfg.notes = notes
+    cfg.run.parent = cfg.run.parent_step = None  # the Trainer names the run it starts from
     return cfg

@@ -141,8 +141,8 @@ FIELDS: dict[str, dict[str, Knob]] = {
         "device": Knob("str", "auto", "auto picks cuda, then mps, then cpu.", choices=DEVICES),
         "precision": Knob("str", "auto", "auto: bf16 autocast where supported, fp16 with GradScaler on older CUDA, fp32 on CPU.", choices=PRECISIONS),
         "out_dir": Knob("str", "runs", "Folder that holds run directories."),
-        "parent": Knob("str", None, "Set by restart with changes: the run directory this run was warm-started from; empty for a fresh run.", optional=True),
-        "parent_step": Knob("int", None, "Set by restart with changes: the parent run's step at the checkpoint this run started from.", min=0, optional=True),
+        "parent": Knob("str", None, "Set by a warm start (--warm-start, restart with changes): the run directory this run started from; empty for a fresh run.", optional=True),
+        "parent_step": Knob("int", None, "Set by a warm start: the parent run's step at the checkpoint this run started from.", min=0, optional=True),
     },
     "data": {
         "name": Knob("str", "shapes", "shapes (built-in, offline), mnist, fashion_mnist, cifar10, image_folder, or module:callable."),
@@ -159,8 +159,8 @@ FIELDS: dict[str, dict[str, Knob]] = {
         "init": Knob("str", "default", "Weight init: default (torch's), kaiming or xavier.", choices=INITS),
     },
     "train": {
-        "epochs": Knob("int", 3, "Passes over the training set.", min=1),
-        "max_steps": Knob("int", None, "Stop after this many optimizer steps, whatever epochs says.", min=1, optional=True),
+        "epochs": Knob("int", 3, "Passes over the training set, counted from the run's start (also after a resume or warm start).", min=1),
+        "max_steps": Knob("int", None, "Stop after this many optimizer steps, whatever epochs says; counted from the run's start (also after a resume or warm start).", min=1, optional=True),
         "grad_accum": Knob("int", 1, "Micro-batches per optimizer step (loss is divided by this).", min=1),
         "grad_clip": Knob("float", 1.0, "Clip the total grad norm to this; off (or empty) disables clipping (the norm is still reported).", gt=0, optional=True, off=True),
         "eval_every": Knob("int", None, "Evaluate every N steps; empty = at the end of each epoch.", min=1, optional=True),

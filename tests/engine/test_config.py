@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from danlu.engine.config.schema import PACKAGED_CONFIGS, from_dict
-from danlu.engine.config.files import apply_overrides, find_config, load_config, parse_overrides, parse_yaml
+from danlu.engine.config.files import (apply_overrides, config_for_resume, find_config, load_config, parse_overrides,
+                                       parse_yaml)
 from danlu.engine.errors import ConfigError, UserError
 from danlu.engine.config.knobs import OPTIMIZERS, SCHEDULERS
 
@@ -167,6 +168,43 @@ def test_an_explicit_key_the_new_kind_does_not_take_is_an_error_not_a_silent_dro
         load_config(None, ["model.name=mlp", "model.args.width=8"])
     with pytest.raises(ConfigError, match="data.args.size: image_folder does not take it"):
         load_config(None, ["data.name=image_folder", "data.root=/tmp", "data.args.size=10"])
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    """A run directory as far as the config layer sees it: its config.yaml."""
+    d = tmp_path / "runs" / "default-20260101-120000"
+    d.mkdir(parents=True)
+    d.joinpath("config.yaml").write_text(load_config(None, ["train.max_steps=30"]).to_yaml())
+    return d
+
+
+@pytest.mark.parametrize("words,named", [
+    (["optim.name=sgd"], ["optim.name adamw → sgd: the optimizer's state belongs to its kind"]),
+    (["optim.param_groups=[{match: head, lr_mult: 10}]"],
+     ["optim.param_groups [] → [{lr_mult: 10.0, match: head}]: the optimizer's state is kept per param group"]),
+    (["data.batch_size=32"], ["data.batch_size 64 → 32: it changes what one step sees"]),
+    (["model.args.width=12", "optim.lr=1e-4"], ["model.args.width 32 → 12: it changes the model the checkpoint holds"]),
+    (["schedule.name=step", "run.seed=1"], ["schedule.name cosine → step: it changes the schedule's shape",
+                                            "run.seed 0 → 1: the seed fixes the data split and order"]),
+])
+def test_resume_refuses_what_would_make_another_run_before_anything_runs(run_dir, words, named):
+    with pytest.raises(UserError) as e:
+        config_for_resume(run_dir, words)
+    msg = str(e.value)
+    assert msg.startswith("resume: these changes would make it another run, so nothing was resumed")
+    for line in named:
+        assert f"\n  {line}" in msg, msg
+    assert "\n  optim.betas" not in msg  # only what was typed is named, not what a kind switch dropped with it
+    assert f"danlu run --warm-start {run_dir} " + " ".join(
+        f"'{w}'" if " " in w else w for w in words) in msg
+
+
+def test_resume_accepts_hot_length_and_harmless_overrides(run_dir):
+    cfg = config_for_resume(run_dir, ["optim.lr=1e-4", "train.max_steps=60", "train.grad_clip=off",
+                                      "data.num_workers=0", "run.device=cpu", "monitor.nan_policy=stop",
+                                      "data.batch_size=32", "train.grad_accum=2"])
+    assert (cfg.optim.lr, cfg.train.max_steps, cfg.data.batch_size) == (1e-4, 60, 32)
 
 
 def test_each_optimizer_and_scheduler_accepts_exactly_its_own_arguments():

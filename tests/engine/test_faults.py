@@ -80,13 +80,20 @@ def test_only_checkpoint_truncated_is_refused(tiny_config):
         ckpt.find_latest(t.run_dir)
 
 
-def test_checkpoint_of_another_model_lists_mismatches(tiny_config):
-    t, _ = run_trainer(tiny_config({"train": {"max_steps": 3}}))
-    cfg = config_for_resume(t.run_dir, ["model.args.width=12"])
+def test_checkpoint_of_another_model_lists_mismatches(tiny_config, tmp_path):
+    net = tmp_path / "net.py"  # the user's own model, edited between the run and its resume
+    net.write_text("import math\nfrom torch import nn\nWIDTH = 8\ndef build(num_classes, input_shape, **_):\n"
+                   "    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), WIDTH), nn.ReLU(),\n"
+                   "                         nn.Linear(WIDTH, num_classes))\n")
+    t, _ = run_trainer(tiny_config({"model": {"name": f"{net}:build", "args": {}}, "train": {"max_steps": 3}}))
+    net.write_text(net.read_text().replace("WIDTH = 8", "WIDTH = 12"))
+    import sys
+    for name in [n for n, m in sys.modules.items() if getattr(m, "__file__", None) == str(net)]:
+        del sys.modules[name]  # a new process would read the edited file
     with pytest.raises(CheckpointError) as e:
-        run_trainer(cfg, resume=t.run_dir)
+        run_trainer(config_for_resume(t.run_dir), resume=t.run_dir)
     msg = str(e.value)
-    assert "different model" in msg and "shape mismatches" in msg and "features" in msg
+    assert "different model" in msg and "shape mismatches" in msg and "1.weight" in msg
 
 
 class _Payload:
@@ -169,8 +176,10 @@ def test_oom_headless_stops_with_checkpoint(tiny_config):
     t.interactive = False
     ch.trainer = t
     assert t.run() == "stopped" and t.step == 3
-    resumed, _ = run_trainer(config_for_resume(t.run_dir, ["model.args.at=1000"]), resume=t.run_dir)
-    assert resumed.step == 8
+    # the injected fault counts forward passes from the start of each process: 4 more would come at
+    # step 7, so the resumed run is made to end at 6 (a shorter run is a change a resume can make)
+    resumed, _ = run_trainer(config_for_resume(t.run_dir, ["train.max_steps=6"]), resume=t.run_dir)
+    assert resumed.final_state == "finished" and resumed.step == 6
 
 
 def test_crash_in_user_code_marks_run_failed_with_traceback(tiny_config):

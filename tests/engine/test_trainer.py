@@ -210,3 +210,112 @@ def test_plateau_with_a_user_dataset_that_has_no_validation_set_is_refused(tiny_
     with pytest.raises(ConfigError, match="plateau lowers the LR when val_loss stops improving"):
         run_trainer(cfg)
     assert not (tmp_path / "runs").exists()  # refused before the run directory was made
+
+
+# --- resume with overrides: each applied with a note, or refused before anything runs ----------------
+
+def _events(run_dir):
+    return read_jsonl(run_dir / "events.jsonl")
+
+
+def _cut(tiny_config, over, at):
+    t, _ = run_trainer(tiny_config(over), script={at: [ev.stop(save=True)]})
+    assert t.final_state == "stopped" and t.step == at
+    return t
+
+
+def test_resume_with_a_longer_run_stretches_the_schedule_and_records_it(tiny_config):
+    over = {"schedule": {"name": "cosine", "warmup_steps": 3}, "train": {"epochs": 10, "max_steps": 20}}
+    cut = _cut(tiny_config, over, 12)
+    resumed, ch = run_trainer(config_for_resume(cut.run_dir, ["train.max_steps=40"]), resume=cut.run_dir)
+    assert resumed.final_state == "finished" and resumed.step == 40
+    assert of_type(ch.seen, ev.RunStarted)[0].total_steps == 40
+    lrs = [r["lr"] for r in _train_records(cut.run_dir)]  # the one run's metrics: steps 1-12, then 13-40
+    assert len(lrs) == 40
+    peak = lrs.index(max(lrs))
+    assert all(b <= a * (1 + 1e-9) for a, b in zip(lrs[peak:], lrs[peak + 1:]))  # never climbs back
+    assert lrs[-1] < 0.01 * max(lrs)
+    assert abs(lrs[12] - lrs[11]) < 0.1 * max(lrs)  # continuous at the resume
+    assert "max_steps: 40" in (cut.run_dir / "config.yaml").read_text()  # a later resume reads 40
+    kinds = {e["kind"]: e for e in _events(cut.run_dir)}
+    assert kinds["resume_change"]["key"] == "train.max_steps" and kinds["resume_change"]["new"] == 40
+    assert kinds["schedule_retimed"]["old_total"] == 20 and kinds["schedule_retimed"]["new_total"] == 40
+    notes = [e.message for e in of_type(ch.seen, ev.LogLine)]
+    assert any("train.max_steps 20 → 40: the run now ends at step 40" in n for n in notes), notes
+    assert any("cosine schedule refitted to the run's new length" in n for n in notes), notes
+    again = config_for_resume(cut.run_dir)
+    assert again.train.max_steps == 40
+
+
+def test_resume_with_more_epochs_stretches_the_schedule(tiny_config):
+    over = {"schedule": {"name": "onecycle"}, "train": {"epochs": 2}}   # 12 steps per epoch
+    cut = _cut(tiny_config, over, 18)
+    resumed, _ = run_trainer(config_for_resume(cut.run_dir, ["train.epochs=4"]), resume=cut.run_dir)
+    assert resumed.step == 48
+    lrs = [r["lr"] for r in _train_records(cut.run_dir)]
+    peak = lrs.index(max(lrs))
+    assert all(b <= a * (1 + 1e-9) for a, b in zip(lrs[peak:], lrs[peak + 1:])) and lrs[-1] < 0.01 * max(lrs)
+
+
+def test_resume_refuses_a_length_it_cannot_fit_and_leaves_the_run_untouched(tiny_config):
+    from danlu.engine.errors import UserError
+    done, _ = run_trainer(tiny_config({"schedule": {"name": "cosine"}, "train": {"max_steps": 10}}))
+    before = {p.name: p.read_bytes() for p in done.run_dir.iterdir() if p.is_file()}
+    with pytest.raises(UserError, match="the cosine schedule has already reached its end") as e:
+        run_trainer(config_for_resume(done.run_dir, ["train.max_steps=20"]), resume=done.run_dir)
+    assert f"danlu run --warm-start {done.run_dir} train.max_steps=20" in str(e.value)
+    with pytest.raises(UserError, match="train.max_steps=5 is behind the run, which is at step 10"):
+        run_trainer(config_for_resume(done.run_dir, ["train.max_steps=5"]), resume=done.run_dir)
+    assert {p.name: p.read_bytes() for p in done.run_dir.iterdir() if p.is_file()} == before
+
+
+def test_resume_applies_hot_overrides_as_the_live_commands_do(tiny_config):
+    over = {"schedule": {"name": "cosine"}, "train": {"max_steps": 16, "grad_clip": 1.0}}
+    base, _ = run_trainer(tiny_config(over))
+    base_lr = [r["lr"] for r in _train_records(base.run_dir)]
+    cut = _cut(tiny_config, over, 8)
+    resumed, ch = run_trainer(config_for_resume(cut.run_dir, ["optim.lr=0.0003", "train.grad_clip=off",
+                                                             "optim.weight_decay=0.05"]), resume=cut.run_dir)
+    lr = {r["step"]: r["lr"] for r in _train_records(cut.run_dir)}
+    for s in range(9, 17):  # the same cosine, at a tenth of the level (0.003 -> 0.0003)
+        assert lr[s] == pytest.approx(base_lr[s - 1] * 0.1, rel=1e-6), s
+    assert resumed.hot["grad_clip"] is None  # wins over the value the checkpoint carried
+    assert all(g["weight_decay"] == 0.05 for g in resumed.optimizer.param_groups if g["weight_decay"])
+    notes = [e.message for e in of_type(ch.seen, ev.LogLine)]
+    assert any(n.startswith("optim.lr 0.003 → 0.0003 applied at step 8") for n in notes), notes
+    assert any(n.startswith("train.grad_clip 1.0 → off applied at step 8") for n in notes), notes
+    keys = [e["key"] for e in _events(cut.run_dir) if e["kind"] == "resume_change"]
+    assert set(keys) == {"optim.lr", "train.grad_clip", "optim.weight_decay"}
+
+
+def test_resume_refuses_a_config_that_would_make_another_run(tiny_config):
+    from danlu.engine.errors import UserError
+    cut = _cut(tiny_config, {"train": {"max_steps": 8}}, 4)
+    before = {p.name: p.read_bytes() for p in cut.run_dir.iterdir() if p.is_file()}
+    cfg = config_for_resume(cut.run_dir)
+    cfg.optim.name, cfg.optim.args = "sgd", {"momentum": 0.9}  # e.g. a config.yaml edited by hand
+    cfg.data.batch_size = 8
+    with pytest.raises(UserError) as e:
+        run_trainer(cfg, resume=cut.run_dir)
+    msg = str(e.value)
+    assert "optim.name adamw → sgd: the optimizer's state belongs to its kind" in msg
+    assert "data.batch_size 16 → 8: it changes what one step sees" in msg
+    assert f"danlu run --warm-start {cut.run_dir}" in msg
+    assert {p.name: p.read_bytes() for p in cut.run_dir.iterdir() if p.is_file()} == before
+
+
+def test_resume_may_split_a_step_into_smaller_pieces(tiny_config):
+    def cfg():  # no BatchNorm or dropout, whose numbers depend on the size of the pieces
+        c = tiny_config({"train": {"epochs": 2}})
+        c.model.name, c.model.args = "mlp", {"hidden": [16], "dropout": 0.0}
+        return c
+    full, _ = run_trainer(cfg())
+    cut, _ = run_trainer(cfg(), script={6: [ev.stop(save=True)]})
+    resumed, ch = run_trainer(config_for_resume(cut.run_dir, ["data.batch_size=8", "train.grad_accum=2"]),
+                              resume=cut.run_dir)
+    assert resumed.final_state == "finished" and resumed.step == full.step == 24
+    a = {r["step"]: r["loss"] for r in _train_records(full.run_dir)}
+    b = {r["step"]: r["loss"] for r in _train_records(cut.run_dir)}
+    assert sorted(b) == list(range(1, 25))
+    for s in range(7, 25):  # the same samples per step: the same losses, up to float sums
+        assert b[s] == pytest.approx(a[s], rel=1e-3, abs=1e-4), s

@@ -87,7 +87,7 @@ class ProgressLine:
         self._fresh = False
 
 
-def run_headless(cfg: Config, resume: str | None = None, stream=None) -> int:
+def run_headless(cfg: Config, resume: str | None = None, stream=None, warm_start: str | None = None) -> int:
     """Train with a progress line; returns the process exit code."""
     from danlu.engine.loop.runner import start_engine
 
@@ -105,7 +105,7 @@ def run_headless(cfg: Config, resume: str | None = None, stream=None) -> int:
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
-        thread = start_engine(cfg, channel, resume=resume, interactive=False)
+        thread = start_engine(cfg, channel, resume=resume, warm_start=warm_start, interactive=False)
         while thread.is_alive():
             thread.join(timeout=0.25)
             _drain(channel, progress)
