@@ -53,10 +53,18 @@ def test_check_refuses_what_run_would_refuse(words, needle, tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-def test_check_warns_about_a_warmup_longer_than_the_run():
-    out = danlu("check", "train.max_steps=30")  # the packaged config warms up for 50 steps
+@pytest.mark.parametrize("words,warning", [
+    (["train.max_steps=30"],  # the packaged config warms up for 50 steps
+     "schedule.warmup_steps=50 is as long as the run (30 steps) or longer: the LR never reaches optim.lr"),
+    (["schedule.name=step", "schedule.step_size=5", "train.epochs=3"],
+     "schedule.step_size: the first decay comes after epoch 5, but the run has 3 epochs: the LR never decays"),
+    (["schedule.name=plateau", "train.eval_every=5000"],
+     "train.eval_every=5000: the run (336 steps) evaluates only at its end, so plateau never lowers the LR"),
+])
+def test_check_warns_about_setups_that_make_no_sense(words, warning):
+    out = danlu("check", *words)
     assert out.returncode == 0, out.stderr
-    assert "# warning: schedule.warmup_steps=50 is as long as the run (30 steps) or longer" in out.stdout
+    assert f"# warning: {warning}" in out.stdout
 
 
 def test_headless_run_writes_run_dir(tmp_path):

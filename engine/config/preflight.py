@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .knobs import BUILTIN_DATA_ARGS
+from .knobs import BUILTIN_DATA_ARGS, SCHEDULERS
 from .plan import StepPlan, known_train_size, plan_steps
 
 # Datasets that read files under data.root (download fetches the torchvision ones there).
@@ -70,11 +70,27 @@ def plan_findings(cfg: Any, plan: StepPlan | None, has_val: bool | None) -> tupl
         problems.append("schedule.name: plateau lowers the LR when val_loss stops improving, but this run has "
                         "no validation set (data.val_fraction is 0), so the LR would never change. Set "
                         "data.val_fraction=0.1, or use another schedule (cosine, step).")
-    if plan is not None and s.warmup_steps and s.warmup_steps >= plan.total_steps:
+    if plan is None:
+        return problems, warnings
+    if s.warmup_steps and s.warmup_steps >= plan.total_steps:
         after = "" if s.name == "none" else f" and {s.name} never starts"
         warnings.append(f"schedule.warmup_steps={s.warmup_steps} is as long as the run ({plan.total_steps} steps) "
                         f"or longer: the LR never reaches optim.lr{after}. Lower it, e.g. "
                         f"schedule.warmup_steps={max(1, plan.total_steps // 10)}.")
+    # decays that the run never reaches (in the scheduler's own unit: epochs unless interval says step)
+    unit = s.interval or SCHEDULERS[s.name][1]
+    length = plan.total_steps if unit == "step" else plan.epochs
+    firsts = {"step": [s.args.get("step_size")], "multistep": s.args.get("milestones") or []}.get(s.name, [])
+    first = min((x for x in firsts if isinstance(x, int)), default=None)
+    if first is not None and first >= length:
+        key = "step_size" if s.name == "step" else "milestones"
+        warnings.append(f"schedule.{key}: the first decay comes after {unit} {first}, but the run has "
+                        f"{length} {unit}s: the LR never decays. Lower it"
+                        + (", or set schedule.interval=step." if unit == "epoch" else "."))
+    every = cfg.train.eval_every
+    if s.name == "plateau" and has_val and every and every >= plan.total_steps:
+        warnings.append(f"train.eval_every={every}: the run ({plan.total_steps} steps) evaluates only at its end, "
+                        "so plateau never lowers the LR. Evaluate more often, or leave eval_every empty (each epoch).")
     return problems, warnings
 
 
