@@ -179,8 +179,9 @@ async def test_quit_after_the_run_ended_exits_at_once(tiny_config):
 async def test_a_bad_data_root_shows_the_reason(tmp_path):
     from danlu.engine.config.schema import from_dict
 
+    (tmp_path / "empty").mkdir()  # a folder without the dataset's files (a missing one: danlu check says so)
     raw = merge(TINY, {"run": {"out_dir": str(tmp_path / "runs")},
-                       "data": {"name": "mnist", "root": str(tmp_path / "nowhere")}})
+                       "data": {"name": "mnist", "root": str(tmp_path / "empty")}})
     raw["data"]["args"] = {}  # mnist takes none
     app = real_app(from_dict(raw))
     async with app.run_test(size=SIZE) as pilot:
