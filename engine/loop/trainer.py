@@ -154,7 +154,8 @@ class Trainer:
                                    cfg.train.epochs, cfg.train.max_steps)
         except ValueError as e:
             raise UserError(str(e)) from None
-        problems, self.warnings = plan_findings(cfg, self.plan, self.bundle.val is not None and len(self.bundle.val) > 0)
+        has_val = self.bundle.val is not None and len(self.bundle.val) > 0
+        problems, self.warnings = plan_findings(cfg, self.plan, has_val)
         if problems:
             raise ConfigError(problems)
         torch.manual_seed(cfg.run.seed)  # model init does not depend on how the data was built
