@@ -31,8 +31,23 @@ def _truncated(tmp) -> list[str]:
     return ["run", "--headless", "--resume", run]
 
 
+NET = ("import math\nfrom torch import nn\nWIDTH = 8\ndef build(num_classes, input_shape):\n"
+       "    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), WIDTH), nn.ReLU(),\n"
+       "                         nn.Linear(WIDTH, num_classes))\n")
+
+
 def _other_model(tmp) -> list[str]:
-    return ["run", "--headless", "--resume", _finished_run(tmp), "model.args.width=12"]
+    (tmp / "net.py").write_text(NET)
+    out = subprocess.run([sys.executable, "-m", "danlu.tui.cli.main", "run", "--headless", f"run.out_dir={tmp}/runs",
+                          *[w for w in TINY if not w.startswith("model.args")], "model.name=net.py:build"], capture_output=True, text=True, cwd=tmp, timeout=180)
+    assert out.returncode == 0, out.stderr
+    (tmp / "net.py").write_text(NET.replace("WIDTH = 8", "WIDTH = 12"))  # the model's code changed since
+    (run,) = (tmp / "runs").glob("default-*")
+    return ["run", "--headless", "--resume", str(run)]
+
+
+def _resume_with_batch_size(tmp) -> list[str]:
+    return ["run", "--headless", "--resume", _finished_run(tmp), "train.max_steps=4", "data.batch_size=32"]
 
 
 def _empty_run_dir(tmp) -> list[str]:
@@ -80,6 +95,7 @@ CASES = {
     "yaml-syntax": (["check", str(BAD / "yaml_syntax.yaml")], "line 3, column 12: YAML syntax error"),
     "python-tag": (["check", str(BAD / "python_tag.yaml")], "python tags like !!python/object are refused"),
     "unknown-key": (["check", str(BAD / "unknown_key.yaml")], "unknown key optim.learnig_rate, did you mean optim.lr?"),
+    "duplicate-key": (["check", str(BAD / "duplicate_section.yaml")], "line 7: duplicate key 'optim' (also at line 2)"),
     "wrong-type": (["check", str(BAD / "wrong_type.yaml")], "train.epochs: must be a number, got 'three'"),
     "unknown-optimizer": (["check", "optim.name=adamx"], "optim.name: must be one of sgd, adam, adamw, rmsprop, adagrad, adadelta; got 'adamx'"),
     "unknown-scheduler": (["check", "schedule.name=cosin"], "Did you mean 'cosine'?"),
@@ -87,14 +103,21 @@ CASES = {
     "nan-lr": (["check", "optim.lr=.nan"], "optim.lr: must be a finite number, got nan"),
     "bad-override": (["check", "optim.lr"], "is not key=value. Write it like optim.lr=3e-4"),
     "dataset-root-missing": (["run", "--headless", "data.name=mnist", "data.root=/nonexistent/mnist"],
-                             "has no MNIST files (looked in /nonexistent/mnist/MNIST/raw). Set data.download=true"),
+                             "data.root: /nonexistent/mnist does not exist, so it has no mnist files. Set data.download=true"),
     "unwritable-out-dir": (_unwritable_out, "run.out_dir: cannot create"),
+    "run-name-with-slash": (["run", "--headless", "run.name=a/b"], "run.name: 'a/b' holds '/'; it names one folder"),
+    "batch-larger-than-data": (["check", "data.args.size=100", "data.batch_size=128"],
+                               "data.batch_size: 128 x train.grad_accum 1 needs more samples than the training set has (90)"),
+    "plateau-without-validation": (["check", "schedule.name=plateau", "data.val_fraction=0"],
+                                   "this run has no validation set (data.val_fraction is 0), so the LR would never change"),
     "resume-dir-missing": (["run", "--headless", "--resume", "/nonexistent/run"], "is not a run directory"),
     "resume-dir-empty": (_empty_run_dir, "has no checkpoints"),
     "truncated-checkpoint": (_truncated, "truncated or corrupted"),
     "checkpoint-of-another-model": (_other_model, "the checkpoint is for a different model"),
     "resume-live-run": (_live_run, "is still running (pid"),
     "regression-targets": (_regression_data, "numbers to predict? Set train.loss=mse"),
+    "resume-with-a-new-batch-size": (_resume_with_batch_size,
+                                     "data.batch_size 16 → 32: it changes what one step sees"),
 }
 
 

@@ -40,12 +40,53 @@ def test_bad_input_exits_2_without_traceback(words, needle):
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.parametrize("words,needle", [
+    (["run.name=a/b"], "run.name: 'a/b' holds '/'"),
+    (["model.name=nets/missing.py:build"], "model.name: file 'nets/missing.py' not found"),
+    (["data.name=image_folder", "data.root=nowhere"], "data.root: nowhere is not a folder"),
+    (["model.args.depth=3"], "model.args.depth: small_cnn does not take it"),
+])
+def test_check_refuses_what_run_would_refuse(words, needle, tmp_path):
+    for command in (["check"], ["run", "--headless"]):
+        out = danlu(*command, f"run.out_dir={tmp_path}/runs", *words, cwd=tmp_path)
+        assert out.returncode == 2, (command, out.stdout, out.stderr)
+        assert needle in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("words,warning", [
+    (["train.max_steps=30"],  # the packaged config warms up for 50 steps
+     "schedule.warmup_steps=50 is as long as the run (30 steps) or longer: the LR never reaches optim.lr"),
+    (["schedule.name=step", "schedule.step_size=5", "train.epochs=3"],
+     "schedule.step_size: the first decay comes after epoch 5, but the run has 3 epochs: the LR never decays"),
+    (["schedule.name=plateau", "train.eval_every=5000"],
+     "train.eval_every=5000: the run (336 steps) evaluates only at its end, so plateau never lowers the LR"),
+])
+def test_check_warns_about_setups_that_make_no_sense(words, warning):
+    out = danlu("check", *words)
+    assert out.returncode == 0, out.stderr
+    assert f"# warning: {warning}" in out.stdout
+
+
 def test_headless_run_writes_run_dir(tmp_path):
     out = danlu("run", "--headless", f"run.out_dir={tmp_path}", "train.max_steps=6", *FAST, cwd=tmp_path)
     assert out.returncode == 0, out.stderr + out.stdout
     assert "finished" in out.stdout
     (run,) = list(tmp_path.glob("default-*"))
     assert (run / "checkpoints" / "last.pt").exists()
+
+
+def test_warm_start_from_the_command_line_starts_a_new_run_from_the_old_ones_weights(tmp_path):
+    out = danlu("run", "--headless", f"run.out_dir={tmp_path}", "train.max_steps=4", *FAST, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    (old,) = tmp_path.glob("default-*")
+    out = danlu("run", "--headless", "--warm-start", str(old), "data.batch_size=8", "train.max_steps=7", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr + out.stdout
+    assert "warm start from" in out.stdout and "finished at step 7" in out.stdout
+    (new,) = [d for d in tmp_path.glob("default-*") if d != old]
+    text = (new / "config.yaml").read_text()
+    assert f"parent: {old.resolve()}" in text and "parent_step: 4" in text and "batch_size: 8" in text
+    assert "width: 8" in text  # the old run's config is the base: its overrides carry over
 
 
 def test_resume_of_missing_dir_exits_2(tmp_path):
@@ -69,9 +110,12 @@ def test_ctrl_c_saves_and_prints_resume_command(tmp_path):
     assert "resume with: danlu run --resume" in out
     (run,) = list(tmp_path.glob("default-*"))
     assert (run / "checkpoints" / "last.pt").exists()
-    # and the printed command works
-    res = danlu("run", "--headless", "--resume", str(run), "train.epochs=1", cwd=tmp_path)
+    # and the printed command works (made short: two more steps)
+    import json
+    step = json.loads((run / "state.json").read_text())["step"]
+    res = danlu("run", "--headless", "--resume", str(run), f"train.max_steps={step + 2}", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
+    assert f"finished at step {step + 2}" in res.stdout
 
 
 @pytest.mark.parametrize("fault, code, words, saved", [

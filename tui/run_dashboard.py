@@ -53,13 +53,13 @@ def _exit_once_saved(app: Any, holder: dict, grace_s: float = 5.0) -> None:
     os._exit(thread.outcome()[0])
 
 
-def run_dashboard(cfg: Any, resume: str | None = None) -> int:
+def run_dashboard(cfg: Any, resume: str | None = None, warm_start: str | None = None) -> int:
     """Open the dashboard on a run; returns the process exit code."""
     from .app import create_app
 
     channel = Channel()
     holder: dict = {}
-    app = create_app(channel, engine_starter(cfg, channel, holder, resume=resume),
+    app = create_app(channel, engine_starter(cfg, channel, holder, resume=resume, warm_start=warm_start),
                      title=f"danlu · {cfg.run.name}",
                      make_starter=lambda new_cfg, warm: engine_starter(new_cfg, channel, holder, warm_start=warm))
 

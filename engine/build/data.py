@@ -10,6 +10,7 @@ from typing import Any, Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset, random_split
 
+from ..config.knobs import BUILTIN_DATA_ARGS
 from ..config.plan import val_size
 from ..errors import UserError
 from .imports import resolve_target
@@ -23,8 +24,8 @@ TORCHVISION_DATA: dict[str, tuple[str, str, tuple[int, int, int], tuple[float, .
                 (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
 }
 
-SHAPES_ARGS = ("size", "image_size", "num_classes", "noise", "channels", "seed")
-IMAGE_FOLDER_ARGS = ("image_size",)
+SHAPES_ARGS = BUILTIN_DATA_ARGS["shapes"]
+IMAGE_FOLDER_ARGS = BUILTIN_DATA_ARGS["image_folder"]
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

@@ -1,4 +1,10 @@
-"""Resolve the user's own code from "package.module:callable" or "path/to/file.py:callable"."""
+"""Resolve the user's own code from "package.module:callable" or "path/to/file.py:callable".
+
+Installed modules come first (the current directory is searched last, so a stray file never
+shadows a package). When the installed module of that name cannot provide what the spec names
+(`code:Net`, with the standard library's `code` in the way of the code.py beside you), the file
+in the current directory is used instead, and a message that cannot find it names both.
+"""
 
 from __future__ import annotations
 
@@ -22,16 +28,45 @@ def resolve_target(spec: str, what: str) -> Callable[..., Any]:
         module = _load_file(module_part, what)
     else:
         module = _import_module(module_part, what)
-    obj: Any = module
-    for name in attr_path.split("."):
-        if not hasattr(obj, name):
-            raise UserError(f"{what}: module {module_part!r} has no attribute {attr_path!r}. "
-                            f"Check the name after the ':' in {spec!r}.")
-        obj = getattr(obj, name)
+        local = _local_file(module_part)
+        if local is not None and _lookup(module, attr_path) is _MISSING and not _same_file(module, local):
+            module = _load_file(str(local), what)  # the installed one is in the way of the user's file
+    obj = _lookup(module, attr_path)
+    if obj is _MISSING:
+        origin = getattr(module, "__file__", None)
+        raise UserError(f"{what}: module {module_part!r}{f' ({origin})' if origin else ''} has no attribute "
+                        f"{attr_path!r}. Check the name after the ':' in {spec!r}.")
     if not callable(obj):
         raise UserError(f"{what}: {spec!r} is a {type(obj).__name__}, not a callable. "
                         "Point it at a function or class.")
     return obj
+
+
+_MISSING = object()
+
+
+def _lookup(module: Any, attr_path: str) -> Any:
+    """module.a.b for 'a.b', or _MISSING."""
+    obj = module
+    for name in attr_path.split("."):
+        if not hasattr(obj, name):
+            return _MISSING
+        obj = getattr(obj, name)
+    return obj
+
+
+def _local_file(name: str) -> Path | None:
+    """The file in the current directory that a module name means there (code -> ./code.py, a.b -> ./a/b.py)."""
+    base = Path.cwd().joinpath(*name.split("."))
+    for cand in (base.with_name(base.name + ".py"), base / "__init__.py"):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def _same_file(module: Any, path: Path) -> bool:
+    origin = getattr(module, "__file__", None)
+    return bool(origin) and Path(origin).resolve() == path.resolve()
 
 
 def _import_module(name: str, what: str):
@@ -40,6 +75,9 @@ def _import_module(name: str, what: str):
     except ModuleNotFoundError as e:
         if not _is_missing(e, name):
             raise  # the user's module exists but one of its own imports failed: show the real error
+        local = _local_file(name)
+        if local is not None and name.split(".")[0] in sys.modules:
+            return _load_file(str(local), what)  # `test.nets` with the stdlib's `test` package in the way
     # A user running `danlu run` from their project expects its modules to be found, as
     # `python -m` would; cwd goes last so it never shadows an installed package.
     cwd = os.getcwd()

@@ -12,15 +12,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..config.knobs import BUILTIN_MODEL_ARGS
 from ..config.schema import INITS
 from ..errors import UserError
 from .imports import resolve_target
-
-# The config layer reads this to drop args a newly chosen model does not take.
-BUILTIN_MODEL_ARGS: dict[str, dict[str, Any]] = {
-    "small_cnn": {"width": 32, "dropout": 0.1},
-    "mlp": {"hidden": [256, 256], "dropout": 0.1},
-}
 
 
 def _conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:

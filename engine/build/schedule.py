@@ -15,6 +15,14 @@ from ..config.hot import HOT
 from ..config.knobs import SCHEDULERS, scheduler_defaults
 from ..config.numbers import as_float
 
+# The schedulers whose length depends on the run's, and the argument that holds it (derived when empty).
+LENGTH_ARGS = {"cosine": "T_max", "onecycle": "total_steps"}
+
+
+class ScheduleEnded(ValueError):
+    """A length-derived schedule has already reached its end: there is no rest of it to stretch."""
+
+
 # The LR's upper bound is the config's (a larger value is a typo), so a typed LR and a configured one agree.
 MAX_LR = float(HOT["lr"].knob.max)
 
@@ -43,6 +51,9 @@ class LRSchedule:
         self._override: list[float | None] = [None] * n
         self._sched: Any = None
         self._rise_end = -1.0
+        # the length argument derived from the run (T_max, total_steps), or None when the config set it
+        self.length_arg: str | None = None
+        self.length_set: Any = None  # what the config set instead
         if cls_name is not None:
             args = self._derive_args(cfg)
             cls = getattr(torch.optim.lr_scheduler, cls_name)
@@ -72,11 +83,14 @@ class LRSchedule:
         args = scheduler_defaults(cfg.name)
         args.update(cfg.args or {})
         groups = self.optimizer.param_groups
-        if cfg.name == "cosine" and args.get("T_max") is None:
-            args["T_max"] = self._remaining()
+        length = LENGTH_ARGS.get(cfg.name)
+        if length is not None:
+            if args.get(length) is None:
+                args[length] = self._remaining()
+                self.length_arg = length
+            else:
+                self.length_set = args[length]
         if cfg.name == "onecycle":
-            if args.get("total_steps") is None:
-                args["total_steps"] = self._remaining()
             if args.get("max_lr") is None:
                 args["max_lr"] = [float(g["lr"]) for g in groups]
             else:
@@ -84,6 +98,68 @@ class LRSchedule:
                 args["max_lr"] = [float(args["max_lr"]) * float(g.get("lr_mult", 1.0)) for g in groups]
             args["pct_start"] = float(args["pct_start"])
         return {k: v for k, v in args.items() if v is not None}
+
+    # --- another length: resume or warm start with other max_steps/epochs/batch --
+
+    def retime(self, remaining: int, into_epoch: int = 0) -> str | None:
+        """Fit the rest of the schedule to `remaining` more optimizer steps (`into_epoch` steps into the
+        current epoch); call after load_state_dict. Returns what changed in words, or None.
+
+        Only cosine and onecycle depend on the run's length, and only when their length was derived
+        (T_max, total_steps empty): the part of the schedule still ahead is stretched or shrunk so the
+        LR goes on from its value now and reaches its end at the new last step, never climbing back.
+        Inside the warmup that is simply the length derived again. Other schedules go on as they
+        were. Raises ScheduleEnded when the schedule has already reached its end.
+        """
+        old_total, self.total_steps = self.total_steps, max(1, self.step_count + int(remaining))
+        name = LENGTH_ARGS.get(self.name)
+        if self._sched is None or name is None or remaining <= 0:
+            return None
+        s = self._sched
+        if self.length_arg is None:
+            return (None if self.total_steps == old_total else
+                    f"schedule.{name}={self.length_set} is set in the config, so the {self.name} keeps its length "
+                    f"while the run now ends at step {self.total_steps} of this schedule's clock")
+        if self.interval == "epoch":
+            units = math.ceil((into_epoch + remaining) / self.steps_per_epoch)
+            units -= max(0, self.warmup_steps - self.step_count) // self.steps_per_epoch
+        else:
+            units = remaining - max(0, self.warmup_steps - self.step_count)
+        units = max(1, units)
+        unit = "epoch" if self.interval == "epoch" else "step"
+        if self.name == "cosine":
+            t, T = float(s.last_epoch), float(s.T_max)
+            if abs((T - t) - units) < 1e-6:
+                return None
+            phase = t / T
+            if phase >= 1 - 1e-9:
+                raise ScheduleEnded(f"the cosine schedule has already reached its end (LR {self.lrs()[0]:.3g})")
+            s.T_max = units / (1 - phase)     # the same fraction of the cosine is behind,
+            s.last_epoch = phase * s.T_max    # and what is ahead spans `units`
+            old_left = T - t
+        else:  # onecycle: its phase boundaries ahead are moved, the step count stays
+            t, T = int(s.last_epoch), int(s.total_steps)
+            if T - t == units:
+                return None
+            if t >= T - 1:
+                raise ScheduleEnded(f"the one-cycle schedule has already reached its end (LR {self.lrs()[0]:.3g})")
+            phases = s._schedule_phases
+            if t == 0:  # not started (the warmup): the phases torch would derive for this length
+                pct = (phases[0]["end_step"] + 1) / T
+                ends = [pct * units - 1, 2 * pct * units - 2, units - 1] if len(phases) == 3 \
+                    else [pct * units - 1, units - 1]
+                for ph, end in zip(phases, ends):
+                    ph["end_step"] = float(end)
+            elif units > 1:
+                k = (units - 1) / (T - 1 - t)  # t stays, the last step T-1 moves to t + units - 1
+                for ph in phases:
+                    ph["end_step"] = t + (ph["end_step"] - t) * k
+            self._rise_end = float(phases[0]["end_step"])
+            s.total_steps = t + units
+            old_left = T - t
+        where = "after the warmup" if self.step_count < self.warmup_steps else "from here"
+        return (f"{self.name} schedule refitted to the run's new length: what was left of it "
+                f"({_count(old_left, unit)}) now spans {_count(units, unit)} {where}, ending at the run's last step")
 
     # --- the run's clock ------------------------------------------------------
 
@@ -245,6 +321,7 @@ class LRSchedule:
         return {
             "name": self.name,
             "step": self.step_count,
+            "total_steps": self.total_steps,
             "scale": list(self._scale),
             "override": list(self._override),
             "sched_lrs": list(self._sched_lrs),
@@ -265,11 +342,18 @@ class LRSchedule:
             self._sched.load_state_dict(dict(state["scheduler"]))
             if isinstance(getattr(self._sched, "milestones", None), dict):
                 self._sched.milestones = Counter(self._sched.milestones)
+        if self.name == "onecycle":  # its phases may have been refitted to another length (retime)
+            self._rise_end = float(self._sched._schedule_phases[0]["end_step"])
         self.step_count = int(state["step"])
+        self.total_steps = int(state.get("total_steps", self.total_steps))  # retime() compares with it
         self._scale = [float(v) for v in state["scale"]]
         self._override = [None if v is None else float(v) for v in state["override"]]
         self._sched_lrs = [float(v) for v in state["sched_lrs"]]
         self._write()
+
+
+def _count(n: float, unit: str) -> str:
+    return f"{n:.4g} {unit}" + ("" if n == 1 else "s")
 
 
 def _positive(name: str, v: Any) -> float:

@@ -4,18 +4,42 @@ command-line overrides (`optim.lr=3e-4`). The schema and validation are in confi
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .schema import PACKAGED_CONFIGS, SECTIONS, Config, from_dict
+from .schema import FIELDS, OPTIM_FIELDS, PACKAGED_CONFIGS, SCHEDULE_FIELDS, SECTIONS, Config, from_dict
 from ..errors import ConfigError, UserError
-from .knobs import foreign_keys
+from . import resume
+from .knobs import switch_drops
+
+
+class DuplicateKey(yaml.YAMLError):
+    """A mapping sets the same key twice: YAML would keep the last value and lose the first silently."""
+
+    def __init__(self, key: Any, first_line: int, second_line: int):
+        super().__init__(f"duplicate key {key!r}")
+        self.key, self.first_line, self.second_line = key, first_line, second_line
 
 
 class _Loader(yaml.SafeLoader):
-    """safe_load, plus '1e-3' read as a float (YAML 1.1 wants a dot)."""
+    """safe_load, plus '1e-3' read as a float (YAML 1.1 wants a dot), and a key set twice refused."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *base` then a key of its own overrides on purpose
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line)
+            except TypeError:
+                continue  # an unhashable key: the base class explains it
+            if first != key_node.start_mark.line:
+                raise DuplicateKey(key, first + 1, key_node.start_mark.line + 1)
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
@@ -29,6 +53,10 @@ def parse_yaml(text: str, source: str = "<config>") -> Any:
     """yaml.safe_load with messages that give the line and column."""
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    except DuplicateKey as e:
+        raise UserError(f"{source}: line {e.second_line}: duplicate key {e.key!r} (also at line {e.first_line}). "
+                        "YAML would keep only the last one and silently lose the first; merge the two "
+                        "into one (or delete one).") from None
     except yaml.constructor.ConstructorError as e:
         where = f" (line {e.problem_mark.line + 1})" if e.problem_mark else ""
         raise UserError(f"{source}{where}: {e.problem}. danlu reads plain YAML only; python tags "
@@ -88,21 +116,24 @@ def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
     return out
 
 
-def _drop_foreign_keys(raw: dict, section: str, notes: list[str]) -> None:
-    """After an override switched a section's kind, drop keys only the old kind took."""
-    sec = raw.get(section) or {}
-    name = sec.get("name")
-    if not isinstance(name, str):
-        return
-    for key in foreign_keys(section, list(sec), name):
-        notes.append(f"{section}.{key} dropped: {name} does not take it")
-        del sec[key]
+# The sections whose kind (`name`) decides which other keys apply, and where those keys live.
+_KIND_KEYS = {"optim": (), "schedule": (), "model": ("args",), "data": ("args",)}
+
+
+def _kind_default(section: str) -> str:
+    return (OPTIM_FIELDS if section == "optim" else SCHEDULE_FIELDS if section == "schedule"
+            else FIELDS[section])["name"].default
 
 
 def apply_overrides(raw: dict, overrides: list[tuple[str, Any]]) -> list[str]:
-    """Set dotted keys in the raw dict; returns notes on keys dropped by a kind switch."""
-    notes: list[str] = []
-    switched = set()
+    """Set dotted keys in the raw dict; returns notes on the base config's keys a kind switch dropped.
+
+    A key given on the command line always stays (its builder or the schema says if it does not
+    fit); a kind switch (optim.name, schedule.name, model.name, data.name set to another kind)
+    drops only what the base config held for the old kind (knobs.switch_drops, the one rule).
+    """
+    old_names = {s: (raw.get(s) or {}).get("name", _kind_default(s)) if isinstance(raw.get(s), dict)
+                 else _kind_default(s) for s in _KIND_KEYS}
     for key, value in overrides:
         parts = key.split(".")
         node = raw
@@ -113,36 +144,29 @@ def apply_overrides(raw: dict, overrides: list[tuple[str, Any]]) -> list[str]:
                 node[part] = nxt
             node = nxt
         node[parts[-1]] = value
-        if len(parts) == 2 and parts[1] == "name":
-            switched.add(parts[0])
-    overridden = {k for k, _ in overrides}
-    for section in ("optim", "schedule"):
-        if section in switched:
-            _drop_foreign_keys(raw, section, notes)
-    if "model" in switched and "model.args" not in overridden:
-        notes.extend(_drop_model_args(raw))
-    if "data" in switched and "data.args" not in overridden:
-        sec = raw.get("data") or {}
-        if sec.get("args") and not any(k.startswith("data.args.") for k in overridden):
-            notes.append(f"data.args dropped: they were for the previous dataset ({', '.join(sec['args'])})")
-            sec["args"] = {}
+    explicit = [k for k, _ in overrides]
+    notes: list[str] = []
+    for section, under in _KIND_KEYS.items():
+        sec = raw.get(section)
+        new = sec.get("name") if isinstance(sec, dict) else None
+        if not isinstance(new, str) or new == old_names[section]:
+            continue
+        prefix = ".".join((section, *under))
+        holder = sec
+        for part in under:
+            holder = holder.get(part) if isinstance(holder, dict) else None
+        if not isinstance(holder, dict):
+            continue
+        base = [k for k in holder if k != "name" and not _given(f"{prefix}.{k}", explicit)]
+        for k, why in switch_drops(section, str(old_names[section]), new, base).items():
+            del holder[k]
+            notes.append(f"{prefix}.{k} dropped: {why}")
     return notes
 
 
-def _drop_model_args(raw: dict) -> list[str]:
-    sec = raw.get("model") or {}
-    args = sec.get("args") or {}
-    if not args:
-        return []
-    try:  # the builtin models' arguments live beside torch code; only their names are needed
-        from ..build.models import BUILTIN_MODEL_ARGS
-    except Exception:  # torch missing: drop everything rather than guess
-        BUILTIN_MODEL_ARGS = {}
-    keep = BUILTIN_MODEL_ARGS.get(sec.get("name"), {})
-    dropped = [k for k in args if k not in keep]
-    for k in dropped:
-        del args[k]
-    return [f"model.args.{k} dropped: {sec.get('name')} does not take it" for k in dropped]
+def _given(path: str, explicit: list[str]) -> bool:
+    """True when `path` or a section above it was set on the command line."""
+    return any(path == k or path.startswith(k + ".") for k in explicit)
 
 
 def load_config(path: str | None = None, overrides: list[str] | None = None) -> Config:
@@ -172,7 +196,43 @@ def config_for_resume(run_dir: str | Path, overrides: list[str] | None = None) -
     if not p.is_file():
         raise UserError(f"resume: {run_dir} has no config.yaml, so it is not a danlu run directory.")
     raw = parse_yaml(p.read_text(), str(p)) or {}
-    notes = apply_overrides(raw, parse_overrides(overrides or []))
+    before = from_dict(copy.deepcopy(raw), source=str(p)).to_dict()
+    pairs = parse_overrides(overrides or [])
+    notes = apply_overrides(raw, pairs)
     cfg = from_dict(raw, source=str(p))
+    # refused before anything runs (no torch, nothing written): what would make it another run
+    found = resume.changes(before, cfg.to_dict())
+    refused = [c for c in found if c.kind == resume.Kind.REFUSED]
+    if refused:
+        raise UserError(resume.refusal(str(run_dir), refused, list(overrides or [])))
     cfg.notes = notes
+    return cfg
+
+
+def config_for_warm_start(source: str | Path, path: str | None, overrides: list[str] | None = None) -> Config:
+    """The config of a new run started from another run's checkpoint (`danlu run --warm-start`).
+
+    `path` names a config file; without one, the old run's own config.yaml is the base. Either
+    way the overrides apply, and the lineage (run.parent, run.parent_step) is the new run's.
+    """
+    src = Path(source)
+    if not src.exists():
+        raise UserError(f"warm start: {source} not found. Give a run directory (its newest good checkpoint is "
+                        "used) or a checkpoint file, e.g. danlu run --warm-start runs/default-20260101-120000")
+    if path is not None:
+        cfg = load_config(path, overrides)
+    else:
+        run_dir = src if src.is_dir() else src.parent.parent  # RUN/checkpoints/step-N.pt
+        p = run_dir / "config.yaml"
+        if not p.is_file():
+            raise UserError(f"warm start: {run_dir} has no config.yaml to start from. Give a config too: "
+                            f"danlu run CONFIG --warm-start {source}")
+        raw = parse_yaml(p.read_text(), str(p)) or {}
+        if isinstance(raw.get("run"), dict):
+            for k in ("parent", "parent_step"):
+                raw["run"].pop(k, None)
+        notes = apply_overrides(raw, parse_overrides(overrides or []))
+        cfg = from_dict(raw, source=str(p))
+        cfg.notes = notes
+    cfg.run.parent = cfg.run.parent_step = None  # the Trainer names the run it starts from
     return cfg

@@ -163,6 +163,21 @@ SCHEDULE_COMMON = ("name", "warmup_steps", "warmup_start_factor", "interval")
 
 KINDS = {"optim": (OPTIMIZERS, OPTIM_COMMON), "schedule": (SCHEDULERS, SCHEDULE_COMMON)}
 
+# The built-in models' and datasets' own arguments (model.args, data.args) and their defaults.
+# The builders (build/models.py, build/data.py) check args against these; the kind-switch rule
+# below reads them. Anything else (torchvision, the user's own module:callable) is judged by its
+# own builder, never by this table.
+BUILTIN_MODEL_ARGS: dict[str, dict[str, Any]] = {
+    "small_cnn": {"width": 32, "dropout": 0.1},
+    "mlp": {"hidden": [256, 256], "dropout": 0.1},
+}
+BUILTIN_DATA_ARGS: dict[str, tuple[str, ...]] = {
+    "shapes": ("size", "image_size", "num_classes", "noise", "channels", "seed"),
+    "image_folder": ("image_size",),
+    "mnist": (), "fashion_mnist": (), "cifar10": (),
+}
+_ARG_TABLES = {"model": BUILTIN_MODEL_ARGS, "data": BUILTIN_DATA_ARGS}
+
 
 def foreign_keys(section: str, keys: list[str], name: str) -> list[str]:
     """The keys a switch of `section` (optim or schedule) to kind `name` drops: those only other kinds take.
@@ -173,6 +188,26 @@ def foreign_keys(section: str, keys: list[str], name: str) -> list[str]:
     own = table[name][-1] if name in table else {}
     return [k for k in keys if k not in common and k not in own
             and any(k in entry[-1] for entry in table.values())]
+
+
+def switch_drops(section: str, old: str, new: str, base_keys: list[str]) -> dict[str, str]:
+    """On a switch of `section`'s kind from `old` to `new`: the keys of the base config to drop, with why.
+
+    The one rule for command-line overrides: only keys that came from the base config are ever
+    dropped (what a person wrote on the command line reaches the builder, which says clearly if it
+    does not fit). optim and schedule keys are checked against the knob tables (keys only other
+    kinds take); model.args and data.args against the built-ins' tables, and when the new kind is
+    not a built-in (torchvision, the user's own code) its arguments cannot be known here, so the
+    old kind's args all go.
+    """
+    if section in KINDS:
+        return {k: f"it came from the base config and {new} does not take it"
+                for k in foreign_keys(section, base_keys, new)}
+    own = _ARG_TABLES[section].get(new)
+    if own is None:
+        return {k: f"it came from the base config, for {old}; {new} is not a built-in, so its args "
+                   f"are only what you give as {section}.args.KEY=VALUE" for k in base_keys}
+    return {k: f"it came from the base config and {new} does not take it" for k in base_keys if k not in own}
 
 
 def optimizer_defaults(name: str) -> dict[str, Any]:

@@ -66,6 +66,31 @@ def plan_steps(train_size: int | None, batch_size: int, grad_accum: int, epochs:
     return StepPlan(spe * grad_accum, spe, total, math.ceil(total / spe))
 
 
+def continued(plan: StepPlan, step: int, epoch: int, batch_in_epoch: int, epochs: int,
+              max_steps: int | None) -> StepPlan:
+    """The plan of a run that goes on from a checkpoint (resume, warm start) at `step`, `epoch` epochs
+    done and `batch_in_epoch` micro-batches into the next: its total counts the steps already done.
+
+    With max_steps, that is the total. Otherwise the rest of the current epoch and the remaining
+    epochs at this plan's steps per epoch (after a batch-size change that is another number than
+    before). Raises ValueError when the config asks for less than the run has done.
+    """
+    spe, accum = plan.steps_per_epoch, max(1, plan.micro_per_epoch // plan.steps_per_epoch)
+    into = min(batch_in_epoch // accum, spe)
+    if max_steps:
+        total = int(max_steps)
+        if total < step:
+            raise ValueError(f"train.max_steps={total} is behind the run, which is at step {step}: a run that goes "
+                             f"on can only add steps. Give train.max_steps={step} or more.")
+    else:
+        total = step + (epochs - epoch) * spe - into
+        if total < step:
+            raise ValueError(f"train.epochs={epochs}: the run has done {epoch} epochs"
+                             f"{f' and {into} steps of the next' if into else ''} (step {step}). Give "
+                             f"train.epochs={epoch + (1 if into else 0)} or more, or train.max_steps.")
+    return StepPlan(plan.micro_per_epoch, spe, total, epoch + math.ceil((total - step + into) / spe))
+
+
 def known_train_size(data: Any) -> int | None:
     """The training-set size of a data config without loading it (after the val split), if knowable."""
     if data.name == "shapes":

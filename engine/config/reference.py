@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from . import resume
+from .hot import BY_PATH
 from .schema import FIELDS, OPTIM_FIELDS, PARAM_GROUP_FIELDS, SCHEDULE_FIELDS
 from .knobs import OPTIMIZERS, SCHEDULERS, Knob
 from .losses import INPUT_RULE, LAZY_RULE, LOSSES, OUTPUT_RULE, OUTPUTS_RULE
@@ -54,6 +56,7 @@ def render() -> str:
         out += [f"## {section}", "", *_table(FIELDS[section]), ""]
         if section == "train":
             out += _losses()
+    out += _going_on()
     return "\n".join(out)
 
 
@@ -72,6 +75,56 @@ def _losses() -> list[str]:
                 "take the output's precision | not reported | passed to it as keyword arguments (to the "
                 "constructor of a class) |")
     return rows + [""]
+
+
+def _keys(paths) -> str:
+    return ", ".join(f"`{p}`" for p in paths)
+
+
+def _going_on() -> list[str]:
+    """How a run goes on from a checkpoint: the rules of config/resume.py and build/schedule.py::retime."""
+    return [
+        "## Resume, restart and warm start", "",
+        "`danlu run --resume RUN [key=value ...]` continues a run in its own directory from its newest good "
+        "checkpoint. Each override is either applied, with a line in the log and a `resume_change` record in "
+        "`events.jsonl`, or refused before anything runs (exit 2, the run untouched), by this table "
+        "(`engine/config/resume.py`):", "",
+        "| keys | on a resume |", "|------|-------------|",
+        f"| {_keys(BY_PATH)} | applied after the restore as the live commands apply them; `optim.lr` rescales "
+        "the schedule by new/old, so its shape is kept at the new level; the value wins over one changed "
+        "mid-run and saved in the checkpoint |",
+        f"| {_keys(resume.LENGTH)} | the run's new length; the schedule is refitted (below) |",
+        f"| {_keys(resume.HARMLESS)} | applied as they are |",
+        "| `data.batch_size` with `train.grad_accum`, their product unchanged | applied: each optimizer step "
+        "sees the same samples in smaller pieces (what the out-of-memory hint suggests) |",
+        "| anything else (the model, the optimizer's kind, arguments or param groups, the data, its split, order "
+        "or batch, the schedule, the seed, the run's name and folder) | refused, naming each key and why, with "
+        "the warm start that makes the change instead |", "",
+        "The config a resume runs with is written back to the run's `config.yaml`, so a later resume "
+        "starts from it.", "",
+        "**The run's length.** `train.max_steps` and `train.epochs` count from the run's first step, also "
+        "when it goes on from a checkpoint (a resume, a warm start, a restart with changes). With "
+        "`max_steps` set, it is the total; otherwise the total is the steps done plus the rest of the current "
+        "epoch and the remaining epochs at today's steps per epoch (after a batch-size change, another "
+        "number than before). A total behind the step the run has reached is refused.", "",
+        "**The schedule's length.** Two schedulers depend on the run's length: `cosine` with `T_max` empty "
+        "and `onecycle` with `total_steps` empty. When the length changes, the part of the schedule still "
+        "ahead is stretched or shrunk: the LR goes on from its value at the checkpoint and reaches the "
+        "schedule's end at the run's new last step, never climbing back (cosine keeps the fraction of its "
+        "curve already behind; onecycle moves its phase boundaries ahead). Inside the warmup the length is "
+        "simply derived again. A `T_max` or `total_steps` set in the config is kept, with a note. The other "
+        "schedulers go on as they were. A cosine or one-cycle schedule that has already reached its end has "
+        "nothing left to stretch: a resume is refused and says to warm start, a warm start begins a new "
+        "schedule. Each refit is a log line and a `schedule_retimed` record in `events.jsonl` (`old_total`, "
+        "`new_total` on the schedule's clock, `run_total`).", "",
+        "**Warm start.** `danlu run [CONFIG] --warm-start RUN_OR_CHECKPOINT [key=value ...]`, and restart "
+        "with changes in the dashboard (`c`, then ctrl+r), begin a new run directory from a checkpoint (a run "
+        "directory means its newest good one), with any change: the config is CONFIG, or else the old run's "
+        "`config.yaml`, plus the overrides. `run.parent` and `run.parent_step` name where it came from, and "
+        "it goes on from that step. The weights are always loaded; the optimizer's state when its kind and "
+        "param groups still fit; the schedule's state when neither `optim` nor `schedule` changed, refitted "
+        "to the new length. Otherwise a new schedule, its warmup included, runs over the steps left. With "
+        "another batch size the interrupted epoch starts over.", ""]
 
 
 if __name__ == "__main__":

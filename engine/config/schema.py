@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .knobs import OPTIMIZERS, SCHEDULERS, Knob, check_value as _check_value, fmt as _fmt
+from .knobs import (BUILTIN_DATA_ARGS, BUILTIN_MODEL_ARGS, OPTIMIZERS, SCHEDULERS, Knob, check_value as _check_value,
+                    fmt as _fmt)
 from .losses import DEFAULT_LOSS, LOSSES, check_loss
 
 PACKAGED_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -144,8 +145,8 @@ FIELDS: dict[str, dict[str, Knob]] = {
         "device": Knob("str", "auto", "auto picks cuda, then mps, then cpu.", choices=DEVICES),
         "precision": Knob("str", "auto", "auto: bf16 autocast where supported, fp16 with GradScaler on older CUDA, fp32 on CPU.", choices=PRECISIONS),
         "out_dir": Knob("str", "runs", "Folder that holds run directories."),
-        "parent": Knob("str", None, "Set by restart with changes: the run directory this run was warm-started from; empty for a fresh run.", optional=True),
-        "parent_step": Knob("int", None, "Set by restart with changes: the parent run's step at the checkpoint this run started from.", min=0, optional=True),
+        "parent": Knob("str", None, "Set by a warm start (--warm-start, restart with changes): the run directory this run started from; empty for a fresh run.", optional=True),
+        "parent_step": Knob("int", None, "Set by a warm start: the parent run's step at the checkpoint this run started from.", min=0, optional=True),
     },
     "data": {
         "name": Knob("str", "shapes", "shapes (built-in, offline), mnist, fashion_mnist, cifar10, image_folder, or module:callable."),
@@ -167,8 +168,8 @@ FIELDS: dict[str, dict[str, Knob]] = {
                      choices=INITS),
     },
     "train": {
-        "epochs": Knob("int", 3, "Passes over the training set.", min=1),
-        "max_steps": Knob("int", None, "Stop after this many optimizer steps, whatever epochs says.", min=1, optional=True),
+        "epochs": Knob("int", 3, "Passes over the training set, counted from the run's start (also after a resume or warm start).", min=1),
+        "max_steps": Knob("int", None, "Stop after this many optimizer steps, whatever epochs says; counted from the run's start (also after a resume or warm start).", min=1, optional=True),
         "grad_accum": Knob("int", 1, "Micro-batches per optimizer step (loss is divided by this).", min=1),
         "grad_clip": Knob("float", 1.0, "Clip the total grad norm to this; off (or empty) disables clipping (the norm is still reported).", gt=0, optional=True, off=True),
         "eval_every": Knob("int", None, "Evaluate every N steps; empty = at the end of each epoch.", min=1, optional=True),
@@ -364,7 +365,28 @@ def from_dict(raw: Any, source: str | None = None) -> Config:
     return cfg
 
 
+# A run directory is <out_dir>/<name>-<YYYYmmdd-HHMMSS>[-N]: the name must be one folder name,
+# and short enough that the whole stays under the usual 255-byte limit.
+RUN_NAME_MAX_BYTES = 200
+
+
+def run_name_problem(name: str) -> str | None:
+    """Why `name` cannot name a run directory, or None."""
+    bad = [c for c in ("/", "\\", "\0") if c in name]
+    if not name.strip() or name in (".", "..") or bad or len(name.encode()) > RUN_NAME_MAX_BYTES:
+        why = (f"holds {' and '.join(repr(c) for c in bad)}" if bad else
+               f"is longer than {RUN_NAME_MAX_BYTES} bytes" if len(name.encode()) > RUN_NAME_MAX_BYTES else
+               "is not a folder name")
+        safe = "-".join(p for p in name.replace("\\", "/").split("/") if p.strip(". ")) or "myrun"
+        return (f"run.name: {name!r} {why}; it names one folder, the run directory <out_dir>/<name>-<time>. "
+                f"Use e.g. run.name={safe[:40]}" + (", and run.out_dir for the folder above it" if bad else ""))
+    return None
+
+
 def _cross_checks(cfg: Config, problems: list[str]) -> None:
+    name_problem = run_name_problem(cfg.run.name)
+    if name_problem:
+        problems.append(name_problem)
     d = cfg.data
     if d.name not in BUILTIN_DATA and ":" not in d.name:
         hint = difflib.get_close_matches(d.name, BUILTIN_DATA, n=1)
@@ -372,5 +394,12 @@ def _cross_checks(cfg: Config, problems: list[str]) -> None:
         problems.append(f"data.name: unknown dataset {d.name!r}; use one of {', '.join(BUILTIN_DATA)} "
                         f"or 'package.module:callable'.{extra}")
     check_loss(cfg.train.loss, cfg.train.loss_args, problems)
+    for section, table in (("model", BUILTIN_MODEL_ARGS), ("data", BUILTIN_DATA_ARGS)):
+        sec = getattr(cfg, section)
+        own = table.get(sec.name)
+        for key in [] if own is None else [k for k in sec.args if k not in own]:
+            takes = f"it takes {', '.join(own)}" if own else "it takes no arguments"
+            problems.append(f"{section}.args.{key}: {sec.name} does not take it ({takes}). "
+                            f"Remove it from {section}.args.")
     if d.name == "image_folder" and not d.root:
         problems.append("data.root: image_folder needs the folder of class subfolders (data.root=path/to/images)")

@@ -31,15 +31,16 @@ from ..build.sampler import EpochSampler
 from ..build.schedule import LRSchedule
 from ..config.hot import HotValues
 from ..config.plan import StepPlan, plan_steps
+from ..config.preflight import plan_findings, preflight
 from ..config.schema import Config
 from ..control import events as ev
 from ..control.channel import Channel
 from ..control.events import AlertKind, CheckpointReason, State
-from ..errors import UserError
+from ..errors import ConfigError, UserError
 from ..store import checkpoint_file as ckpt
 from ..store import trainer_state
 from ..store.run_lock import RunLock
-from ..store.runlog import RunLog, new_run_dir
+from ..store.runlog import RunLog, new_run_dir, write_config
 from ..store.trainer_state import TrainingState
 from . import commands
 from .heap import frozen_heap
@@ -110,6 +111,7 @@ class Trainer:
         self.val_loader: DataLoader | None = None
         self.sampler: SystemSampler | None = None
         self.warm_note: str | None = None
+        self.warnings: list[str] = []  # setups that may be meant but likely are not (logged at the start)
         self._move_batches = False     # on the CPU .to() is a no-op that still costs a dispatch
         self._nonfinite: str | None = None  # set by a flush that saw NaN/inf; acted on at the boundary
         self._skips = SkipStreak()          # nan_policy skip: the steps skipped in a row
@@ -162,7 +164,10 @@ class Trainer:
         if self.resume_dir is not None:
             self._lock = RunLock.acquire(self.resume_dir)  # first: a run trained by another live process is refused
             resume_path, resume_obj = ckpt.find_latest(self.resume_dir, warn=self._warn)
-        warm_obj = ckpt.load(self.warm_start) if self.warm_start is not None else None
+        warm_obj = None
+        if self.warm_start is not None:  # a checkpoint, or a run directory's newest good one
+            self.warm_start, warm_obj = trainer_state.warm_source(self.warm_start, warn=self._warn)
+        preflight(cfg, new_run=self.resume_dir is None)  # what `danlu check` and `danlu run` check
         self._seed(cfg.run.seed, cfg.run.deterministic)
         self.placement = place(cfg.run.device, cfg.run.precision)
         self.device = self.placement.device
@@ -174,6 +179,10 @@ class Trainer:
                                    cfg.train.epochs, cfg.train.max_steps)
         except ValueError as e:
             raise UserError(str(e)) from None
+        has_val = self.bundle.val is not None and dataset_size(self.bundle.val) != 0  # None: a stream
+        problems, self.warnings = plan_findings(cfg, self.plan, has_val)
+        if problems:
+            raise ConfigError(problems)
         self.fit = fit_model(cfg, self.bundle, self.placement)  # lazy layers shaped and init applied
         model = self.fit.model
         optimizer = build_optimizer(model, cfg.optim)
@@ -183,22 +192,26 @@ class Trainer:
             scaler=torch.amp.GradScaler(self.device.type) if self.placement.use_scaler else None,
             progress=self.progress, hot=HotValues.from_config(cfg.to_dict()), config=cfg)
 
+        going_on = None  # a run that goes on from a checkpoint: its length and what changed
         if warm_obj is not None:
             # before the run directory exists: a checkpoint that does not fit leaves nothing behind
             warm = trainer_state.warm_start(self.state, warm_obj, str(self.warm_start), self.plan)
-            self.warm_note = warm.note
+            self.warm_note, going_on = warm.note, warm.going_on
+            self.plan = going_on.plan
             if cfg.run.parent is None:
                 cfg.run.parent = str(self.warm_start.resolve().parent.parent)
             if cfg.run.parent_step is None:
                 cfg.run.parent_step = self.progress.step
-        if resume_obj is not None:
-            trainer_state.restore(self.state, resume_obj, str(resume_path))
-            self.run_dir = self.resume_dir
+        if resume_obj is not None:  # the config's changes applied or refused (config/resume.py)
+            going_on = trainer_state.resume(self.state, resume_obj, str(resume_path), self.resume_dir, self.plan)
+            self.plan, self.run_dir = going_on.plan, self.resume_dir
             self.last_checkpoint = LastCheckpoint(self.progress.step, resume_path, "resume", written=False)
+            if going_on.changed:  # a later resume reads the config this one runs with
+                write_config(self.run_dir, cfg.to_yaml())
         else:
             self.run_dir = new_run_dir(cfg.run.out_dir, cfg.run.name)
             self._lock = RunLock.acquire(self.run_dir)
-            (self.run_dir / "config.yaml").write_text(cfg.to_yaml())
+            write_config(self.run_dir, cfg.to_yaml())
         self.state.model.to(self.device)
         self.params = [p for p in self.state.model.parameters() if p.requires_grad]
         self.log = RunLog(self.run_dir)
@@ -208,6 +221,8 @@ class Trainer:
                                    layer_names=self.layer_norms.names if self.layer_norms else None)
         if resume_obj is not None:
             self.log.event("resumed", self.progress.step, checkpoint=str(resume_path))
+        for event in going_on.events if going_on is not None else []:
+            self.log.event(event.pop("kind"), self.progress.step, **event)
         if warm_obj is not None:
             self.log.event("warm_start", self.progress.step, checkpoint=str(self.warm_start),
                            parent=cfg.run.parent, parent_step=cfg.run.parent_step, restored=warm.restored,
@@ -234,8 +249,12 @@ class Trainer:
             num_params=count_parameters(self.model), config=cfg.to_dict()))
         if self.warm_note:
             self._log("info", self.warm_note)
+        for note in going_on.notes if going_on is not None else []:
+            self._log("info", note)
         for note in cfg.notes + self.bundle.notes + self.fit.notes:
             self._log("info", note)
+        for warning in self.warnings:
+            self._warn(warning)
 
     def _seed(self, seed: int, deterministic: bool) -> None:
         import random

@@ -49,6 +49,14 @@ def new_run_dir(out_dir: str, name: str) -> Path:
     raise UserError(f"could not create a run directory under {base}")
 
 
+def write_config(run_dir: Path, text: str) -> None:
+    """config.yaml, replaced atomically: a resume that changed it leaves the old or the new, never half."""
+    path = Path(run_dir) / "config.yaml"
+    tmp = path.with_name(".config.yaml.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 class RunLog:
     """Appends JSON lines to metrics.jsonl and events.jsonl; keeps state.json current."""
 

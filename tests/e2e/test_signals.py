@@ -63,10 +63,10 @@ class Slow(torch.nn.Module):
 
     def forward(self, x):
         if self.training:
-            time.sleep(0.5)  # a slow step: the first Ctrl-C waits for its end
+            time.sleep(1.0)  # a slow step: the first Ctrl-C waits for its end
         return self.fc(x.flatten(1))
 
-def build(num_classes):
+def build(num_classes, **unused):  # SMALL's model.args are for small_cnn
     return Slow(num_classes)
 """
 
@@ -77,9 +77,11 @@ def test_second_ctrl_c_exits_at_once(tmp_path):
                              f"model.name={tmp_path}/slow.py:build", "train.checkpoint_every=2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_until(lambda: glob.glob(f"{tmp_path}/*/checkpoints/step-*.pt"), timeout=120)
+        wait_until(lambda: proc.poll() is not None or glob.glob(f"{tmp_path}/*/checkpoints/step-*.pt"), timeout=120)
+        assert proc.poll() is None, proc.communicate()[1]
+        time.sleep(0.3)  # inside the next (1 s) step, whose end the first Ctrl-C waits for
         proc.send_signal(signal.SIGINT)
-        time.sleep(0.1)  # taken by then (two back to back can reach Python as one), and the step is not over
+        time.sleep(0.2)  # taken by then (two back to back can reach Python as one), and the step is not over
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
     finally:

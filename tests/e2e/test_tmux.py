@@ -113,7 +113,8 @@ def test_run_pause_lr_save_quit(tmp_path):
 
 
 def test_bad_data_root_shows_the_reason_and_exits_2(tmp_path):
-    words = ["data.name=mnist", "data.root=nowhere", "data.args={}",
+    (tmp_path / "empty").mkdir()  # a folder without the dataset's files (a missing one is refused before the dashboard)
+    words = ["data.name=mnist", "data.root=empty", "data.args={}",
              "run.device=cpu", f"run.out_dir={tmp_path / 'runs'}"]
     tmux = Tmux(danlu_run(*words), tmp_path)
     try:

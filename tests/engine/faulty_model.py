@@ -3,6 +3,8 @@
 Used through the config as model.name="<this file>:build" with model.args.
 """
 
+import os
+
 import torch
 from torch import nn
 
@@ -33,6 +35,8 @@ class Faulty(nn.Module):
         if not self.training:
             return out
         self.calls += 1
+        if os.environ.get("DANLU_TEST_FAULT_FIXED"):
+            return out  # stands in for the user fixing their code before a resume
         if self.at <= self.calls and (self.until is None or self.calls <= self.until):
             if self.fault == "nan":
                 return out * float("nan")

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from danlu.engine.config.schema import PACKAGED_CONFIGS, from_dict
-from danlu.engine.config.files import apply_overrides, find_config, load_config, parse_overrides
+from danlu.engine.config.files import (apply_overrides, config_for_resume, find_config, load_config, parse_overrides,
+                                       parse_yaml)
 from danlu.engine.errors import ConfigError, UserError
 from danlu.engine.config.knobs import OPTIMIZERS, SCHEDULERS
 
@@ -66,6 +67,16 @@ def test_python_tag_refused_and_never_run(tmp_path, monkeypatch):
     assert not (tmp_path / "pwned").exists()
 
 
+def test_a_key_set_twice_is_refused_with_both_lines():
+    with pytest.raises(UserError) as e:
+        load_config(str(BAD / "duplicate_section.yaml"))
+    assert "line 7: duplicate key 'optim' (also at line 2)" in str(e.value)
+    with pytest.raises(UserError, match="line 3: duplicate key 'lr' \\(also at line 2\\)"):
+        parse_yaml("optim:\n  lr: 0.1\n  lr: 0.2\n")
+    # a YAML merge key overriding what it merged is no duplicate
+    assert parse_yaml("a: &b\n  x: 1\nc:\n  <<: *b\n  x: 2\n")["c"] == {"x": 2}
+
+
 def test_overrides_parse_yaml_scalars():
     pairs = dict(parse_overrides(["optim.lr=3e-4", "train.max_steps=10", "run.deterministic=true",
                                   "optim.betas=[0.9, 0.95]", "train.grad_clip=null"]))
@@ -117,6 +128,83 @@ def test_kind_switch_drops_only_foreign_keys_and_says_so():
     assert cfg.optim.args["weight_decay"] == 0.01  # sgd takes it too: kept
     assert "betas" not in cfg.optim.args
     assert any("optim.betas dropped" in n for n in cfg.notes)
+
+
+@pytest.mark.parametrize("words,args", [
+    (["model.name=argmodel.py:build", "model.args.hidden=128"], {"hidden": 128}),
+    (["model.name=googlenet", "model.args.aux_logits=false"], {"aux_logits": False}),
+    (["model.name=mypkg.nets:Net", "model.args.depth=3"], {"depth": 3}),
+])
+def test_args_given_on_the_command_line_reach_a_models_builder(words, args):
+    cfg = load_config(None, words)
+    assert cfg.model.args == args
+    # the base config's small_cnn width goes, and the note says it came from the base config
+    assert any(n.startswith("model.args.width dropped: it came from the base config, for small_cnn")
+               for n in cfg.notes), cfg.notes
+    assert not any("hidden" in n or "aux_logits" in n or "depth" in n for n in cfg.notes)
+
+
+@pytest.mark.parametrize("name,root", [("image_folder", "/tmp"), ("mydata.py:build", None)])
+def test_dataset_switch_drops_only_the_base_configs_args(name, root):
+    words = [f"data.name={name}", "data.args.image_size=32"] + ([f"data.root={root}"] if root else [])
+    cfg = load_config(None, words)
+    assert cfg.data.args == {"image_size": 32}  # `size` came from the packaged default: dropped
+    assert any(n.startswith("data.args.size dropped: it came from the base config") for n in cfg.notes)
+
+
+def test_a_builtin_keeps_the_base_args_it_takes_and_naming_the_same_kind_is_no_switch(tmp_path):
+    cfg = load_config(None, ["model.name=mlp", "model.args.dropout=0.2"])
+    assert cfg.model.args == {"dropout": 0.2}
+    assert cfg.notes == ["model.args.width dropped: it came from the base config and mlp does not take it"]
+    f = tmp_path / "c.yaml"
+    f.write_text("model:\n  name: mlp\n  args:\n    hidden: [32]\n")
+    assert load_config(str(f), ["model.name=mlp"]).model.args == {"hidden": [32]}
+
+
+def test_an_explicit_key_the_new_kind_does_not_take_is_an_error_not_a_silent_drop():
+    with pytest.raises(ConfigError, match=r"unknown key optim.betas \(sgd does not take it"):
+        load_config(None, ["optim.name=sgd", "optim.betas=[0.9, 0.99]"])
+    with pytest.raises(ConfigError, match="model.args.width: mlp does not take it"):
+        load_config(None, ["model.name=mlp", "model.args.width=8"])
+    with pytest.raises(ConfigError, match="data.args.size: image_folder does not take it"):
+        load_config(None, ["data.name=image_folder", "data.root=/tmp", "data.args.size=10"])
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    """A run directory as far as the config layer sees it: its config.yaml."""
+    d = tmp_path / "runs" / "default-20260101-120000"
+    d.mkdir(parents=True)
+    d.joinpath("config.yaml").write_text(load_config(None, ["train.max_steps=30"]).to_yaml())
+    return d
+
+
+@pytest.mark.parametrize("words,named", [
+    (["optim.name=sgd"], ["optim.name adamw → sgd: the optimizer's state belongs to its kind"]),
+    (["optim.param_groups=[{match: head, lr_mult: 10}]"],
+     ["optim.param_groups [] → [{lr_mult: 10.0, match: head}]: the optimizer's state is kept per param group"]),
+    (["data.batch_size=32"], ["data.batch_size 64 → 32: it changes what one step sees"]),
+    (["model.args.width=12", "optim.lr=1e-4"], ["model.args.width 32 → 12: it changes the model the checkpoint holds"]),
+    (["schedule.name=step", "run.seed=1"], ["schedule.name cosine → step: it changes the schedule's shape",
+                                            "run.seed 0 → 1: the seed fixes the data split and order"]),
+])
+def test_resume_refuses_what_would_make_another_run_before_anything_runs(run_dir, words, named):
+    with pytest.raises(UserError) as e:
+        config_for_resume(run_dir, words)
+    msg = str(e.value)
+    assert msg.startswith("resume: these changes would make it another run, so nothing was resumed")
+    for line in named:
+        assert f"\n  {line}" in msg, msg
+    assert "\n  optim.betas" not in msg  # only what was typed is named, not what a kind switch dropped with it
+    assert f"danlu run --warm-start {run_dir} " + " ".join(
+        f"'{w}'" if " " in w else w for w in words) in msg
+
+
+def test_resume_accepts_hot_length_and_harmless_overrides(run_dir):
+    cfg = config_for_resume(run_dir, ["optim.lr=1e-4", "train.max_steps=60", "train.grad_clip=off",
+                                      "data.num_workers=0", "run.device=cpu", "monitor.nan_policy=stop",
+                                      "data.batch_size=32", "train.grad_accum=2"])
+    assert (cfg.optim.lr, cfg.train.max_steps, cfg.data.batch_size) == (1e-4, 60, 32)
 
 
 def test_each_optimizer_and_scheduler_accepts_exactly_its_own_arguments():

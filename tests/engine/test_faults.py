@@ -81,13 +81,20 @@ def test_only_checkpoint_truncated_is_refused(tiny_config):
         ckpt.find_latest(t.run_dir)
 
 
-def test_checkpoint_of_another_model_lists_mismatches(tiny_config):
-    t, _ = run_trainer(tiny_config({"train": {"max_steps": 3}}))
-    cfg = config_for_resume(t.run_dir, ["model.args.width=12"])
+def test_checkpoint_of_another_model_lists_mismatches(tiny_config, tmp_path):
+    net = tmp_path / "net.py"  # the user's own model, edited between the run and its resume
+    net.write_text("import math\nfrom torch import nn\nWIDTH = 8\ndef build(num_classes, input_shape, **_):\n"
+                   "    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), WIDTH), nn.ReLU(),\n"
+                   "                         nn.Linear(WIDTH, num_classes))\n")
+    t, _ = run_trainer(tiny_config({"model": {"name": f"{net}:build", "args": {}}, "train": {"max_steps": 3}}))
+    net.write_text(net.read_text().replace("WIDTH = 8", "WIDTH = 12"))
+    import sys
+    for name in [n for n, m in sys.modules.items() if getattr(m, "__file__", None) == str(net)]:
+        del sys.modules[name]  # a new process would read the edited file
     with pytest.raises(CheckpointError) as e:
-        run_trainer(cfg, resume=t.run_dir)
+        run_trainer(config_for_resume(t.run_dir), resume=t.run_dir)
     msg = str(e.value)
-    assert "different model" in msg and "shape mismatches" in msg and "features" in msg
+    assert "different model" in msg and "shape mismatches" in msg and "1.weight" in msg
 
 
 class _Payload:
@@ -170,8 +177,10 @@ def test_oom_headless_stops_with_checkpoint(tiny_config):
     t.interactive = False
     ch.trainer = t
     assert t.run() == "stopped" and t.step == 3
-    resumed, _ = run_trainer(config_for_resume(t.run_dir, ["model.args.at=1000"]), resume=t.run_dir)
-    assert resumed.step == 8
+    # the injected fault counts forward passes from the start of each process: 4 more would come at
+    # step 7, so the resumed run is made to end at 6 (a shorter run is a change a resume can make)
+    resumed, _ = run_trainer(config_for_resume(t.run_dir, ["train.max_steps=6"]), resume=t.run_dir)
+    assert resumed.final_state == "finished" and resumed.step == 6
 
 
 def test_crash_in_user_code_marks_run_failed_with_traceback(tiny_config):
@@ -323,7 +332,7 @@ def test_skip_with_a_finite_loss_and_an_infinite_gradient_keeps_the_weights_fini
 
 # --- an exception mid-run keeps the work: a crash checkpoint that --resume uses ---
 
-def test_crash_saves_a_crash_checkpoint_and_resume_redoes_the_step_whole(tiny_config):
+def test_crash_saves_a_crash_checkpoint_and_resume_redoes_the_step_whole(tiny_config, monkeypatch):
     """grad_accum 2: the crash comes in step 5's second micro-batch (forward call 10)."""
     train = {"max_steps": 8, "checkpoint_every": 1000, "grad_accum": 2}
     over = faulty("crash", at=10, train=train)
@@ -339,8 +348,9 @@ def test_crash_saves_a_crash_checkpoint_and_resume_redoes_the_step_whole(tiny_co
     assert saved["step"] == 4 and saved["batch_in_epoch"] == 8  # step 5's first micro-batch given back
     assert ckpt.find_latest(t.run_dir)[0] == crash
 
-    # the bug fixed (moved out of reach), the resume continues from step 4 and lands where a clean run does
-    resumed, _ = run_trainer(config_for_resume(t.run_dir, ["model.args.at=1000"]), resume=t.run_dir)
+    # the bug fixed, the resume continues from step 4 and lands where a clean run does
+    monkeypatch.setenv("DANLU_TEST_FAULT_FIXED", "1")
+    resumed, _ = run_trainer(config_for_resume(t.run_dir), resume=t.run_dir)
     assert resumed.final_state == "finished" and resumed.step == 8
     steps = [r["step"] for r in read_jsonl(t.run_dir / "metrics.jsonl") if "loss" in r]
     assert steps == list(range(1, 9))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import sys
@@ -175,7 +176,7 @@ def test_user_model_problems_are_user_errors(user_module):
 
 
 def test_resolve_target_explains_what_is_wrong(user_module):
-    with pytest.raises(UserError, match=f"model.name: module '{user_module}' has no attribute 'buid'"):
+    with pytest.raises(UserError, match=f"model.name: module '{user_module}' \\(.+\\) has no attribute 'buid'"):
         resolve_target(f"{user_module}:buid", "model.name")
     with pytest.raises(UserError, match="not a callable"):
         resolve_target(f"{user_module}:CONSTANT", "model.name")
@@ -210,6 +211,19 @@ def test_installed_packages_win_over_the_working_directory(tmp_path, monkeypatch
     monkeypatch.delitem(sys.modules, "colorsys", raising=False)
     monkeypatch.chdir(tmp_path)
     assert resolve_target("colorsys:rgb_to_hsv", "model.name")(1.0, 0.0, 0.0) == (0.0, 1.0, 1.0)
+
+
+@pytest.mark.parametrize("module", ["code", "test"])
+def test_a_file_beside_you_is_used_when_a_standard_module_of_its_name_lacks_the_callable(
+        module, tmp_path, monkeypatch, clean_sys_path):
+    (tmp_path / f"{module}.py").write_text(USER_MODELS)
+    monkeypatch.chdir(tmp_path)
+    with contextlib.suppress(ImportError):  # the standard library's, as torch or pdb would have loaded it
+        __import__(module)
+    fn = resolve_target(f"{module}:fixed", "model.name")
+    assert isinstance(fn(), nn.Linear)
+    with pytest.raises(UserError, match=f"module '{module}' \\({tmp_path}/{module}.py\\) has no attribute 'Nett'"):
+        resolve_target(f"{module}:Nett", "model.name")
 
 
 # --- learning ------------------------------------------------------------------------------------

@@ -55,7 +55,7 @@ def drive(sched, opt, start, stop, actions=None):
         sched.on_step()
         if (s + 1) % SPE == 0:
             sched.on_epoch_end()
-            sched.on_eval(VAL[(s + 1) // SPE - 1])
+            sched.on_eval(VAL[((s + 1) // SPE - 1) % len(VAL)])
     return out
 
 
@@ -313,3 +313,87 @@ def test_current_lrs_follow_every_change():
         sched.set_lr(value=1.0)
         sched.load_state_dict(state)
         assert sched.current == groups()
+
+
+# --- another length on a resume or a warm start: retime ---------------------------------------------
+
+def _resumed(cfg, k, new_total, into_epoch=0):
+    """A schedule saved after k steps of a TOTAL-step run, loaded for a run of new_total steps and retimed."""
+    opt = make_opt()
+    sched = LRSchedule(opt, cfg, SPE, TOTAL)
+    head = drive(sched, opt, 0, k)
+    saved = roundtrip({"opt": opt.state_dict(), "sched": sched.state_dict()})
+    opt2 = make_opt()
+    sched2 = LRSchedule(opt2, cfg, SPE, new_total)
+    opt2.load_state_dict(saved["opt"])
+    sched2.load_state_dict(saved["sched"])
+    note = sched2.retime(new_total - k, into_epoch)
+    return head, sched2, opt2, note
+
+
+@pytest.mark.parametrize("name", ["cosine", "onecycle"])
+@pytest.mark.parametrize("new_total", [120, 40, 31])
+@pytest.mark.parametrize("warmup", [0, 7])
+def test_retime_stretches_or_shrinks_what_is_left_and_never_climbs_back(name, new_total, warmup):
+    cfg = sched_cfg(name, warmup)
+    k = 30
+    head, sched, opt, note = _resumed(cfg, k, new_total)
+    assert note and "refitted to the run's new length" in note
+    tail = drive(sched, opt, k, new_total)
+    _, same, same_opt, _ = _resumed(cfg, k, TOTAL)  # the run as it was planned
+    assert tail[0] == pytest.approx(drive(same, same_opt, k, k + 1)[0], rel=1e-9)  # the LR goes on from here
+    lrs = [g[0] for g in head + tail]
+    peak = lrs.index(max(lrs))
+    assert all(b <= a * (1 + 1e-9) for a, b in zip(lrs[peak:], lrs[peak + 1:]))  # down only, to the end
+    opt_f = make_opt()  # a run planned at the new length from the start ends where this one ends
+    fresh = drive(LRSchedule(opt_f, cfg, SPE, new_total), opt_f, 0, new_total)
+    if new_total - k >= 10:  # (one step left can only use the LR of now)
+        assert lrs[-1] == pytest.approx(fresh[-1][0], abs=0.01 * BASE[0])
+    assert tail[-1][1] / tail[-1][0] == pytest.approx(BASE[1] / BASE[0])  # groups keep their ratio
+    # the refitted schedule saves and loads like any other: a second resume goes on exactly
+    _, sched2, opt2, _ = _resumed(cfg, k, new_total)
+    mid = (k + new_total) // 2
+    first = drive(sched2, opt2, k, mid)
+    saved = roundtrip({"opt": opt2.state_dict(), "sched": sched2.state_dict()})
+    opt3 = make_opt()
+    sched3 = LRSchedule(opt3, cfg, SPE, new_total)
+    opt3.load_state_dict(saved["opt"])
+    sched3.load_state_dict(saved["sched"])
+    assert sched3.retime(new_total - mid) is None  # already fitted: nothing to do
+    close(first + drive(sched3, opt3, mid, new_total), tail)
+
+
+@pytest.mark.parametrize("name", ["cosine", "onecycle"])
+def test_retime_inside_the_warmup_derives_the_length_again(name):
+    cfg = sched_cfg(name, 12)
+    head, sched, opt, _ = _resumed(cfg, 5, 90)
+    opt_f = make_opt()
+    fresh = drive(LRSchedule(opt_f, cfg, SPE, 90), opt_f, 0, 90)
+    close(head + drive(sched, opt, 5, 90), fresh)
+
+
+def test_retime_per_epoch_cosine_ends_at_the_last_epoch():
+    cfg = sched_cfg("cosine", 0, interval="epoch")
+    head, sched, opt, note = _resumed(cfg, 25, 100, into_epoch=5)
+    assert "epochs" in note
+    tail = drive(sched, opt, 25, 100)
+    assert tail[0][0] == pytest.approx(head[-1][0])  # mid-epoch: the LR holds until the epoch ends
+    assert [round(x[0], 9) for x in tail] == sorted((round(x[0], 9) for x in tail), reverse=True)
+    assert tail[-1][0] < 0.05 * BASE[0]
+
+
+def test_retime_keeps_an_explicit_length_and_leaves_other_schedules_alone():
+    _, sched, opt, note = _resumed(sched_cfg("cosine", T_max=50), 30, 120)
+    assert note == ("schedule.T_max=50 is set in the config, so the cosine keeps its length while the run now "
+                    "ends at step 120 of this schedule's clock")
+    for name in ("step", "multistep", "exponential", "cosine_restarts", "plateau", "none"):
+        head, sched, opt, note = _resumed(sched_cfg(name), 30, 120)
+        assert note is None
+        assert drive(sched, opt, 30, 60) == trace(sched_cfg(name))[30:60]
+
+
+@pytest.mark.parametrize("name", ["cosine", "onecycle"])
+def test_retime_of_a_schedule_that_has_ended_says_so(name):
+    from danlu.engine.build.schedule import ScheduleEnded
+    with pytest.raises(ScheduleEnded, match="has already reached its end"):
+        _resumed(sched_cfg(name), TOTAL, 90)

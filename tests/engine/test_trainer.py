@@ -243,3 +243,136 @@ def test_layer_norms_are_sampled_and_ride_the_flush(tiny_config, monkeypatch):
         assert math.sqrt(sum(v * v for v in norms.values())) == pytest.approx(steps[step]["grad_norm"], rel=1e-4)
     sampled = [m for m in of_type(ch.seen, ev.Metrics) if m.layer_norms]
     assert sampled and sampled[-1].layer_norms_step == 6 and sampled[-1].layer_norms == layers[6]
+
+
+def test_a_warmup_as_long_as_the_run_is_a_warning_in_the_run(tiny_config):
+    t, ch = run_trainer(tiny_config({"schedule": {"name": "cosine", "warmup_steps": 20},
+                                     "train": {"max_steps": 4}}))
+    assert t.final_state == "finished"
+    warnings = [e.message for e in of_type(ch.seen, ev.LogLine) if e.level == "warning"]
+    assert any("schedule.warmup_steps=20 is as long as the run (4 steps) or longer" in w for w in warnings), warnings
+
+
+def test_plateau_with_a_user_dataset_that_has_no_validation_set_is_refused(tiny_config, tmp_path):
+    from danlu.engine.errors import ConfigError
+    (tmp_path / "mydata.py").write_text(
+        "import torch\nfrom torch.utils.data import TensorDataset\n"
+        "def build(**unused):\n    ds = TensorDataset(torch.randn(64, 3, 16, 16), torch.randint(0, 2, (64,)))\n"
+        "    ds.classes = ['a', 'b']\n    return ds\n")
+    cfg = tiny_config({"data": {"name": f"{tmp_path}/mydata.py:build", "val_fraction": 0.0, "args": {}},
+                       "schedule": {"name": "plateau"}, "train": {"max_steps": 2}})
+    with pytest.raises(ConfigError, match="plateau lowers the LR when val_loss stops improving"):
+        run_trainer(cfg)
+    assert not (tmp_path / "runs").exists()  # refused before the run directory was made
+
+
+# --- resume with overrides: each applied with a note, or refused before anything runs ----------------
+
+def _events(run_dir):
+    return read_jsonl(run_dir / "events.jsonl")
+
+
+def _cut(tiny_config, over, at):
+    t, _ = run_trainer(tiny_config(over), script={at: [ev.stop(save=True)]})
+    assert t.final_state == "stopped" and t.step == at
+    return t
+
+
+def test_resume_with_a_longer_run_stretches_the_schedule_and_records_it(tiny_config):
+    over = {"schedule": {"name": "cosine", "warmup_steps": 2}, "train": {"epochs": 10, "max_steps": 10}}
+    cut = _cut(tiny_config, over, 6)
+    resumed, ch = run_trainer(config_for_resume(cut.run_dir, ["train.max_steps=20"]), resume=cut.run_dir)
+    assert resumed.final_state == "finished" and resumed.step == 20
+    assert of_type(ch.seen, ev.RunStarted)[0].total_steps == 20
+    lrs = [r["lr"] for r in _train_records(cut.run_dir)]  # the one run's metrics: steps 1-6, then 7-20
+    assert len(lrs) == 20
+    peak = lrs.index(max(lrs))
+    assert all(b <= a * (1 + 1e-9) for a, b in zip(lrs[peak:], lrs[peak + 1:]))  # never climbs back
+    assert lrs[-1] < 0.01 * max(lrs)
+    # step 7 uses the LR the 10-step run would have used (its cosine half done: 4 of 8 steps after the
+    # warmup), and from there the cosine runs over 14 steps instead of 4
+    assert lrs[6] == pytest.approx(0.003 * (1 + math.cos(math.pi * 4 / 8)) / 2)
+    assert lrs[7] > 0.003 * (1 + math.cos(math.pi * 5 / 8)) / 2
+    assert "max_steps: 20" in (cut.run_dir / "config.yaml").read_text()  # a later resume reads 20
+    kinds = {e["kind"]: e for e in _events(cut.run_dir)}
+    assert kinds["resume_change"]["key"] == "train.max_steps" and kinds["resume_change"]["new"] == 20
+    assert kinds["schedule_retimed"]["old_total"] == 10 and kinds["schedule_retimed"]["new_total"] == 20
+    notes = [e.message for e in of_type(ch.seen, ev.LogLine)]
+    assert any("train.max_steps 10 → 20: the run now ends at step 20" in n for n in notes), notes
+    assert any("cosine schedule refitted to the run's new length" in n for n in notes), notes
+    again = config_for_resume(cut.run_dir)
+    assert again.train.max_steps == 20
+
+
+def test_resume_with_more_epochs_stretches_the_schedule(tiny_config):
+    over = {"data": {"args": {"size": 128}}, "schedule": {"name": "onecycle"}, "train": {"epochs": 2}}
+    cut = _cut(tiny_config, over, 9)  # 6 steps per epoch: mid second epoch
+    resumed, _ = run_trainer(config_for_resume(cut.run_dir, ["train.epochs=4"]), resume=cut.run_dir)
+    assert resumed.step == 24
+    lrs = [r["lr"] for r in _train_records(cut.run_dir)]
+    peak = lrs.index(max(lrs))
+    assert all(b <= a * (1 + 1e-9) for a, b in zip(lrs[peak:], lrs[peak + 1:])) and lrs[-1] < 0.01 * max(lrs)
+
+
+def test_resume_refuses_a_length_it_cannot_fit_and_leaves_the_run_untouched(tiny_config):
+    from danlu.engine.errors import UserError
+    done, _ = run_trainer(tiny_config({"schedule": {"name": "cosine"}, "train": {"max_steps": 10}}))
+    before = {p.name: p.read_bytes() for p in done.run_dir.iterdir() if p.is_file()}
+    with pytest.raises(UserError, match="the cosine schedule has already reached its end") as e:
+        run_trainer(config_for_resume(done.run_dir, ["train.max_steps=20"]), resume=done.run_dir)
+    assert f"danlu run --warm-start {done.run_dir} train.max_steps=20" in str(e.value)
+    with pytest.raises(UserError, match="train.max_steps=5 is behind the run, which is at step 10"):
+        run_trainer(config_for_resume(done.run_dir, ["train.max_steps=5"]), resume=done.run_dir)
+    assert {p.name: p.read_bytes() for p in done.run_dir.iterdir() if p.is_file()} == before
+
+
+def test_resume_applies_hot_overrides_as_the_live_commands_do(tiny_config):
+    over = {"schedule": {"name": "cosine"}, "train": {"max_steps": 10, "grad_clip": 1.0}}
+    base, _ = run_trainer(tiny_config(over))
+    base_lr = [r["lr"] for r in _train_records(base.run_dir)]
+    cut = _cut(tiny_config, over, 5)
+    resumed, ch = run_trainer(config_for_resume(cut.run_dir, ["optim.lr=0.0003", "train.grad_clip=off",
+                                                             "optim.weight_decay=0.05"]), resume=cut.run_dir)
+    lr = {r["step"]: r["lr"] for r in _train_records(cut.run_dir)}
+    for s in range(6, 11):  # the same cosine, at a tenth of the level (0.003 -> 0.0003)
+        assert lr[s] == pytest.approx(base_lr[s - 1] * 0.1, rel=1e-6), s
+    assert resumed.hot["grad_clip"] is None  # wins over the value the checkpoint carried
+    assert all(g["weight_decay"] == 0.05 for g in resumed.optimizer.param_groups if g["weight_decay"])
+    notes = [e.message for e in of_type(ch.seen, ev.LogLine)]
+    assert any(n.startswith("optim.lr 0.003 → 0.0003 applied at step 5") for n in notes), notes
+    assert any(n.startswith("train.grad_clip 1.0 → off applied at step 5") for n in notes), notes
+    keys = [e["key"] for e in _events(cut.run_dir) if e["kind"] == "resume_change"]
+    assert set(keys) == {"optim.lr", "train.grad_clip", "optim.weight_decay"}
+
+
+def test_resume_refuses_a_config_that_would_make_another_run(tiny_config):
+    from danlu.engine.errors import UserError
+    cut = _cut(tiny_config, {"train": {"max_steps": 8}}, 4)
+    before = {p.name: p.read_bytes() for p in cut.run_dir.iterdir() if p.is_file()}
+    cfg = config_for_resume(cut.run_dir)
+    cfg.optim.name, cfg.optim.args = "sgd", {"momentum": 0.9}  # e.g. a config.yaml edited by hand
+    cfg.data.batch_size = 8
+    with pytest.raises(UserError) as e:
+        run_trainer(cfg, resume=cut.run_dir)
+    msg = str(e.value)
+    assert "optim.name adamw → sgd: the optimizer's state belongs to its kind" in msg
+    assert "data.batch_size 16 → 8: it changes what one step sees" in msg
+    assert f"danlu run --warm-start {cut.run_dir}" in msg
+    assert {p.name: p.read_bytes() for p in cut.run_dir.iterdir() if p.is_file()} == before
+
+
+def test_resume_may_split_a_step_into_smaller_pieces(tiny_config):
+    def cfg():  # no BatchNorm or dropout, whose numbers depend on the size of the pieces
+        c = tiny_config({"data": {"args": {"size": 128}}, "train": {"epochs": 2}})
+        c.model.name, c.model.args = "mlp", {"hidden": [16], "dropout": 0.0}
+        return c
+    full, _ = run_trainer(cfg())
+    cut, _ = run_trainer(cfg(), script={4: [ev.stop(save=True)]})
+    resumed, ch = run_trainer(config_for_resume(cut.run_dir, ["data.batch_size=8", "train.grad_accum=2"]),
+                              resume=cut.run_dir)
+    assert resumed.final_state == "finished" and resumed.step == full.step == 12
+    a = {r["step"]: r["loss"] for r in _train_records(full.run_dir)}
+    b = {r["step"]: r["loss"] for r in _train_records(cut.run_dir)}
+    assert sorted(b) == list(range(1, 13))
+    for s in range(5, 13):  # the same samples per step: the same losses, up to float sums
+        assert b[s] == pytest.approx(a[s], rel=1e-3, abs=1e-4), s

@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from danlu.engine.control import events as ev
-from danlu.engine.errors import CheckpointError
+from danlu.engine.errors import CheckpointError, UserError
 from danlu.engine.loop.trainer import Trainer
 
 from .helpers import ScriptedChannel, of_type, run_trainer
@@ -91,3 +91,53 @@ def test_a_changed_model_is_a_clear_checkpoint_error(tiny_config):
     assert "different model" in msg and "shape mismatches" in msg
     assert set(parent.run_dir.parent.iterdir()) == runs  # no half-made run directory left behind
     t._cleanup()
+
+
+def test_restart_with_a_smaller_batch_counts_the_steps_done_and_the_lr_never_climbs_back(tiny_config):
+    """The dashboard's restart with changes, batch 16 -> 8: 6 -> 12 steps per epoch (96 training items)."""
+    over = {"data": {"args": {"size": 128}}, "schedule": {"name": "cosine", "warmup_steps": 2},
+            "train": {"epochs": 2}}
+    parent, _ = run_trainer(tiny_config(over), script={9: [ev.stop(save=True)]})  # 1.5 epochs of 2
+    assert parent.step == 9
+    last = parent.run_dir / "checkpoints" / "last.pt"
+    t, ch = warm_trainer(tiny_config({**over, "data": {"batch_size": 8, "args": {"size": 128}}}), last)
+    assert t.run() == "finished"
+    # the half-done epoch starts over at the new batch size: 9 + 1 epoch x 12 steps
+    assert t.step == 9 + 12
+    assert of_type(ch.seen, ev.RunStarted)[0].total_steps == t.step
+    parent_lrs = [json.loads(x)["lr"] for x in (parent.run_dir / "metrics.jsonl").read_text().splitlines()
+                  if '"lr"' in x]
+    lrs = parent_lrs + [json.loads(x)["lr"] for x in (t.run_dir / "metrics.jsonl").read_text().splitlines()
+                        if '"lr"' in x]
+    peak = lrs.index(max(lrs))
+    assert all(b <= a * (1 + 1e-9) for a, b in zip(lrs[peak:], lrs[peak + 1:]))  # down only, to the end
+    assert lrs[-1] < 0.01 * max(lrs)
+    retimed = [e for e in events_of(t.run_dir) if e["kind"] == "schedule_retimed"]
+    assert retimed and retimed[0]["run_total"] == 21
+
+
+def test_restart_with_a_total_behind_the_parent_is_refused(tiny_config):
+    parent, last = parent_run(tiny_config)  # 6 steps
+    t, _ = warm_trainer(tiny_config({"train": {"max_steps": 4}}), last)
+    with pytest.raises(UserError, match="train.max_steps=4 is behind the run, which is at step 6"):
+        t.run()
+
+
+def test_warm_start_from_a_run_directory_uses_its_newest_checkpoint(tiny_config):
+    parent, _ = parent_run(tiny_config)
+    t, _ = warm_trainer(tiny_config({"train": {"max_steps": 9}}), parent.run_dir)
+    assert t.run() == "finished" and t.step == 9
+    assert t.cfg.run.parent == str(parent.run_dir.resolve()) and t.cfg.run.parent_step == 6
+
+
+def test_a_rebuilt_schedule_starts_from_the_edited_lr_and_runs_over_the_steps_left(tiny_config):
+    over = {"schedule": {"name": "cosine", "warmup_steps": 2}, "train": {"epochs": 1, "max_steps": 6}}
+    parent, _ = run_trainer(tiny_config(over))
+    edited = tiny_config({**over, "optim": {"lr": 0.001}, "train": {"epochs": 1, "max_steps": 12}})
+    t, ch = warm_trainer(edited, parent.run_dir / "checkpoints" / "last.pt")
+    assert t.run() == "finished" and t.step == 12
+    lrs = [json.loads(x)["lr"] for x in (t.run_dir / "metrics.jsonl").read_text().splitlines() if '"lr"' in x]
+    assert len(lrs) == 6
+    assert max(lrs) == pytest.approx(0.001)  # its warmup reaches the edited LR, not a fraction of it
+    assert lrs[-1] < 0.2 * 0.001  # and its cosine ends with the run
+    assert "a new one" not in t.warm_note and "it runs over the 6 steps left" in t.warm_note

@@ -48,6 +48,9 @@ def test_problems_point_at_their_lines():
     assert lines[by_path["train.keep_lats"].line].strip() == "keep_lats: 3"
     assert problem_path("unknown key optim.learnig_rate, did you mean optim.lr?") == "optim.learnig_rate"
     assert line_of(text, "optim.betas[1]") == line_of(text, "optim.betas")
+    twice = check(DEFAULT + "optim:\n  lr: 0.1\n")
+    assert twice.config is None and "duplicate key 'optim'" in twice.problems[0].message
+    assert twice.problems[0].line == len(DEFAULT.splitlines())  # the second `optim:`, 0-based
     syntax = check("run:\n  name: [\n")
     assert syntax.raw is None and syntax.problems[0].line is not None
 

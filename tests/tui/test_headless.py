@@ -28,6 +28,8 @@ def test_no_stale_progress_line_after_the_last_message():
     # the run's end arrives in one drain: its last numbers, the stop, and the checkpoint
     ch.emit(metrics(10, 5, rnd))
     ch.emit(ev.StatusChanged("stopping", 15, "a signal asked to stop; saving a checkpoint first"))
+    ch.emit(ev.StatusChanged("saving", 15))
+    ch.emit(ev.StatusChanged("stopping", 15))  # the save on the way out passes through the state again
     ch.emit(ev.CheckpointSaved(15, "runs/x/checkpoints/last.pt", "last"))
     _drain(ch, progress)
     progress.show()
@@ -38,3 +40,4 @@ def test_no_stale_progress_line_after_the_last_message():
     assert "step 15/2000" not in tail and "it/s" not in tail  # no progress line after the checkpoint line
     assert tail.rstrip().endswith("stopped at step 15")
     assert "stopping: a signal asked to stop; saving a checkpoint first..." in text
+    assert text.count("stopping:") == 1

@@ -37,6 +37,7 @@ class ProgressLine:
         self._printed_at = 0.0
         self._width = 0      # the progress line on screen now (0: none)
         self._fresh = False  # numbers arrived since the line was last drawn
+        self.stopping = False  # "stopping" was said
 
     def line(self) -> str:
         m = self.last
@@ -93,7 +94,7 @@ def _acc(e: ev.EvalDone, label: str) -> str:
     return f"{label}{e.val_acc:.1%}" if e.val_acc is not None else ""
 
 
-def run_headless(cfg: Config, resume: str | None = None, stream=None) -> int:
+def run_headless(cfg: Config, resume: str | None = None, stream=None, warm_start: str | None = None) -> int:
     """Train with a progress line; returns the process exit code."""
     from danlu.engine.loop.runner import start_engine
 
@@ -111,7 +112,7 @@ def run_headless(cfg: Config, resume: str | None = None, stream=None) -> int:
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
-        thread = start_engine(cfg, channel, resume=resume, interactive=False)
+        thread = start_engine(cfg, channel, resume=resume, warm_start=warm_start, interactive=False)
         while thread.is_alive():
             thread.join(timeout=0.25)
             _drain(channel, progress)
@@ -148,5 +149,6 @@ def _drain(channel: Channel, progress: ProgressLine) -> None:
             progress.message(f"[{e.level}] {e.message}")
         elif isinstance(e, ev.CheckpointSaved) and e.reason != CheckpointReason.PERIODIC:
             progress.message(f"checkpoint ({e.reason}) step {e.step}: {e.path}")
-        elif isinstance(e, ev.StatusChanged) and e.state == State.STOPPING:
+        elif isinstance(e, ev.StatusChanged) and e.state == State.STOPPING and not progress.stopping:
+            progress.stopping = True  # said once (a save on the way out passes through the state again)
             progress.message(f"stopping: {e.detail or 'at the next step boundary'}...")

@@ -13,6 +13,8 @@ examples:
   danlu run configs/my.yaml optim.lr=3e-4    a config file plus dotted overrides
   danlu run --headless schedule.name=onecycle
   danlu run --resume runs/default-20260101-120000
+  danlu run --warm-start runs/default-20260101-120000 data.batch_size=32
+                                             a new run from that run's weights, with changes
   danlu check configs/my.yaml optim.name=sgd  validate and print the resolved config
   danlu edit configs/my.yaml                 the config editor
 
@@ -34,7 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
                                      "Extra key=value words override config keys, e.g. optim.lr=3e-4.")
     run.add_argument("words", nargs="*", metavar="[CONFIG] [key=value ...]")
     run.add_argument("--headless", action="store_true", help="no dashboard: one compact progress line")
-    run.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its newest good checkpoint")
+    start = run.add_mutually_exclusive_group()
+    start.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its newest good checkpoint "
+                       "(overrides: hot settings, train.max_steps/epochs and a few more; see docs/config.md)")
+    start.add_argument("--warm-start", metavar="RUN_OR_CHECKPOINT",
+                       help="start a new run from a run's newest good checkpoint (or a checkpoint file): "
+                            "its config (or CONFIG) plus the overrides; any change allowed")
 
     check = sub.add_parser("check", help="validate a config and print it resolved")
     check.add_argument("words", nargs="*", metavar="[CONFIG] [key=value ...]")
@@ -86,11 +93,15 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _check(words: list[str]) -> int:
     from danlu.engine.config.files import find_config, load_config
+    from danlu.engine.config.preflight import preflight
     path, overrides = split_words(words)
     cfg = load_config(path, overrides)
+    warnings = preflight(cfg)  # what `danlu run` checks before it starts, too
     print(f"# {find_config(path)}: valid")
     for note in cfg.notes:
         print(f"# note: {note}")
+    for warning in warnings:
+        print(f"# warning: {warning}")
     print(cfg.to_yaml(), end="")
     return 0
 
@@ -108,19 +119,24 @@ def _load_run_config(args: argparse.Namespace):
             raise RunBusy(busy_message(args.resume, holder))
         from danlu.engine.config.files import config_for_resume
         return config_for_resume(args.resume, overrides)
+    if getattr(args, "warm_start", None):
+        from danlu.engine.config.files import config_for_warm_start
+        return config_for_warm_start(args.warm_start, path, overrides)
     from danlu.engine.config.files import load_config
     return load_config(path, overrides)
 
 
 def _run(args: argparse.Namespace) -> int:
+    from danlu.engine.config.preflight import preflight
     cfg = _load_run_config(args)
+    preflight(cfg, new_run=not args.resume)  # before the dashboard opens; the run logs the warnings
     if args.headless or not sys.stdout.isatty():
         if not args.headless:
             print("danlu: stdout is not a terminal; running headless", file=sys.stderr)
         from danlu.tui.cli.headless import run_headless
-        return run_headless(cfg, resume=args.resume)
+        return run_headless(cfg, resume=args.resume, warm_start=getattr(args, "warm_start", None))
     from danlu.tui.run_dashboard import run_dashboard
-    return run_dashboard(cfg, resume=args.resume)
+    return run_dashboard(cfg, resume=args.resume, warm_start=getattr(args, "warm_start", None))
 
 
 def _edit(config: str | None) -> int:
