@@ -119,6 +119,7 @@ class Trainer:
         # (step, epoch, batch_in_epoch) as the optimizer step under way began: a crash mid-step rolls back to it
         self._step_start: tuple[int, int, int] | None = None
         self._last_eval_step = -1
+        self._first_step = 0                 # the step this process began at (after a resume, not 0)
         self._bad_values: str | None = None  # the last non-finite values a flush saw
 
     # ------------------------------------------------------------------ views
@@ -237,6 +238,7 @@ class Trainer:
                                          num_workers=loader_workers(self.bundle.val, cfg.data.num_workers), pin_memory=self.device.type == "cuda",
                                          persistent_workers=cfg.data.num_workers > 0,
                                          generator=torch.Generator().manual_seed(cfg.run.seed))
+        self._first_step = self.progress.step
         self.sampler = SystemSampler(self.device)
         self.sampler.start()
 
@@ -353,6 +355,17 @@ class Trainer:
                 self.set_state(self.final_state, f"stopped on a fault at step {self.progress.step}: {self.fault}")
             else:
                 self.set_state(self.final_state, f"{self.final_state} at step {self.progress.step}")
+        except UserError as e:  # the user's data or code found wanting mid-run: the message, not a traceback
+            self.error = str(e)
+            self.final_state = State.FAILED
+            crash = self._save_crash_checkpoint()
+            if crash is not None:
+                e.args = (f"{e}\ncrash checkpoint saved: {crash} (step {self.progress.step}); after fixing "
+                          f"the cause, resume with: danlu run --resume {self.run_dir}",)
+            self.emit(ev.Alert(self.progress.step, AlertKind.BAD_INPUT, str(e)))
+            self.log.set_state(state=State.FAILED, step=self.progress.step, error=self.error)
+            self.set_state(State.FAILED, self.error)
+            raise
         except BaseException as e:  # noqa: BLE001 - report everything, re-raise nothing into the thread
             tb = traceback.format_exc()
             self.error = f"{type(e).__name__}: {e}"
@@ -382,6 +395,8 @@ class Trainer:
             p, begun = self.progress, self._step_start
             if begun is not None and begun[:2] == (p.step, p.epoch):
                 p.batch_in_epoch = begun[2]
+            if p.step == self._first_step:
+                return None  # no optimizer step since the run began here: no work to keep
             last = self.last_checkpoint
             if last is not None and last.step == p.step and Path(last.path).is_file():
                 return None  # it holds this step already: nothing to add

@@ -285,6 +285,17 @@ def test_a_stream_without_a_length_needs_max_steps(tmp_path, user):
     assert "Set train.max_steps" in msg
 
 
+def test_a_stream_too_short_for_one_batch_is_a_message_not_a_crash(tmp_path, user):
+    """Found mid-run (a stream has no length): exit 2 with the fix, no traceback, no empty crash file."""
+    msg = refused(tmp_path, {"data": {"name": f"{user}:stream", "args": {"n": 5}, "num_workers": 0},
+                             "train": {"max_steps": 4}})
+    assert "without a full batch of 8 items" in msg and "data.batch_size" in msg
+    (run_dir,) = tmp_path.glob("runs/*")
+    assert not list(run_dir.glob("checkpoints/*crash*"))  # no step was trained: nothing to keep
+    import json
+    assert json.loads((run_dir / "state.json").read_text())["state"] == "failed"
+
+
 # --- losses ---------------------------------------------------------------------------------
 
 def test_regression_data_trains_with_mse_and_reports_no_accuracy(tmp_path, user):
