@@ -54,6 +54,15 @@ def test_check_refuses_what_run_would_refuse(words, needle, tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_torchvision_model_too_big_for_the_images_is_a_message(tmp_path):
+    """Found by the probe batch before step 1: exit 2 naming the model, the inputs and the knob."""
+    out = danlu("run", "--headless", f"run.out_dir={tmp_path}/runs", "model.name=squeezenet1_1",
+                "data.args.image_size=8", cwd=tmp_path)
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    assert "model.name: squeezenet1_1 cannot take this data's inputs (float32 (8, 3, 8, 8))" in out.stderr
+    assert "data.args.image_size" in out.stderr and "Traceback" not in out.stderr
+
+
 @pytest.mark.parametrize("words,warning", [
     (["train.max_steps=30"],  # the packaged config warms up for 50 steps
      "schedule.warmup_steps=50 is as long as the run (30 steps) or longer: the LR never reaches optim.lr"),

@@ -139,7 +139,17 @@ def fit_model(cfg: Any, bundle: DataBundle, placement: Placement) -> Fit:
     model = build_model(cfg.model, out_features, input_shape, init=False).to(placement.device)
     fit = Fit(model, loss, _floating_dtype(model))
     x, y = _to(x, placement.device), y.to(placement.device)
-    out = fit.probe(x, placement)
+    try:
+        out = fit.probe(x, placement)
+    except (RuntimeError, ValueError) as e:
+        if ":" in cfg.model.name or isinstance(e, torch.OutOfMemoryError):
+            raise  # the user's own model: the traceback points into their code
+        shape = f"{_dtype(x)} {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+        raise UserError(f"model.name: {cfg.model.name} cannot take this data's inputs ({shape}): "
+                        f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}. "
+                        "Images too small for the network, or the wrong number of channels? Raise the image "
+                        "size (data.args.image_size; torchvision's ImageNet models expect 224, inception_v3 at "
+                        "least 75) or pick a model made for these inputs.") from None
     fit.notes += loss.check(out, y, bundle.num_classes)
     loss(out.float() if out.dtype in (torch.float16, torch.bfloat16) else out, y)  # the training path
     loss.eval_sums(out, y)                                                         # and evaluation's

@@ -116,6 +116,9 @@ def _torchvision_names() -> list[str]:
     return list(torchvision.models.list_models(module=torchvision.models))
 
 
+_AUX_HEADS = ("inception_v3", "googlenet")  # torchvision classifiers with auxiliary logits (aux_logits=)
+
+
 def _torchvision(name: str, args: dict, num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
     import torchvision
 
@@ -129,6 +132,10 @@ def _torchvision(name: str, args: dict, num_classes: int, input_shape: tuple[int
     if channels not in (1, 3):
         raise UserError(f"model.name: {name} takes 3-channel images, the data has {channels} channels. "
                         "Use small_cnn or mlp, or your own model via package.module:callable.")
+    if name.lower() in _AUX_HEADS:
+        # training uses the main logits only (build/fit.py main_output), so aux heads would be weight
+        # and time for nothing, and inception_v3's fails on images under ~300 px in train mode
+        args = {"aux_logits": False, **args}
     try:
         model = torchvision.models.get_model(name.lower(), weights=None, num_classes=num_classes, **args)
     except TypeError as e:

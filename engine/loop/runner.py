@@ -75,7 +75,8 @@ class EngineThread(threading.Thread):
         if self.final_state == State.FINISHED:
             return EXIT_OK, f"finished at step {t.step}: {run_dir}"
         saved, resumable = _checkpoint_words(t)
-        resume = f"resume with: danlu run --resume {run_dir}" if resumable else f"run directory: {run_dir}"
+        resume = (f"resume with: danlu run --resume {run_dir}" if resumable else
+                  f"run directory: {run_dir}" if run_dir is not None else "no run directory was made")
         if self.final_state == State.STOPPED and getattr(t, "fault", None):
             # a fault is not a success, whatever was saved: scripts and schedulers must see it
             return EXIT_FAULT, (f"stopped on a fault at step {t.step}: {t.fault}\n{saved}\n"

@@ -73,6 +73,14 @@ def test_torchvision_model_rejects_other_channel_counts_and_bad_args():
         build_model(model_cfg("resnet18", wdith=3), 5, (3, 32, 32))
 
 
+def test_googlenet_trains_on_its_main_logits_without_aux_heads_unless_asked():
+    """Aux heads would cost time for nothing (training reads the main logits); asked for, they stay."""
+    model = build_model(model_cfg("googlenet"), 5, (3, 32, 32))
+    model.train()
+    assert model.aux1 is None and model(torch.randn(2, 3, 32, 32)).shape == (2, 5)
+    assert build_model(model_cfg("googlenet", aux_logits=True), 5, (3, 32, 32)).aux1 is not None
+
+
 @pytest.mark.parametrize("typo,meant", [("resnt18", "resnet18"), ("small_cn", "small_cnn"),
                                         ("mobilenet_v3_smal", "mobilenet_v3_small")])
 def test_unknown_model_suggests_a_close_name(typo, meant):
