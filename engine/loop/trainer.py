@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 from ..build.data import DataBundle, build_datasets, dataset_size, loader_workers, stream_batches
 from ..build.device import Placement, place
 from ..build.fit import Fit, fit_model
+from ..build.freeze import Transfer
 from ..build.loss import EvalSums
 from ..build.models import count_parameters
 from ..build.optim import build_optimizer
@@ -42,7 +43,7 @@ from ..store import trainer_state
 from ..store.run_lock import RunLock
 from ..store.runlog import RunLog, new_run_dir, write_config
 from ..store.trainer_state import TrainingState
-from . import commands
+from . import commands, freezing
 from .heap import frozen_heap
 from .layer_norms import LayerNorms
 from .progress import Progress, SkipStreak, Stop, StopReason
@@ -190,7 +191,8 @@ class Trainer:
             model=model, optimizer=optimizer,
             schedule=LRSchedule(optimizer, cfg.schedule, self.plan.steps_per_epoch, self.plan.total_steps),
             scaler=torch.amp.GradScaler(self.device.type) if self.placement.use_scaler else None,
-            progress=self.progress, hot=HotValues.from_config(cfg.to_dict()), config=cfg)
+            progress=self.progress, hot=HotValues.from_config(cfg.to_dict()), config=cfg,
+            transfer=Transfer(model, cfg.optim.no_decay_bias_norm))
 
         going_on = None  # a run that goes on from a checkpoint: its length and what changed
         if warm_obj is not None:
@@ -246,7 +248,8 @@ class Trainer:
             start_step=self.progress.step, batch_size=cfg.data.batch_size * cfg.train.grad_accum,
             groups=[g.get("name", str(i)) for i, g in enumerate(self.optimizer.param_groups)],
             schedule=self.schedule.describe(), grad_clip=self.hot["grad_clip"],
-            num_params=count_parameters(self.model), config=cfg.to_dict()))
+            num_params=count_parameters(self.model), config=cfg.to_dict(),
+            trainable_params=count_parameters(self.model, trainable_only=True)))
         if self.warm_note:
             self._log("info", self.warm_note)
         for note in going_on.notes if going_on is not None else []:
@@ -573,6 +576,8 @@ class Trainer:
         p.epoch += 1
         p.batch_in_epoch = 0
         self.state.schedule.on_epoch_end()
+        if self.cfg.model.unfreeze:
+            freezing.scheduled(self)  # before the epoch's checkpoint, which then holds the new groups
         self.flush()
         if not hot["eval_every"]:
             self.evaluate()
