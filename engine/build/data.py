@@ -88,6 +88,26 @@ def build_datasets(cfg: Any, seed: int) -> DataBundle:
     return bundle
 
 
+def overfit(bundle: DataBundle, batches: int, batch_size: int) -> DataBundle:
+    """train.overfit_batches: the first `batches` batches of the training set, for training and validation."""
+    n = int(batches) * int(batch_size)
+    if bundle.stream:
+        items = []
+        for item in bundle.train:
+            items.append(item)
+            if len(items) == n:
+                break
+        train: Any = items  # a list is a map-style dataset: the same items, in order, every epoch
+    else:
+        train = Subset(bundle.train, range(min(n, len(bundle.train))))
+    if len(train) < n:
+        raise UserError(f"train.overfit_batches={batches}: needs {n} training items ({batches} x data.batch_size "
+                        f"{batch_size}), the training set has {len(train)}. Lower train.overfit_batches or "
+                        "data.batch_size.")
+    bundle.train, bundle.val = train, train
+    return bundle
+
+
 def dataset_size(ds: Any) -> int | None:
     """len(ds), or None for a stream without a length."""
     try:

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from ..build.data import DataBundle, build_datasets, dataset_size, loader_workers, stream_batches
+from ..build.data import DataBundle, build_datasets, dataset_size, loader_workers, overfit, stream_batches
 from ..build.device import Placement, place
 from ..build.fit import Fit, fit_model
 from ..build.freeze import Transfer
@@ -44,6 +44,7 @@ from ..store.run_lock import RunLock
 from ..store.runlog import RunLog, new_run_dir, write_config
 from ..store.trainer_state import TrainingState
 from . import commands, freezing
+from .overfit import OverfitWatch, describe as describe_overfit
 from .heap import frozen_heap
 from .layer_norms import LayerNorms
 from .progress import Progress, SkipStreak, Stop, StopReason
@@ -121,6 +122,7 @@ class Trainer:
         self._step_start: tuple[int, int, int] | None = None
         self._last_eval_step = -1
         self._bad_values: str | None = None  # the last non-finite values a flush saw
+        self.overfit_watch: OverfitWatch | None = None  # train.overfit_batches: is the loss falling?
 
     # ------------------------------------------------------------------ views
     @property
@@ -175,6 +177,10 @@ class Trainer:
         self._move_batches = self.device.type != "cpu"
 
         self.bundle = build_datasets(cfg.data, cfg.run.seed)
+        if cfg.train.overfit_batches:
+            self.bundle = overfit(self.bundle, cfg.train.overfit_batches, cfg.data.batch_size)
+            self.bundle.notes.append(describe_overfit(cfg.train.overfit_batches, cfg.data.batch_size))
+            self.overfit_watch = OverfitWatch(start=cfg.schedule.warmup_steps)
         try:
             self.plan = plan_steps(dataset_size(self.bundle.train), cfg.data.batch_size, cfg.train.grad_accum,
                                    cfg.train.epochs, cfg.train.max_steps)
@@ -410,7 +416,7 @@ class Trainer:
             return stream_batches(self.bundle.train, cfg.data.batch_size, cfg.data.num_workers,
                                   self.device.type == "cuda", skip=p.batch_in_epoch, seed=cfg.run.seed)
         sampler = EpochSampler(len(self.bundle.train), cfg.run.seed, p.epoch,
-                               start=p.batch_in_epoch * cfg.data.batch_size)
+                               start=p.batch_in_epoch * cfg.data.batch_size, shuffle=not cfg.train.overfit_batches)
         g = torch.Generator()
         g.manual_seed(cfg.run.seed * 7919 + p.epoch)  # worker seeds do not touch the global RNG
         return DataLoader(self.bundle.train, batch_size=cfg.data.batch_size, sampler=sampler,
@@ -595,6 +601,10 @@ class Trainer:
         if bad is not None:
             self._alert(AlertKind.NONFINITE, bad, f"nan_policy={cfg.monitor.nan_policy}")
             self._nonfinite = bad
+        if self.overfit_watch is not None:
+            verdict = self.overfit_watch.observe(*self.metrics.flushed)
+            if verdict:
+                self._alert(AlertKind.NOT_OVERFITTING, verdict)
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
