@@ -171,6 +171,7 @@ class ParamsChanged:
     total: int
     groups: list[str]       # every param group's name now (an unfreeze may add some)
     detail: str = ""
+    source: str = "command"  # or the config entry, e.g. model.unfreeze[0]
 
 
 @dataclass(frozen=True)

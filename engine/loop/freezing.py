@@ -25,7 +25,7 @@ def change(t: Trainer, op: str, match: str, lr_mult: float = 1.0, source: str = 
     trainable, total = st.transfer.trainable()
     groups = [g.get("name", str(i)) for i, g in enumerate(st.optimizer.param_groups)]
     detail = done.describe() + f"; trainable {trainable:,} of {total:,}"
-    t.emit(ev.ParamsChanged(step, op, match, done.tensors, done.params, trainable, total, groups, detail))
+    t.emit(ev.ParamsChanged(step, op, match, done.tensors, done.params, trainable, total, groups, detail, source))
     t.log.event("params_changed", step, op=op, match=match, tensors=done.tensors, params=done.params,
                 trainable=trainable, total=total, groups=groups, source=source,
                 **({"lr_mult": lr_mult} if op == "unfreeze" else {}))
@@ -38,8 +38,7 @@ def scheduled(t: Trainer) -> None:
         if int(u["at_epoch"]) != t.progress.epoch:
             continue
         try:
-            done = change(t, "unfreeze", u["match"], float(u.get("lr_mult", 1.0)), source=f"model.unfreeze[{i}]")
+            change(t, "unfreeze", u["match"], float(u.get("lr_mult", 1.0)), source=f"model.unfreeze[{i}]")
         except ValueError as e:
             t._warn(f"model.unfreeze[{i}] at epoch {u['at_epoch']}: {e}")
             continue
-        t._log("info", f"model.unfreeze[{i}] after epoch {t.progress.epoch}: {done.describe()}")
