@@ -152,6 +152,8 @@ def fit_model(cfg: Any, bundle: DataBundle, placement: Placement) -> Fit:
     if init == "default" and cfg.model.init == "auto" and cfg.model.name not in BUILTIN_MODEL_ARGS:
         fit.notes.append(f"model.init auto: {cfg.model.name} keeps the weights it was built with "
                          "(model.init=kaiming or xavier re-initialises it)")
+    if getattr(model, "pretrained_note", None):
+        fit.notes.append(model.pretrained_note)
     if getattr(cfg.model, "weights_path", None):
         from .pretrained import load_weights_path
         fit.notes += load_weights_path(model, cfg.model.weights_path)

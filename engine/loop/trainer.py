@@ -27,6 +27,7 @@ from ..build.fit import Fit, fit_model
 from ..build.freeze import Transfer
 from ..build.loss import EvalSums
 from ..build.models import count_parameters
+from ..build.pretrained import normalization
 from ..build.optim import build_optimizer
 from ..build.sampler import EpochSampler
 from ..build.schedule import LRSchedule
@@ -176,7 +177,7 @@ class Trainer:
         self.device = self.placement.device
         self._move_batches = self.device.type != "cpu"
 
-        self.bundle = build_datasets(cfg.data, cfg.run.seed)
+        self.bundle = build_datasets(cfg.data, cfg.run.seed, normalize=normalization(cfg.model))
         if cfg.train.overfit_batches:
             self.bundle = overfit(self.bundle, cfg.train.overfit_batches, cfg.data.batch_size)
             self.bundle.notes.append(describe_overfit(cfg.train.overfit_batches, cfg.data.batch_size))
