@@ -106,7 +106,8 @@ def applied_text(e: ev.CommandApplied, cmd: ev.Command | None = None, run_dir: s
             detail = "override"
         return f"{name} {_val(e.old)} → {_val(e.new)}" + (f" ({detail})" if detail else "")
     if kind in (ev.CommandKind.FREEZE, ev.CommandKind.UNFREEZE):
-        return f"{e.detail}; trainable {_val(e.old)} → {_val(e.new)}"
+        old, new = (f"{x:,}" if isinstance(x, int) else _val(x) for x in (e.old, e.new))
+        return f"{e.detail}; trainable {old} → {new}"
     name = str(cmd.args.get("name", kind)) if cmd is not None and kind == ev.CommandKind.SET_HPARAM else kind
     text = f"{name} {_setting(name, e.old)} → {_setting(name, e.new)}"
     return text + (f" ({e.detail})" if e.detail else "")

@@ -24,7 +24,7 @@ from ..config.losses import OUTPUT_RULE
 from ..errors import UserError
 from .data import DataBundle, dataset_size, sample_batch
 from .device import Placement
-from .freeze import freeze_at_start
+from .freeze import check_unfreeze, freeze_at_start
 from .loss import Loss, build_loss
 from .models import BUILTIN_MODEL_ARGS, build_model, count_parameters, init_weights, resolve_init, short_list
 
@@ -161,6 +161,7 @@ def fit_model(cfg: Any, bundle: DataBundle, placement: Placement) -> Fit:
     if frozen is not None:
         fit.notes.append(f"model.freeze: {frozen.describe()}; trainable {count_parameters(model, True):,} of "
                          f"{count_parameters(model):,} parameters")
+    check_unfreeze(model, list(cfg.model.unfreeze or []))
     if bundle.stream and dataset_size(bundle.train) is None:
         unset = [k for k in ("eval_every", "checkpoint_every") if getattr(cfg.train, k) is None]
         if unset:

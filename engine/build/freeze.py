@@ -41,7 +41,7 @@ def matching(model: torch.nn.Module, pattern: str, where: str) -> list[tuple[str
         close += [p for p in difflib.get_close_matches(pattern.strip("^$.*\\"), prefixes, n=3, cutoff=0.4)
                   if p not in close]
         sample = ", ".join(close[:4]) if close else ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
-        raise ValueError(f"{where}: {pattern!r} matches no parameter; "
+        raise ValueError(f"{where}: '{pattern}' matches no parameter; "
                          f"{'close names' if close else 'names look like'}: {sample}")
     return hits
 
@@ -63,7 +63,7 @@ class Changed:
 
     def describe(self) -> str:
         verb = "froze" if self.op == "freeze" else "unfroze"
-        text = f"{verb} {self.tensors} tensors ({self.params:,} parameters) matching {self.match!r}"
+        text = f"{verb} {self.tensors} tensors ({self.params:,} parameters) matching '{self.match}'"
         if self.new_groups:
             text += f"; new param group{'s' if len(self.new_groups) > 1 else ''} {', '.join(self.new_groups)}"
         if self.rejoined:
@@ -89,6 +89,19 @@ def freeze_at_start(model: torch.nn.Module, patterns: list[str]) -> Changed | No
         raise UserError(f"model.freeze {patterns} freezes every parameter, so nothing would train; "
                         "leave the head out, e.g. model.freeze=['^(?!fc\\.)'] freezes all but fc")
     return Changed("freeze", " | ".join(patterns), len(hit), count(list(hit.values())))
+
+
+def check_unfreeze(model: torch.nn.Module, entries: list[dict[str, Any]]) -> None:
+    """model.unfreeze, at the start: each regex must find parameters frozen by then (not at its epoch)."""
+    for i, u in enumerate(entries or []):
+        where = f"model.unfreeze[{i}].match"
+        try:
+            hits = matching(model, u["match"], where)
+        except ValueError as e:
+            raise UserError(f"{e}. Fix the regex (names come from model.named_parameters()).") from None
+        if all(p.requires_grad for _, p in hits):
+            raise UserError(f"{where}: '{u['match']}' matches only trainable parameters ({hits[0][0]}, ...), so "
+                            "there is nothing for it to unfreeze; freeze them first with model.freeze")
 
 
 class Transfer:

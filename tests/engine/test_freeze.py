@@ -95,9 +95,16 @@ def test_weight_decay_stays_off_the_no_decay_group_and_frozen_params_do_not_move
 
 
 def test_a_regex_matching_nothing_names_close_names():
+    from danlu.engine.build.freeze import check_unfreeze
+    from danlu.engine.build.models import SmallCNN
     with pytest.raises(UserError, match=r"model.freeze\[0\]: 'featurs' matches no parameter; close names: .*features"):
-        from danlu.engine.build.models import SmallCNN
         freeze_at_start(SmallCNN(3, 4, width=4), ["featurs"])
+    model = SmallCNN(3, 4, width=4)
+    freeze_at_start(model, [r"^features\."])
+    with pytest.raises(UserError, match=r"model.unfreeze\[1\].match: '\^features\\.3' matches no parameter"):
+        check_unfreeze(model, [{"match": "^features"}, {"match": r"^features\.3"}])
+    with pytest.raises(UserError, match="matches only trainable parameters"):
+        check_unfreeze(model, [{"match": "head"}])
     with pytest.raises(ConfigError, match=r"model.unfreeze\[0\].at_epoch: must be set"):
         from_dict({"model": {"freeze": ["x"], "unfreeze": [{"match": "x"}]}})
 

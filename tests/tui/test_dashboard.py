@@ -504,6 +504,6 @@ async def test_z_freezes_and_unfreezes_and_the_dashboard_shows_trainable_and_a_m
         await wait_for(pilot, lambda: (7, "freeze") in state.markers, what="marker")
         await wait_for(pilot, lambda: panel.border_subtitle == "params 1.23M", what="subtitle")
         assert state.groups[-1] == r"unfreeze:^features\."
-        await wait_for(pilot, lambda: any("unfroze 12 tensors; trainable" in t for t in app.toasts), what="toast")
+        await wait_for(pilot, lambda: any("unfroze 12 tensors; trainable 1,000 → 1,234,567" in t for t in app.toasts), what="toast")
         titles = [c.title for c in app.get_system_commands(app.screen)]
         assert any(t.startswith("Freeze") for t in titles)

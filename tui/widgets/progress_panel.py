@@ -27,7 +27,8 @@ class ProgressPanel(Static):
     def _borders(self, state: RunState) -> None:
         """The title says overfit mode plainly; the subtitle, trainable of all parameters."""
         n = state.overfit_batches
-        title = f"Progress · [b $warning]OVERFIT {n} batch{'es' if n > 1 else ''}[/]" if n else "Progress"
+        # the mode first: at 80 columns the end of the title is what gets cut
+        title = f"[b $warning]OVERFIT {n} batch{'es' if n > 1 else ''}[/] · Progress" if n else "Progress"
         sub = ""
         if state.total_params:
             t, a = state.trainable_params, state.total_params
