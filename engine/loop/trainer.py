@@ -225,7 +225,9 @@ class Trainer:
         self.params = [p for p in self.state.model.parameters() if p.requires_grad]
         self.log = RunLog(self.run_dir)
         if cfg.monitor.layer_norms_every:
-            self.layer_norms = LayerNorms(self.state.model, self.params)
+            # with model.freeze, the frozen layers too (0 until unfrozen): the names are fixed at the start
+            tracked = list(self.state.model.parameters()) if cfg.model.freeze else self.params
+            self.layer_norms = LayerNorms(self.state.model, tracked)
         self.metrics = StepMetrics(self.log, self.emit, start_step=self.progress.step,
                                    layer_names=self.layer_norms.names if self.layer_norms else None)
         if resume_obj is not None:

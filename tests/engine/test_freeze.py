@@ -112,7 +112,7 @@ def test_a_regex_matching_nothing_names_close_names():
 BACKBONE = {"model": {"freeze": [r"^features\."], "unfreeze": [{"at_epoch": 1, "match": r"^features\.",
                                                                  "lr_mult": 0.1}]},
             "schedule": {"name": "cosine"}, "train": {"epochs": 2},
-            "data": {"args": {"size": 96, "image_size": 16}}}
+            "data": {"args": {"size": 96, "image_size": 16}}, "monitor": {"layer_norms_every": 2}}
 
 
 def test_scheduled_unfreeze_and_resume_rebuild_the_same_groups(tiny_config):
@@ -126,6 +126,8 @@ def test_scheduled_unfreeze_and_resume_rebuild_the_same_groups(tiny_config):
     lrs = [r["lrs"] for r in read_jsonl(full.run_dir / "metrics.jsonl") if "lrs" in r]
     assert len(lrs[0]) == 2 and len(lrs[-1]) == 4
     assert lrs[-1][2] == pytest.approx(lrs[-1][0] * 0.1)
+    norms = [r["layer_norms"] for r in read_jsonl(full.run_dir / "metrics.jsonl") if "layer_norms" in r]
+    assert norms[0]["features.0.0"] == 0 and norms[-1]["features.0.0"] > 0  # tracked from the start
 
     spe = full.plan.steps_per_epoch
     cut, _ = run_trainer(tiny_config(BACKBONE), script={spe + 2: [ev.stop(save=True)]})
