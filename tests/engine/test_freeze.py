@@ -23,6 +23,7 @@ SCHEDS = {
     "onecycle": {"name": "onecycle"},
     "step": {"name": "step", "step_size": 4, "gamma": 0.5, "interval": "step"},
     "cosine_restarts": {"name": "cosine_restarts", "T_0": 1},
+    "plateau": {"name": "plateau", "patience": 0, "threshold": 1.0},  # cuts at every evaluation
 }
 
 
@@ -50,6 +51,7 @@ def _step(model, opt, sched):
     sched.on_step()
     if sched.step_count % 4 == 0:
         sched.on_epoch_end()
+        sched.on_eval(loss.item())
 
 
 @pytest.mark.parametrize("sched", list(SCHEDS))
@@ -67,6 +69,8 @@ def test_unfrozen_group_follows_the_schedule_at_its_lr_mult(opt_name, sched):
         assert lrs[-1] == pytest.approx(lrs[0] * 0.5, rel=1e-9) and lrs[-2] == pytest.approx(lrs[0] * 0.5)
         _step(model, opt, schedule)
     assert all(not torch.equal(a, b) for a, b in zip(before, model[0].parameters()))  # they train now
+    if sched == "plateau":
+        assert schedule.lrs()[0] < 0.01 * 0.5 ** 3  # it did cut, the new group with the rest
     if sched == "onecycle" and "momentum" in opt.param_groups[0]:
         assert opt.param_groups[-1]["momentum"] == opt.param_groups[0]["momentum"]  # cycled alike
     # a person's LR change covers the new group, and a per-group change reaches it alone
