@@ -157,3 +157,17 @@ def test_live_freeze_and_unfreeze_answer_with_counts(tiny_config):
     assert {r.reason.split(":")[0] for r in rejected} == {"freeze", "lr_mult must be a number > 0, got 'x'"}
     marks = of_type(ch.seen, ev.ParamsChanged)
     assert [(m.step, m.op) for m in marks] == [(2, "freeze"), (4, "unfreeze")]
+
+
+def test_a_live_unfreeze_survives_a_resume(tiny_config):
+    over = {"model": {"freeze": [r"^features\."]}, "train": {"max_steps": 8},
+            "data": {"args": {"size": 96, "image_size": 16}}, "schedule": {"name": "onecycle"}}
+    live = {2: [ev.unfreeze(r"^features\.[45]\.", lr_mult=0.3), ev.freeze(r"^head\.")]}
+    full, _ = run_trainer(tiny_config(over), script=live)
+    cut, _ = run_trainer(tiny_config(over), script={**live, 5: [ev.stop(save=True)]})
+    resumed, _ = run_trainer(config_for_resume(cut.run_dir), resume=cut.run_dir)
+    assert resumed.final_state == "finished" and resumed.step == 8
+    assert [g["name"] for g in resumed.optimizer.param_groups] == [g["name"] for g in full.optimizer.param_groups]
+    assert [p.requires_grad for p in resumed.model.parameters()] == [p.requires_grad for p in full.model.parameters()]
+    for a, b in zip(full.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(a, b)
