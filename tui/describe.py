@@ -68,6 +68,8 @@ def describe(e: Any, commands: dict[int, ev.Command] | None = None,
         return ("warning" if e.kind in (ev.AlertKind.SPIKE, ev.AlertKind.NONFINITE) else "error"), text
     if isinstance(e, ev.LogLine):
         return e.level, f"step {e.step}: {e.message}"
+    if isinstance(e, ev.ParamsChanged) and e.source != "command":  # a command's answer has its own line
+        return "info", f"step {e.step}: {e.source}: {e.detail}"
     return None
 
 
@@ -103,6 +105,9 @@ def applied_text(e: ev.CommandApplied, cmd: ev.Command | None = None, run_dir: s
         if cmd is not None and cmd.args.get("mode") == ev.LrMode.OVERRIDE:
             detail = "override"
         return f"{name} {_val(e.old)} → {_val(e.new)}" + (f" ({detail})" if detail else "")
+    if kind in (ev.CommandKind.FREEZE, ev.CommandKind.UNFREEZE):
+        old, new = (f"{x:,}" if isinstance(x, int) else _val(x) for x in (e.old, e.new))
+        return f"{e.detail}; trainable {old} → {new}"
     name = str(cmd.args.get("name", kind)) if cmd is not None and kind == ev.CommandKind.SET_HPARAM else kind
     text = f"{name} {_setting(name, e.old)} → {_setting(name, e.new)}"
     return text + (f" ({e.detail})" if e.detail else "")

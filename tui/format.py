@@ -63,3 +63,13 @@ def rate(x: float | None) -> str:
     if x >= 1e3:
         return f"{x / 1e3:.1f}k"
     return f"{x:.3g}" if x < 100 else f"{x:.0f}"
+
+
+def count(n: int | None) -> str:
+    """A parameter count: 850, 12.3k, 11.2M, 1.3B."""
+    if n is None:
+        return "–"
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.3g}{unit}"
+    return str(n)

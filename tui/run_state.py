@@ -56,6 +56,9 @@ class RunState:
     hparams: dict[str, Any] = field(default_factory=dict)  # every applied set_hparam, name -> new
     val_points: deque = field(default_factory=lambda: deque(maxlen=2000))  # (step, val_loss)
     markers: deque = field(default_factory=lambda: deque(maxlen=500))      # (step, kind)
+    trainable_params: int | None = None
+    total_params: int | None = None
+    group_names: list[str] | None = None   # after an unfreeze added groups (RunStarted has the first ones)
     version: int = 0
     # The charts' series, behind properties that fold the pending Metrics batches first.
     _loss: Series = field(default_factory=Series, repr=False)
@@ -115,7 +118,15 @@ class RunState:
         return sorted(self.layer_norms.items(), key=key, reverse=True)[:k]
 
     @property
+    def overfit_batches(self) -> int:
+        """train.overfit_batches of the run (0: a normal run)."""
+        train = (self.run.config.get("train") or {}) if self.run else {}
+        return int(train.get("overfit_batches") or 0)
+
+    @property
     def groups(self) -> list[str]:
+        if self.group_names is not None:
+            return list(self.group_names)
         if self.run and self.run.groups:
             return list(self.run.groups)
         return [f"group {i}" for i in range(len(self.lrs))]
@@ -132,6 +143,13 @@ class RunState:
         self.total_steps = e.total_steps
         self.step = e.start_step
         self.grad_clip = e.grad_clip
+        self.total_params = e.num_params
+        self.trainable_params = e.num_params if e.trainable_params is None else e.trainable_params
+
+    def _on_ParamsChanged(self, e: ev.ParamsChanged, _):
+        self.markers.append((e.step, "freeze"))
+        self.trainable_params, self.total_params = e.trainable, e.total
+        self.group_names = list(e.groups)
 
     def _on_Metrics(self, e: ev.Metrics, _):
         # Only the latest values now; the steps wait for the next read of a series (a chart

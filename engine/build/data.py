@@ -47,8 +47,11 @@ class DataBundle:
         return isinstance(self.train, IterableDataset)
 
 
-def build_datasets(cfg: Any, seed: int) -> DataBundle:
-    """Build the datasets `cfg` (the data section) names; the val split is fixed by `seed`."""
+def build_datasets(cfg: Any, seed: int, normalize: tuple | None = None) -> DataBundle:
+    """Build the datasets `cfg` (the data section) names; the val split is fixed by `seed`.
+
+    `normalize`: (mean, std, whose) of pretrained weights, which image_folder data is normalised with.
+    """
     name = cfg.name
     args = dict(getattr(cfg, "args", None) or {})
     val_fraction = float(getattr(cfg, "val_fraction", 0.0) or 0.0)
@@ -63,7 +66,7 @@ def build_datasets(cfg: Any, seed: int) -> DataBundle:
     elif name in TORCHVISION_DATA:
         bundle = _torchvision(name, cfg, args)
     elif name == "image_folder":
-        bundle = _image_folder(cfg, args)
+        bundle = _image_folder(cfg, args, normalize)
     elif ":" in name:
         bundle = _user_data(name, args)
     else:
@@ -85,6 +88,26 @@ def build_datasets(cfg: Any, seed: int) -> DataBundle:
             bundle.notes.append(f"data.num_workers {workers} -> 1 for the {which} set: it is an IterableDataset "
                                 "that does not split itself between workers (torch.utils.data.get_worker_info), "
                                 "so each worker would yield every item")
+    return bundle
+
+
+def overfit(bundle: DataBundle, batches: int, batch_size: int) -> DataBundle:
+    """train.overfit_batches: the first `batches` batches of the training set, for training and validation."""
+    n = int(batches) * int(batch_size)
+    if bundle.stream:
+        items = []
+        for item in bundle.train:
+            items.append(item)
+            if len(items) == n:
+                break
+        train: Any = items  # a list is a map-style dataset: the same items, in order, every epoch
+    else:
+        train = Subset(bundle.train, range(min(n, len(bundle.train))))
+    if len(train) < n:
+        raise UserError(f"train.overfit_batches={batches}: needs {n} training items ({batches} x data.batch_size "
+                        f"{batch_size}), the training set has {len(train)}. Lower train.overfit_batches or "
+                        "data.batch_size.")
+    bundle.train, bundle.val = train, train
     return bundle
 
 
@@ -185,7 +208,7 @@ def _torchvision(name: str, cfg: Any, args: dict) -> DataBundle:
     return DataBundle(ds, None, len(ds.classes), shape, [str(c) for c in ds.classes])
 
 
-def _image_folder(cfg: Any, args: dict) -> DataBundle:
+def _image_folder(cfg: Any, args: dict, normalize: tuple | None = None) -> DataBundle:
     from torchvision import datasets, transforms
 
     _check_args("image_folder", args, IMAGE_FOLDER_ARGS)
@@ -194,18 +217,20 @@ def _image_folder(cfg: Any, args: dict) -> DataBundle:
         raise UserError(f"data.root: {root} is not a folder. Point data.root at a folder with one "
                         "subfolder of images per class.")
     size = int(args.get("image_size", 64))
+    mean, std = (normalize[0], normalize[1]) if normalize else (IMAGENET_MEAN, IMAGENET_STD)
     tf = transforms.Compose([
         transforms.Resize(size),
         transforms.CenterCrop(size),  # Resize keeps the aspect ratio; the crop makes every item square
         transforms.ToTensor(),
-        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        transforms.Normalize(mean, std),
     ])
     try:
         ds = datasets.ImageFolder(root, transform=tf)
     except (FileNotFoundError, RuntimeError) as e:
         raise UserError(f"data.root: {root} has no usable images ({e}). It needs one subfolder per class, "
                         "each holding images (.png, .jpg, ...).") from None
-    return DataBundle(ds, None, len(ds.classes), (3, size, size), list(ds.classes))
+    notes = [f"image_folder normalised with {normalize[2]}'s mean {list(mean)} and std {list(std)}"] if normalize else []
+    return DataBundle(ds, None, len(ds.classes), (3, size, size), list(ds.classes), notes)
 
 
 def _user_data(spec: str, args: dict) -> DataBundle:

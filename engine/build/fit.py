@@ -24,8 +24,9 @@ from ..config.losses import OUTPUT_RULE
 from ..errors import UserError
 from .data import DataBundle, dataset_size, sample_batch
 from .device import Placement
+from .freeze import check_unfreeze, freeze_at_start
 from .loss import Loss, build_loss
-from .models import BUILTIN_MODEL_ARGS, build_model, init_weights, resolve_init, short_list
+from .models import BUILTIN_MODEL_ARGS, build_model, count_parameters, init_weights, resolve_init, short_list
 
 PROBE_ITEMS = 8  # items in the probe batch (fewer if the batch size is smaller)
 
@@ -161,6 +162,16 @@ def fit_model(cfg: Any, bundle: DataBundle, placement: Placement) -> Fit:
     if init == "default" and cfg.model.init == "auto" and cfg.model.name not in BUILTIN_MODEL_ARGS:
         fit.notes.append(f"model.init auto: {cfg.model.name} keeps the weights it was built with "
                          "(model.init=kaiming or xavier re-initialises it)")
+    if getattr(model, "pretrained_note", None):
+        fit.notes.append(model.pretrained_note)
+    if getattr(cfg.model, "weights_path", None):
+        from .pretrained import load_weights_path
+        fit.notes += load_weights_path(model, cfg.model.weights_path)
+    frozen = freeze_at_start(model, list(cfg.model.freeze or []))
+    if frozen is not None:
+        fit.notes.append(f"model.freeze: {frozen.describe()}; trainable {count_parameters(model, True):,} of "
+                         f"{count_parameters(model):,} parameters")
+    check_unfreeze(model, list(cfg.model.unfreeze or []))
     if bundle.stream and dataset_size(bundle.train) is None:
         unset = [k for k in ("eval_every", "checkpoint_every") if getattr(cfg.train, k) is None]
         if unset:

@@ -73,6 +73,9 @@ def build_model(cfg: Any, num_classes: int, input_shape: tuple[int, ...], *, ini
     requested = getattr(cfg, "init", "default") or "default"
     if requested not in INITS:
         raise UserError(f"model.init: unknown init {requested!r}. Use one of {', '.join(INITS)}.")
+    if args.get("weights") and requested in ("kaiming", "xavier"):
+        raise UserError(f"model.init: {requested} would overwrite the pretrained weights model.args.weights asks "
+                        "for; use model.init=default (or auto)")
     if name in BUILTIN_MODEL_ARGS:
         model = _builtin(name, args, num_classes, tuple(input_shape))
     elif ":" in name:
@@ -132,12 +135,19 @@ def _torchvision(name: str, args: dict, num_classes: int, input_shape: tuple[int
     if channels not in (1, 3):
         raise UserError(f"model.name: {name} takes 3-channel images, the data has {channels} channels. "
                         "Use small_cnn or mlp, or your own model via package.module:callable.")
+    args = dict(args)
+    weights = args.pop("weights", None)
     if name.lower() in _AUX_HEADS:
         # training uses the main logits only (build/fit.py main_output), so aux heads would be weight
         # and time for nothing, and inception_v3's fails on images under ~300 px in train mode
         args = {"aux_logits": False, **args}
     try:
-        model = torchvision.models.get_model(name.lower(), weights=None, num_classes=num_classes, **args)
+        if weights:
+            from .pretrained import build as pretrained
+            model, note = pretrained(name, weights, num_classes, args)
+            model.pretrained_note = note  # read by fit.py for the run log
+        else:
+            model = torchvision.models.get_model(name.lower(), weights=None, num_classes=num_classes, **args)
     except TypeError as e:
         raise UserError(f"model.args: {name} rejected {sorted(args)}: {e}. "
                         "Make model.args match the torchvision builder's arguments.") from None

@@ -218,6 +218,51 @@ class LRSchedule:
         # a new list each time (never mutated), so it can be kept as the step's record.
         self.current: list[float] = current
 
+    # --- new param groups (unfreezing) -----------------------------------------
+
+    def add_groups(self, groups: list[dict[str, Any]]) -> None:
+        """Add param groups (each with `params`, `name`, `lr_mult`) to the optimizer mid-run.
+
+        Each joins as if it had been there from the start with its lr_mult: its scheduled LR is group
+        0's scaled by the lr_mult ratio, the torch scheduler's per-group lists and keys (base_lrs,
+        initial_lr, onecycle's max_lr/min_lr and momentum bounds) grow to cover it, and a person's
+        rescale or override of group 0 carries over. Momentum and betas follow group 0 (they may have
+        been changed live); the rest are the optimizer's defaults, as torch's add_param_group gives.
+        """
+        from .freeze import init_new_state
+        opt = self.optimizer
+        g0 = opt.param_groups[0]
+        mult0 = float(g0.get("lr_mult", 1.0)) or 1.0
+        for group in groups:
+            r = float(group.get("lr_mult", 1.0)) / mult0
+            n = len(opt.param_groups)
+            group["lr"] = self._sched_lrs[0] * r
+            for key in ("initial_lr", "max_lr", "min_lr"):  # LRs torch's schedulers keep in the group
+                if key in g0:
+                    group[key] = float(g0[key]) * r
+            for key in ("momentum", "betas", "max_momentum", "base_momentum"):
+                if key in g0:
+                    group[key] = g0[key]
+            free = [g for g in opt.param_groups if not g.get("wd_pinned")]
+            if "weight_decay" not in group and free:
+                group["weight_decay"] = free[0]["weight_decay"]
+            opt.add_param_group(group)
+            init_new_state(opt, group["params"])
+            self._sched_lrs.append(float(group["lr"]))
+            self._scale.append(self._scale[0])
+            self._override.append(None if self._override[0] is None else self._override[0] * r)
+            if self._sched is not None:
+                s = self._sched
+                for attr in ("base_lrs", "_last_lr", "max_lrs", "min_lrs"):  # LRs, one per group
+                    v = getattr(s, attr, None)
+                    if isinstance(v, list) and len(v) == n:
+                        v.append(float(v[0]) * r)
+                for attr in ("lr_lambdas", "base_momentums", "max_momentums"):
+                    v = getattr(s, attr, None)
+                    if isinstance(v, list) and len(v) == n:
+                        v.append(v[0])
+        self._write()
+
     # --- a person's changes ---------------------------------------------------
 
     def set_lr(self, value: float | None = None, factor: float | None = None, group: int | None = None,

@@ -88,6 +88,13 @@ def plan_findings(cfg: Any, plan: StepPlan | None, has_val: bool | None) -> tupl
                         f"{length} {unit}s: the LR never decays. Lower it"
                         + (", or set schedule.interval=step." if unit == "epoch" else "."))
     every = cfg.train.eval_every
+    n = cfg.train.overfit_batches
+    if n and plan.total_steps < 100:
+        warnings.append(f"train.overfit_batches={n}: an epoch is now {n} batch{'es' if n > 1 else ''}, so this run "
+                        f"has only {plan.total_steps} steps, too few to judge; set train.max_steps=300.")
+    if n and not every:
+        warnings.append(f"train.overfit_batches={n} with train.eval_every empty evaluates after every epoch of "
+                        f"{n} batch{'es' if n > 1 else ''} (and may write best.pt as often); set train.eval_every=100.")
     if s.name == "plateau" and has_val and every and every >= plan.total_steps:
         warnings.append(f"train.eval_every={every}: the run ({plan.total_steps} steps) evaluates only at its end, "
                         "so plateau never lowers the LR. Evaluate more often, or leave eval_every empty (each epoch).")

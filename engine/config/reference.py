@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from . import resume
 from .hot import BY_PATH
-from .schema import FIELDS, OPTIM_FIELDS, PARAM_GROUP_FIELDS, SCHEDULE_FIELDS
+from .schema import FIELDS, OPTIM_FIELDS, PARAM_GROUP_FIELDS, SCHEDULE_FIELDS, UNFREEZE_FIELDS
 from .knobs import OPTIMIZERS, SCHEDULERS, Knob
 from .losses import INPUT_RULE, LAZY_RULE, LOSSES, OUTPUT_RULE, OUTPUTS_RULE
 from .plan import STREAM_RULE
@@ -37,6 +37,8 @@ def render() -> str:
         out += [f"## {section}", "", *_table(FIELDS[section]), ""]
         if section == "data":
             out += ["### Streams", "", STREAM_RULE, ""]
+        if section == "model":
+            out += ["Each entry of `unfreeze`:", "", *_table(UNFREEZE_FIELDS), ""]
     out += ["### What the model gets and gives", "",
             f"- **Inputs.** {INPUT_RULE}",
             f"- **Outputs.** The loss and the metrics use the model's main output: {OUTPUT_RULE}",

@@ -57,6 +57,9 @@ class ModelConfig:
     name: str = "small_cnn"
     args: dict[str, Any] = field(default_factory=dict)
     init: str = "default"
+    weights_path: str | None = None   # a local state_dict loaded into the model (weights_only)
+    freeze: list[str] = field(default_factory=list)              # regexes: requires_grad False at the start
+    unfreeze: list[dict[str, Any]] = field(default_factory=list)  # [{at_epoch, match, lr_mult}]
 
 
 @dataclass
@@ -88,6 +91,7 @@ class TrainConfig:
     keep_last: int = 3
     loss: str = DEFAULT_LOSS
     loss_args: dict[str, Any] = field(default_factory=dict)
+    overfit_batches: int = 0             # >0: train and validate on the same first N batches
 
 
 @dataclass
@@ -166,6 +170,15 @@ FIELDS: dict[str, dict[str, Knob]] = {
                      "xavier: re-initialise every trainable conv, linear and norm layer of any model; the log "
                      "names the layers, and frozen ones (requires_grad=False) are left as they are.",
                      choices=INITS),
+        "weights_path": Knob("str", None, "A local file holding a state_dict for the model (loaded with "
+                             "weights_only=True); missing and unexpected keys are listed, and head keys whose "
+                             "shape no longer fits num_classes are skipped and named.", optional=True),
+        "freeze": Knob("list", [], "Regexes searched in parameter names (model.named_parameters()); the matching "
+                       "parameters get requires_grad=False and stay out of the optimizer until unfrozen, "
+                       "e.g. ['^features\\.'] or ['^(?!fc\\.)'] (all but the head)."),
+        "unfreeze": Knob("list", [], "Gradual unfreezing: [{at_epoch: 2, match: 'layer4', lr_mult: 0.1}]: after "
+                         "that many epochs the matching frozen parameters become trainable and join the "
+                         "optimizer as a new param group at optim.lr * lr_mult, following the schedule."),
     },
     "train": {
         "epochs": Knob("int", 3, "Passes over the training set, counted from the run's start (also after a resume or warm start).", min=1),
@@ -179,6 +192,9 @@ FIELDS: dict[str, dict[str, Knob]] = {
                      "(called as fn(output, target, **loss_args), or a class built with loss_args and then "
                      "called). The targets each expects: the table below."),
         "loss_args": Knob("dict", {}, "Arguments of the loss, e.g. {label_smoothing: 0.1} for cross_entropy."),
+        "overfit_batches": Knob("int", 0, "Sanity check: train on the same first N batches every epoch (no "
+                                "shuffling) and validate on them; a sound setup drives the loss near 0. An epoch "
+                                "is then N batches, so set train.max_steps (e.g. 300). 0 disables.", min=0),
     },
     "monitor": {
         "log_every": Knob("int", 10, "Move per-step metrics from the device every N steps (one transfer).", min=1),
@@ -208,6 +224,12 @@ PARAM_GROUP_FIELDS: dict[str, Knob] = {
     "lr_mult": Knob("float", 1.0, "This group's LR = optim.lr * lr_mult.", gt=0),
     "weight_decay": Knob("float", None, "This group's weight decay (default: the optimizer's).", min=0, optional=True),
     "name": Knob("str", None, "Label shown in the dashboard (default: the regex).", optional=True),
+}
+UNFREEZE_FIELDS: dict[str, Knob] = {
+    "at_epoch": Knob("int", None, "Unfreeze after this many epochs (1: when the first epoch ends).", min=1),
+    "match": Knob("str", None, "Regex searched in parameter names; the frozen ones it matches are unfrozen."),
+    "lr_mult": Knob("float", 1.0, "The new param group's LR = optim.lr * lr_mult, then shaped by the schedule.",
+                    gt=0),
 }
 
 
@@ -394,6 +416,7 @@ def _cross_checks(cfg: Config, problems: list[str]) -> None:
         problems.append(f"data.name: unknown dataset {d.name!r}; use one of {', '.join(BUILTIN_DATA)} "
                         f"or 'package.module:callable'.{extra}")
     check_loss(cfg.train.loss, cfg.train.loss_args, problems)
+    _check_transfer(cfg.model, problems)
     for section, table in (("model", BUILTIN_MODEL_ARGS), ("data", BUILTIN_DATA_ARGS)):
         sec = getattr(cfg, section)
         own = table.get(sec.name)
@@ -403,3 +426,45 @@ def _cross_checks(cfg: Config, problems: list[str]) -> None:
                             f"Remove it from {section}.args.")
     if d.name == "image_folder" and not d.root:
         problems.append("data.root: image_folder needs the folder of class subfolders (data.root=path/to/images)")
+
+
+def _regex_problem(path: str, v: Any) -> str | None:
+    import re
+    if not isinstance(v, str) or not v:
+        return f"{path}: must be a regex string like '^features\\.', got {_fmt(v)}"
+    try:
+        re.compile(v)
+    except re.error as e:
+        return f"{path}: {v!r} is not a valid regex ({e})"
+    return None
+
+
+def _check_transfer(m: ModelConfig, problems: list[str]) -> None:
+    """model.freeze and model.unfreeze: their shapes and regexes (what they match is checked on the model)."""
+    for i, pat in enumerate(m.freeze or []):
+        p = _regex_problem(f"model.freeze[{i}]", pat)
+        if p:
+            problems.append(p)
+    entries = []
+    for i, u in enumerate(m.unfreeze or []):
+        path = f"model.unfreeze[{i}]"
+        if not isinstance(u, dict):
+            problems.append(f"{path}: must be a mapping like {{at_epoch: 2, match: 'layer4', lr_mult: 0.1}}")
+            continue
+        out: dict[str, Any] = {}
+        for key, v in u.items():
+            if key not in UNFREEZE_FIELDS:
+                _unknown(path, key, list(UNFREEZE_FIELDS), problems)
+                continue
+            out[key] = _check_value(f"{path}.{key}", v, UNFREEZE_FIELDS[key], problems)
+        for key in ("at_epoch", "match"):
+            if key not in u:
+                problems.append(f"{path}.{key}: must be set ({UNFREEZE_FIELDS[key].help})")
+        if isinstance(out.get("match"), str):
+            p = _regex_problem(f"{path}.match", out["match"])
+            if p:
+                problems.append(p)
+        if out.get("lr_mult") is None:
+            out["lr_mult"] = 1.0
+        entries.append(out)
+    m.unfreeze = entries

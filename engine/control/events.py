@@ -57,6 +57,8 @@ class CommandKind(StrEnum):
     SAVE_CHECKPOINT = "save_checkpoint"
     EVAL_NOW = "eval_now"
     STOP = "stop"                        # args: save (bool, default True)
+    FREEZE = "freeze"                    # args: match (regex searched in parameter names)
+    UNFREEZE = "unfreeze"                # args: match, lr_mult (a new group's LR = optim.lr * lr_mult)
 
 
 class LrMode(StrEnum):
@@ -80,6 +82,7 @@ class AlertKind(StrEnum):
     ERROR = "error"
     SAVE_FAILED = "save_failed"
     BAD_INPUT = "bad_input"
+    NOT_OVERFITTING = "not_overfitting"  # train.overfit_batches: the loss does not fall on the same batches
 
 
 # --- commands (imperative: what the user asks for) ---------------------------
@@ -124,6 +127,17 @@ def stop(save: bool = True) -> Command:
     return Command(CommandKind.STOP, {"save": save})
 
 
+def freeze(match: str) -> Command:
+    """Freeze the trainable parameters whose names `match` (a regex) searches, at the next step boundary."""
+    return Command(CommandKind.FREEZE, {"match": match})
+
+
+def unfreeze(match: str, lr_mult: float = 1.0) -> Command:
+    """Unfreeze the frozen parameters `match` searches; those new to the optimizer join it as a param
+    group at optim.lr * lr_mult."""
+    return Command(CommandKind.UNFREEZE, {"match": match, "lr_mult": lr_mult})
+
+
 # --- events (past tense facts from the engine) --------------------------------
 
 @dataclass(frozen=True)
@@ -141,6 +155,23 @@ class RunStarted:
     grad_clip: float | None
     num_params: int
     config: dict[str, Any]
+    trainable_params: int | None = None   # None: all of num_params
+
+
+@dataclass(frozen=True)
+class ParamsChanged:
+    """A freeze or unfreeze took effect (config schedule or a command): a marker on the charts."""
+
+    step: int
+    op: str                 # freeze or unfreeze
+    match: str
+    tensors: int            # tensors that changed
+    params: int             # parameters in them
+    trainable: int          # trainable parameters now
+    total: int
+    groups: list[str]       # every param group's name now (an unfreeze may add some)
+    detail: str = ""
+    source: str = "command"  # or the config entry, e.g. model.unfreeze[0]
 
 
 @dataclass(frozen=True)
@@ -230,11 +261,11 @@ class LogLine:
 
 EVENT_TYPES = {cls.__name__: cls for cls in (
     RunStarted, Metrics, EvalDone, StatusChanged, CommandApplied,
-    CommandRejected, CheckpointSaved, Alert, LogLine,
+    CommandRejected, CheckpointSaved, Alert, LogLine, ParamsChanged,
 )}
 
 Event = (RunStarted | Metrics | EvalDone | StatusChanged | CommandApplied
-         | CommandRejected | CheckpointSaved | Alert | LogLine)
+         | CommandRejected | CheckpointSaved | Alert | LogLine | ParamsChanged)
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

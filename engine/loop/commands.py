@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..build.optim import set_hparam as set_optimizer_hparam
 from ..config import hot
+from ..config.numbers import as_float
 from ..control import events as ev
 from ..control.events import CheckpointReason, CommandKind, LrMode, State
 from ..errors import UserError
+from . import freezing
 from .progress import Stop, StopReason
 
 if TYPE_CHECKING:
@@ -93,6 +95,18 @@ def _stop(t: Trainer, cmd: ev.Command) -> Answer:
                   state=State.STOPPING)
 
 
+def _freeze(t: Trainer, cmd: ev.Command) -> Answer:
+    match = cmd.args.get("match")
+    if not isinstance(match, str) or not match:
+        raise ValueError("give a regex searched in parameter names, e.g. '^features\\.' or 'layer4'")
+    op = "freeze" if cmd.kind == CommandKind.FREEZE else "unfreeze"
+    before = t.state.transfer.trainable()[0]
+    lr_mult = as_float("lr_mult", cmd.args.get("lr_mult", 1.0), "a number > 0") if op == "unfreeze" else 1.0
+    done = freezing.change(t, op, match, lr_mult)
+    after = t.state.transfer.trainable()[0]
+    return Answer(before, after, done.describe(), {"match": match, "tensors": done.tensors, "params": done.params})
+
+
 HANDLERS: dict[str, Callable[[Trainer, ev.Command], Answer]] = {
     CommandKind.PAUSE: _pause,
     CommandKind.RESUME: _resume,
@@ -101,6 +115,8 @@ HANDLERS: dict[str, Callable[[Trainer, ev.Command], Answer]] = {
     CommandKind.SAVE_CHECKPOINT: _save_checkpoint,
     CommandKind.EVAL_NOW: _eval_now,
     CommandKind.STOP: _stop,
+    CommandKind.FREEZE: _freeze,
+    CommandKind.UNFREEZE: _freeze,
 }
 
 

@@ -96,6 +96,7 @@ class StepMetrics:
         self._epochs: list[int] = []
         self._layers: list[tuple[int, torch.Tensor]] = []  # (step, one norm per layer) of sampled steps
         self._t_flush = time.monotonic()
+        self.flushed: tuple[list[int], list[float]] = ([], [])  # the last flush's steps and losses (host)
 
     def __len__(self) -> int:
         return len(self._steps)
@@ -147,6 +148,7 @@ class StepMetrics:
             layers[s] = dict(zip(self.layer_names, row))
         self._loss, self._norm, self._steps, self._lrs, self._epochs = [], [], [], [], []
         self._amp_steps, self._layers = set(), []
+        self.flushed = (steps, losses)
         rate = self.clock.tick(steps[-1], now)
         self.log.train_steps(steps, epochs, losses, lrs, norms, amp)
         for s, values in layers.items():

@@ -21,11 +21,13 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from ..build.data import DataBundle, build_datasets, dataset_size, loader_workers, stream_batches
+from ..build.data import DataBundle, build_datasets, dataset_size, loader_workers, overfit, stream_batches
 from ..build.device import Placement, place
 from ..build.fit import Fit, fit_model
+from ..build.freeze import Transfer
 from ..build.loss import EvalSums
 from ..build.models import count_parameters
+from ..build.pretrained import normalization
 from ..build.optim import build_optimizer
 from ..build.sampler import EpochSampler
 from ..build.schedule import LRSchedule
@@ -42,7 +44,8 @@ from ..store import trainer_state
 from ..store.run_lock import RunLock
 from ..store.runlog import RunLog, new_run_dir, write_config
 from ..store.trainer_state import TrainingState
-from . import commands
+from . import commands, freezing
+from .overfit import OverfitWatch, describe as describe_overfit
 from .heap import frozen_heap
 from .layer_norms import LayerNorms
 from .progress import Progress, SkipStreak, Stop, StopReason
@@ -121,6 +124,7 @@ class Trainer:
         self._last_eval_step = -1
         self._first_step = 0                 # the step this process began at (after a resume, not 0)
         self._bad_values: str | None = None  # the last non-finite values a flush saw
+        self.overfit_watch: OverfitWatch | None = None  # train.overfit_batches: is the loss falling?
 
     # ------------------------------------------------------------------ views
     @property
@@ -174,7 +178,11 @@ class Trainer:
         self.device = self.placement.device
         self._move_batches = self.device.type != "cpu"
 
-        self.bundle = build_datasets(cfg.data, cfg.run.seed)
+        self.bundle = build_datasets(cfg.data, cfg.run.seed, normalize=normalization(cfg.model))
+        if cfg.train.overfit_batches:
+            self.bundle = overfit(self.bundle, cfg.train.overfit_batches, cfg.data.batch_size)
+            self.bundle.notes.append(describe_overfit(cfg.train.overfit_batches, cfg.data.batch_size))
+            self.overfit_watch = OverfitWatch(start=cfg.schedule.warmup_steps)
         try:
             self.plan = plan_steps(dataset_size(self.bundle.train), cfg.data.batch_size, cfg.train.grad_accum,
                                    cfg.train.epochs, cfg.train.max_steps)
@@ -191,7 +199,8 @@ class Trainer:
             model=model, optimizer=optimizer,
             schedule=LRSchedule(optimizer, cfg.schedule, self.plan.steps_per_epoch, self.plan.total_steps),
             scaler=torch.amp.GradScaler(self.device.type) if self.placement.use_scaler else None,
-            progress=self.progress, hot=HotValues.from_config(cfg.to_dict()), config=cfg)
+            progress=self.progress, hot=HotValues.from_config(cfg.to_dict()), config=cfg,
+            transfer=Transfer(model, cfg.optim.no_decay_bias_norm))
 
         going_on = None  # a run that goes on from a checkpoint: its length and what changed
         if warm_obj is not None:
@@ -217,7 +226,9 @@ class Trainer:
         self.params = [p for p in self.state.model.parameters() if p.requires_grad]
         self.log = RunLog(self.run_dir)
         if cfg.monitor.layer_norms_every:
-            self.layer_norms = LayerNorms(self.state.model, self.params)
+            # with model.freeze, the frozen layers too (0 until unfrozen): the names are fixed at the start
+            tracked = list(self.state.model.parameters()) if cfg.model.freeze else self.params
+            self.layer_norms = LayerNorms(self.state.model, tracked)
         self.metrics = StepMetrics(self.log, self.emit, start_step=self.progress.step,
                                    layer_names=self.layer_norms.names if self.layer_norms else None)
         if resume_obj is not None:
@@ -248,7 +259,8 @@ class Trainer:
             start_step=self.progress.step, batch_size=cfg.data.batch_size * cfg.train.grad_accum,
             groups=[g.get("name", str(i)) for i, g in enumerate(self.optimizer.param_groups)],
             schedule=self.schedule.describe(), grad_clip=self.hot["grad_clip"],
-            num_params=count_parameters(self.model), config=cfg.to_dict()))
+            num_params=count_parameters(self.model), config=cfg.to_dict(),
+            trainable_params=count_parameters(self.model, trainable_only=True)))
         if self.warm_note:
             self._log("info", self.warm_note)
         for note in going_on.notes if going_on is not None else []:
@@ -422,7 +434,7 @@ class Trainer:
             return stream_batches(self.bundle.train, cfg.data.batch_size, cfg.data.num_workers,
                                   self.device.type == "cuda", skip=p.batch_in_epoch, seed=cfg.run.seed)
         sampler = EpochSampler(len(self.bundle.train), cfg.run.seed, p.epoch,
-                               start=p.batch_in_epoch * cfg.data.batch_size)
+                               start=p.batch_in_epoch * cfg.data.batch_size, shuffle=not cfg.train.overfit_batches)
         g = torch.Generator()
         g.manual_seed(cfg.run.seed * 7919 + p.epoch)  # worker seeds do not touch the global RNG
         return DataLoader(self.bundle.train, batch_size=cfg.data.batch_size, sampler=sampler,
@@ -588,6 +600,8 @@ class Trainer:
         p.epoch += 1
         p.batch_in_epoch = 0
         self.state.schedule.on_epoch_end()
+        if self.cfg.model.unfreeze:
+            freezing.scheduled(self)  # before the epoch's checkpoint, which then holds the new groups
         self.flush()
         if not hot["eval_every"]:
             self.evaluate()
@@ -605,6 +619,10 @@ class Trainer:
         if bad is not None:
             self._alert(AlertKind.NONFINITE, bad, f"nan_policy={cfg.monitor.nan_policy}")
             self._nonfinite = bad
+        if self.overfit_watch is not None:
+            verdict = self.overfit_watch.observe(*self.metrics.flushed)
+            if verdict:
+                self._alert(AlertKind.NOT_OVERFITTING, verdict)
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()

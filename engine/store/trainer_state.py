@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from ..build.freeze import Transfer
 from ..build.optim import build_optimizer, set_hparam
 from ..build.schedule import LRSchedule, ScheduleEnded
 from ..config import hot
@@ -38,6 +39,7 @@ class TrainingState:
     progress: Progress
     hot: HotValues
     config: Config
+    transfer: Transfer | None = None  # freezes and unfreezes since the start (replayed on a resume)
 
 
 def weights_finite(model: torch.nn.Module) -> bool:
@@ -57,6 +59,7 @@ def state_dict(ts: TrainingState) -> dict[str, Any]:
         **ts.progress.to_dict(),
         "hot": dict(ts.hot),
         "config": ts.config.to_dict(),
+        "transfer": list(ts.transfer.ops) if ts.transfer is not None else [],
     }
 
 
@@ -79,6 +82,9 @@ def write(ts: TrainingState, path: Path, reason: str, keep_last: int) -> None:
 def restore(ts: TrainingState, obj: dict[str, Any], source: str) -> None:
     """Put every part back exactly as it was saved (resume() adds what the config changed)."""
     ckpt.load_model_state(ts.model, obj["model"], source)
+    if ts.transfer is not None and obj.get("transfer"):
+        # the same freezes and unfreezes again, so the optimizer's saved groups find their twins
+        ts.transfer.replay(ts.optimizer, ts.schedule, obj["transfer"])
     ts.optimizer.load_state_dict(obj["optimizer"])
     ts.schedule.load_state_dict(obj["schedule"])
     if ts.scaler is not None and obj.get("scaler"):

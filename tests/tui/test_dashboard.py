@@ -15,7 +15,7 @@ from danlu.tui.widgets.progress_panel import ProgressPanel
 from danlu.tui.widgets.status_line import StatusLine
 
 from .conftest import drain_commands, wait_for
-from .fake_engine import FakeEngine, emit_run
+from .fake_engine import FakeEngine, emit_run, run_started
 
 SIZE = (120, 40)
 
@@ -290,17 +290,17 @@ def reachable(app, key: str) -> bool:
 @pytest.mark.asyncio
 async def test_footer_follows_resizes_and_every_readme_key_is_reachable(channel):
     keys = readme_dashboard_keys()
-    assert {"space", "l", "h", "s", "e", "g", "q", "ctrl+c", "c", "ctrl+p"} <= set(keys)
+    assert {"space", "l", "h", "s", "e", "g", "z", "q", "ctrl+c", "c", "ctrl+p"} <= set(keys)
     app = create_app(channel)
     async with app.run_test(size=(200, 50)) as pilot:
         await wait_for(pilot, lambda: "c" in footer_state(app)[1], what="footer drawn")
-        assert footer_state(app) == (False, ["space", "l", "h", "s", "e", "g", "c", "q", "ctrl+p"])
+        assert footer_state(app) == (False, ["space", "l", "h", "s", "e", "g", "z", "c", "q", "ctrl+p"])
         await pilot.resize_terminal(80, 24)
         await wait_for(pilot, lambda: footer_state(app)[0], what="compact footer")
         await wait_for(pilot, lambda: footer_state(app)[1] == ["space", "l", "h", "s", "e", "c", "q", "ctrl+p"],
                        what="compact keys")
         await pilot.resize_terminal(200, 50)
-        await wait_for(pilot, lambda: footer_state(app) == (False, ["space", "l", "h", "s", "e", "g", "c", "q",
+        await wait_for(pilot, lambda: footer_state(app) == (False, ["space", "l", "h", "s", "e", "g", "z", "c", "q",
                                                                     "ctrl+p"]), what="wide footer again")
         # a resize while a dialog covers the dashboard reaches the footer too
         await pilot.press("h")
@@ -471,3 +471,39 @@ async def test_a_burst_of_spike_alerts_is_logged_but_toasted_once(channel):
         await wait_for(pilot, lambda: chart._key[0] == state.version, timeout=1.0, what="the oom redraw")
         assert any("out of memory" in t for t in app.toasts)
         assert dash.SPIKE_TOAST_S >= 5
+
+
+@pytest.mark.asyncio
+async def test_z_freezes_and_unfreezes_and_the_dashboard_shows_trainable_and_a_marker(channel):
+    import dataclasses
+    from danlu.tui.screens.freeze_dialog import FreezeDialog
+    started = dataclasses.replace(run_started(), trainable_params=1_000, config={"train": {"overfit_batches": 1}})
+    channel.emit(started)
+    app = create_app(channel)
+    async with app.run_test(size=SIZE) as pilot:
+        state = app.pump.state
+        await wait_for(pilot, lambda: state.run is not None, what="RunStarted")
+        await pilot.pause()
+        panel = app.screen.query_one(ProgressPanel)
+        assert "OVERFIT 1 batch" in str(panel.border_title)
+        assert panel.border_subtitle == "trainable 1k/1.23M"
+        await pilot.press("z")
+        await wait_for(pilot, lambda: isinstance(app.screen, FreezeDialog), what="freeze dialog")
+        await pilot.press(*"(", "enter")  # not a regex: said, nothing sent
+        assert "Not a valid regex" in str(app.screen.query_one("#freeze-error", Static).render())
+        app.screen.query_one("#freeze-match", Input).value = r"^features\."
+        await pilot.click("#op-unfreeze")
+        app.screen.query_one("#freeze-mult", Input).value = "0.1"
+        await pilot.click("#freeze-apply")
+        await wait_for(pilot, lambda: not isinstance(app.screen, FreezeDialog), what="dialog closed")
+        (cmd,) = drain_commands(channel)
+        assert cmd.kind == "unfreeze" and cmd.args == {"match": r"^features\.", "lr_mult": 0.1}
+        channel.emit(ev.ParamsChanged(7, "unfreeze", r"^features\.", 12, 233_567, 1_234_567, 1_234_567,
+                                      ["backbone", "head", r"unfreeze:^features\."], "unfroze 12 tensors"))
+        channel.emit(ev.CommandApplied(cmd.id, "unfreeze", 7, 1_000, 1_234_567, "unfroze 12 tensors"))
+        await wait_for(pilot, lambda: (7, "freeze") in state.markers, what="marker")
+        await wait_for(pilot, lambda: panel.border_subtitle == "params 1.23M", what="subtitle")
+        assert state.groups[-1] == r"unfreeze:^features\."
+        await wait_for(pilot, lambda: any("unfroze 12 tensors; trainable 1,000 → 1,234,567" in t for t in app.toasts), what="toast")
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert any(t.startswith("Freeze") for t in titles)

@@ -23,6 +23,7 @@ from ..widgets.memory_panel import MemoryPanel
 from ..widgets.progress_panel import ProgressPanel
 from ..widgets.status_line import StatusLine
 from ..widgets.val_panel import ValPanel
+from .freeze_dialog import FreezeDialog
 from .hparam_dialog import HparamDialog
 from .lr_dialog import LrDialog
 
@@ -44,9 +45,9 @@ UI_BUDGET = 0.005
 CHARTS_MAX_S = 4.0
 COMPACT_W, COMPACT_H = 100, 30  # below either, the compact layout
 # Actions that talk to a live engine; disabled once the run has ended.
-LIVE_ACTIONS = ("toggle_pause", "set_lr", "set_hparam", "save", "evaluate", "edit_config")
+LIVE_ACTIONS = ("toggle_pause", "set_lr", "set_hparam", "save", "evaluate", "edit_config", "freeze")
 # Answers worth a toast (the rest go to the event log only).
-TOAST_KINDS = (ev.CommandKind.SET_LR, ev.CommandKind.SET_HPARAM)
+TOAST_KINDS = (ev.CommandKind.SET_LR, ev.CommandKind.SET_HPARAM, ev.CommandKind.FREEZE, ev.CommandKind.UNFREEZE)
 # Checkpoints the engine writes by itself are logged, not toasted (one per eval would be noise).
 QUIET_CHECKPOINTS = (ev.CheckpointReason.PERIODIC, ev.CheckpointReason.BEST)
 # Spike alerts come at most once per 100 steps from the engine, which can be 10 a second on a fast
@@ -64,13 +65,15 @@ class DashboardScreen(Screen):
         Binding("s", "save", "Save ckpt", tooltip="Save a checkpoint now", id="save"),
         Binding("e", "evaluate", "Eval", tooltip="Evaluate on the validation set now", id="eval"),
         Binding("g", "toggle_log", "Log scale", tooltip="Loss chart: linear/log y axis", id="log-scale"),
+        Binding("z", "freeze", "Freeze", id="freeze",
+                tooltip="Freeze or unfreeze parameters by regex (unfrozen ones join at lr x lr_mult)"),
         Binding("c", "edit_config", "Config", id="edit-config",
                 tooltip="Edit the run's config: hot changes (lr, wd, momentum, clip, intervals) apply now"),
         Binding("q", "app.request_quit", "Quit", tooltip="Stop training and quit", id="quit"),
     ]
     # When the footer cannot show every key (under ~93 columns), it leaves out keys from the end
     # of this list first; "^p more" then says the palette has them (every key above is there).
-    FOOTER_PRIORITY = ("quit", "pause", "edit-config", "lr", "save", "hparams", "eval", "log-scale")
+    FOOTER_PRIORITY = ("quit", "pause", "edit-config", "lr", "save", "hparams", "eval", "log-scale", "freeze")
 
     def __init__(self, pump: EventPump):
         super().__init__(id="dashboard")
@@ -223,6 +226,10 @@ class DashboardScreen(Screen):
 
     def action_set_hparam(self) -> None:
         self.app.push_screen(HparamDialog(self.state.groups, self._current_hparams()), self._send)
+
+    def action_freeze(self) -> None:
+        s = self.state
+        self.app.push_screen(FreezeDialog(s.trainable_params, s.total_params, s.groups), self._send)
 
     def action_save(self) -> None:
         self.pump.send(ev.save_checkpoint())

@@ -10,7 +10,8 @@ from ..plot import PlotSpec, render_plot
 
 # Roles a PlotSpec may name; each is a CSS component class `chart--<role>`.
 ROLES = ("train", "ema", "val", "lr", "grad", "grad-band", "clip", "axis",
-         "mark-set_lr", "mark-pause", "mark-checkpoint", "mark-hparam", "mark-alert")
+         "mark-set_lr", "mark-pause", "mark-checkpoint", "mark-hparam", "mark-alert",
+         "mark-freeze")
 
 
 class Chart(Widget):
@@ -33,6 +34,7 @@ class Chart(Widget):
     Chart > .chart--mark-checkpoint { color: $success; }
     Chart > .chart--mark-hparam { color: $accent; }
     Chart > .chart--mark-alert { color: $error; }
+    Chart > .chart--mark-freeze { color: $primary-lighten-2; text-style: bold; }
     """
 
     def __init__(self, *, id: str | None = None, classes: str | None = None):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.widgets import Static
 
-from ..format import duration, rate
+from ..format import count, duration, rate
 from ..run_state import RunState
 from .text import set_text
 
@@ -19,11 +19,29 @@ def bar(fraction: float, width: int) -> str:
 
 
 class ProgressPanel(Static):
+    _title = _subtitle = ""
+
     def on_mount(self) -> None:
-        self.border_title = "Progress"
+        self.border_title = self._title = "Progress"
+
+    def _borders(self, state: RunState) -> None:
+        """The title says overfit mode plainly; the subtitle, trainable of all parameters."""
+        n = state.overfit_batches
+        # the mode first: at 80 columns the end of the title is what gets cut
+        title = f"[b $warning]OVERFIT {n} batch{'es' if n > 1 else ''}[/] · Progress" if n else "Progress"
+        sub = ""
+        if state.total_params:
+            t, a = state.trainable_params, state.total_params
+            sub = f"params {count(a)}" if t == a else f"trainable {count(t)}/{count(a)}"
+        # border titles are markup parsed at each set, repainting the panel: only when changed
+        if title != self._title:
+            self.border_title = self._title = title
+        if sub != self._subtitle:
+            self.border_subtitle = self._subtitle = sub
 
     def show(self, state: RunState) -> None:
         self._state = state
+        self._borders(state)
         total = state.total_steps
         epochs = state.run.epochs if state.run else None
         shown = max(state.epoch, 1)  # events count epochs from 1, as people do
