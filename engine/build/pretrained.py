@@ -132,8 +132,13 @@ def build(name: str, spec: Any, num_classes: int, args: dict[str, Any]) -> tuple
     """A torchvision model with pretrained weights, its head replaced for num_classes; and a note."""
     import torchvision
     w = resolve(name, spec)
+    if name.lower() in ("googlenet", "inception_v3"):
+        args = {"transform_input": True, **args}  # what torchvision's own builder sets for these weights
     model = torchvision.models.get_model(name.lower(), weights=None, **args)
-    model.load_state_dict(state_dict(name, w))
+    sd = state_dict(name, w)
+    if not getattr(model, "aux_logits", True):  # built without aux heads (models.py): their weights unused
+        sd = {k: v for k, v in sd.items() if not k.startswith(("aux1.", "aux2.", "AuxLogits."))}
+    model.load_state_dict(sd)
     classes = len(w.meta.get("categories") or [])
     note = f"model.args.weights: {name} with {type(w).__name__}.{w.name}"
     if num_classes == classes:

@@ -52,6 +52,20 @@ def test_default_weights_come_from_the_hub_cache_with_a_new_head(hub):
     assert whose == "ResNet18_Weights.IMAGENET1K_V1"
 
 
+def test_googlenet_weights_load_without_the_aux_heads_training_does_not_use(hub):
+    """The file holds aux1/aux2 (torchvision's pretrained googlenet); the model is built without them."""
+    w = torchvision.models.GoogLeNet_Weights.DEFAULT
+    stand_in = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=False).state_dict()
+    assert any(k.startswith("aux1.") for k in stand_in)
+    path = pretrained.cache_file(w)
+    path.parent.mkdir(parents=True)
+    torch.save(stand_in, path)
+    model = build_model(from_dict({"model": {"name": "googlenet", "args": {"weights": "DEFAULT"}}}).model,
+                        6, (3, 32, 32))
+    assert model.aux1 is None and model.transform_input  # as torchvision builds it for these weights
+    assert torch.equal(model.conv1.conv.weight, stand_in["conv1.conv.weight"]) and model.fc.out_features == 6
+
+
 def test_offline_without_the_file_fails_in_seconds_naming_the_cache(hub, monkeypatch):
     # a blackholed network: name lookups answer, connections never do (they hang until a timeout)
     monkeypatch.setattr(socket, "getaddrinfo",
