@@ -15,6 +15,7 @@ from ..config import hot
 from ..control import events as ev
 from ..control.events import CheckpointReason, CommandKind, LrMode, State
 from ..errors import UserError
+from . import profile
 from .progress import Stop, StopReason
 
 if TYPE_CHECKING:
@@ -93,6 +94,13 @@ def _stop(t: Trainer, cmd: ev.Command) -> Answer:
                   state=State.STOPPING)
 
 
+def _profile(t: Trainer, cmd: ev.Command) -> Answer:
+    window = profile.request(t, cmd.args.get("steps", 5), cmd.id)
+    t.profile = window
+    return Answer(None, window.asked, f"profiling steps {window.first}-{window.last}; the result follows",
+                  {"steps": window.asked})
+
+
 HANDLERS: dict[str, Callable[[Trainer, ev.Command], Answer]] = {
     CommandKind.PAUSE: _pause,
     CommandKind.RESUME: _resume,
@@ -101,6 +109,7 @@ HANDLERS: dict[str, Callable[[Trainer, ev.Command], Answer]] = {
     CommandKind.SAVE_CHECKPOINT: _save_checkpoint,
     CommandKind.EVAL_NOW: _eval_now,
     CommandKind.STOP: _stop,
+    CommandKind.PROFILE: _profile,
 }
 
 
