@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..control.events import PROFILE_MAX_STEPS
 from ..errors import ConfigError
 from .knobs import (BUILTIN_DATA_ARGS, BUILTIN_MODEL_ARGS, OPTIMIZERS, SCHEDULERS, Knob, check_value as _check_value,
                     fmt as _fmt)
@@ -420,6 +421,7 @@ def _check_profile_steps(spec: Any, problems: list[str]) -> None:
     if not ok:
         problems.append(f"monitor.profile_steps: must be [start, count], two whole numbers >= 1 (the first "
                         f"optimizer step to profile, and how many), e.g. [100, 5]; got {_fmt(spec)}")
-    elif spec[1] > 1000:
-        problems.append(f"monitor.profile_steps: count must be at most 1000 (a longer trace opens in no viewer); "
+    elif spec[1] > PROFILE_MAX_STEPS:
+        problems.append(f"monitor.profile_steps: count must be at most {PROFILE_MAX_STEPS} (a longer trace opens "
+                        "in no viewer); "
                         f"got {spec[1]}")

@@ -125,6 +125,9 @@ def stop(save: bool = True) -> Command:
     return Command(CommandKind.STOP, {"save": save})
 
 
+PROFILE_MAX_STEPS = 1000   # a longer window makes a trace that no viewer opens
+
+
 def profile(steps: int = 5) -> Command:
     """Profile the next `steps` optimizer steps; the result comes as ProfileDone."""
     return Command(CommandKind.PROFILE, {"steps": steps})

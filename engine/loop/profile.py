@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .trainer import Trainer
 
 TOP_OPS = 15          # rows in the event (the dialog shows what fits)
-MAX_STEPS = 1000      # a longer window makes a trace no viewer opens
+MAX_STEPS = ev.PROFILE_MAX_STEPS
 END = object()        # what fetch returns when the loader is exhausted
 FETCH_LABEL = "danlu::next_batch"   # the wait for a batch, as a span in the trace
 # Kineto's own progress lines on stderr: swallowed, or they land in the middle of the dashboard.
