@@ -12,7 +12,8 @@ boundaries' own time (commands, a pause) is left out of the steps' time, not out
 from __future__ import annotations
 
 import os
-import tempfile
+import re
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,8 +31,10 @@ TOP_OPS = 15          # rows in the event (the dialog shows what fits)
 MAX_STEPS = ev.PROFILE_MAX_STEPS
 END = object()        # what fetch returns when the loader is exhausted
 FETCH_LABEL = "danlu::next_batch"   # the wait for a batch, as a span in the trace
-# Kineto's own progress lines on stderr: swallowed, or they land in the middle of the dashboard.
-_NOISE = ("USDT:", "STAGE:", "ERROR:", "WARNING:", "INFO:")
+# Kineto's own lines on stderr: kept out of the dashboard; its progress stages dropped altogether
+_KINETO_LINE = re.compile(rb"(?:USDT|STAGE|INFO|WARNING|ERROR):\d{4}-\d\d-\d\d [\d:]+ \d+:\d+ [^\n]*\] [^\n]*\n")
+_NOISE = (b"USDT:", b"STAGE:", b"INFO:")
+_NO_GPU = b"gpuGetDeviceCount failed"   # kineto's ERROR line on every machine without a GPU
 
 
 def check_steps(n: Any) -> int:
@@ -43,23 +46,40 @@ def check_steps(n: Any) -> int:
 
 @contextmanager
 def _quiet_stderr(on_line) -> Iterator[None]:
-    """Catch what the C++ side writes to fd 2 (kineto's stage lines); pass on other lines."""
+    """Drop kineto's own lines from fd 2 while the profiler starts and stops; pass on all else.
+
+    fd 2 is where the dashboard draws (Textual writes its frames to stderr), so it is not silenced:
+    it goes through a pipe whose reader forwards every byte but kineto's lines, which are
+    whole lines of a known shape ("USDT:2026-01-01 12:00:00 1:1 File.cpp:39] profiler_start").
+    """
     try:
         saved = os.dup(2)
+        read_fd, write_fd = os.pipe()
     except OSError:
         yield
         return
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            for line in sink.read().decode(errors="replace").splitlines():
-                if line.strip() and not line.startswith(_NOISE):
-                    on_line(line)
+    lines: list[str] = []
+
+    def forward() -> None:
+        with os.fdopen(read_fd, "rb", buffering=0) as pipe:
+            while chunk := pipe.read(65536):
+                kept = _KINETO_LINE.sub(lambda m: lines.append(m.group(0)) or b"", chunk)
+                if kept:
+                    os.write(saved, kept)
+
+    reader = threading.Thread(target=forward, name="danlu-profile-stderr", daemon=True)
+    reader.start()
+    os.dup2(write_fd, 2)
+    os.close(write_fd)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)     # the pipe's last writer gone: the reader sees its end
+        reader.join(timeout=5)
+        os.close(saved)
+        for line in lines:
+            if not line.startswith(_NOISE) and _NO_GPU not in line:
+                on_line("torch.profiler: " + line.decode(errors="replace").split("] ", 1)[-1].strip())
 
 
 class StepProfile:

@@ -102,3 +102,20 @@ def test_bad_profile_steps_is_a_clear_config_error(tiny_config, value, words):
     with pytest.raises(ConfigError) as err:
         tiny_config({"monitor": {"profile_steps": value}})
     assert "monitor.profile_steps" in str(err.value) and words in str(err.value)
+
+
+def test_kineto_lines_are_kept_off_the_terminal_and_the_rest_passes(capfd):
+    # the dashboard draws on fd 2: its bytes must pass while kineto's stage lines are dropped
+    import os
+
+    from danlu.engine.loop.profile import _quiet_stderr
+    said = []
+    with _quiet_stderr(said.append):
+        os.write(2, b"\x1b[1;1Hframe")
+        os.write(2, b"USDT:2026-12-02 17:36:29 5940:5940 SyncActivityProfilerHandler.cpp:39] profiler_start\n")
+        os.write(2, b"ERROR:2026-12-02 17:36:29 5940:5940 DeviceProperties.cpp:56] gpuGetDeviceCount failed\n")
+        os.write(2, b"WARNING:2026-12-02 17:36:29 5940:5940 CuptiActivity.cpp:9] CUPTI busy\n")
+        os.write(2, b" more\n")
+    err = capfd.readouterr().err
+    assert err == "\x1b[1;1Hframe more\n"
+    assert said == ["torch.profiler: CUPTI busy"]

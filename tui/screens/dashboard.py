@@ -231,7 +231,7 @@ class DashboardScreen(Screen):
         self.app.push_screen(HparamDialog(self.state.groups, self._current_hparams()), self._send)
 
     def action_profile(self) -> None:
-        self.app.push_screen(ProfileDialog(self.state.step + 1), self._send)
+        self.app.push_screen(ProfileDialog(), self._send)
 
     def _show_profile(self, e: ev.ProfileDone, run_dir: str | None) -> None:
         """The result over the dashboard; over another dialog, a toast (the event log has the line)."""

@@ -21,16 +21,15 @@ class ProfileDialog(ModalScreen[ev.Command | None]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="profile-cancel")]
 
-    def __init__(self, next_step: int):
+    def __init__(self):
         super().__init__(id="profile-dialog")
-        self.next_step = next_step
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog") as box:
             box.border_title = "Profile steps"
-            yield Static(f"torch.profiler records the next N optimizer steps (from step {self.next_step}), "
+            yield Static("torch.profiler records the next N optimizer steps, from the next step boundary, "
                          "then writes a Chrome trace into the run directory and shows the ops that took "
-                         "the most time.", classes="hint")
+                         "the most time. How many steps?", classes="hint")
             yield Input(str(DEFAULT_STEPS), placeholder=f"steps, 1 to {ev.PROFILE_MAX_STEPS}",
                         id="profile-steps", compact=True)
             yield Static("", id="profile-error", classes="error")

@@ -7,7 +7,7 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
@@ -75,7 +75,8 @@ class ProfileResult(ModalScreen[None]):
                 yield Static(ops_table(e) if e.top_ops else "no ops recorded", id="profile-table")
             yield Static(f"trace: [b]{short_path(e.trace, self.run_dir)}[/b]\nopen it in ui.perfetto.dev or "
                          "chrome://tracing", id="profile-trace", classes="hint")
-            yield Button("Close", variant="primary", id="profile-close", compact=True)
+            with Horizontal(classes="buttons"):
+                yield Button("Close", variant="primary", id="profile-close", compact=True)
 
     @on(Button.Pressed, "#profile-close")
     def action_close(self) -> None:
