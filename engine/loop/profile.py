@@ -33,7 +33,8 @@ END = object()        # what fetch returns when the loader is exhausted
 FETCH_LABEL = "danlu::next_batch"   # the wait for a batch, as a span in the trace
 # Kineto's own lines on stderr: kept out of the dashboard; its progress stages dropped altogether
 _KINETO_LINE = re.compile(rb"(?:USDT|STAGE|INFO|WARNING|ERROR):\d{4}-\d\d-\d\d [\d:]+ \d+:\d+ [^\n]*\] [^\n]*\n")
-_NOISE = (b"USDT:", b"STAGE:", b"INFO:")
+_TAGS = (b"USDT:", b"STAGE:", b"INFO:", b"WARNING:", b"ERROR:")
+_NOISE = _TAGS[:3]
 _NO_GPU = b"gpuGetDeviceCount failed"   # kineto's ERROR line on every machine without a GPU
 
 
@@ -61,11 +62,16 @@ def _quiet_stderr(on_line) -> Iterator[None]:
     lines: list[str] = []
 
     def forward() -> None:
+        held = b""   # the start of what may be a kineto line, until its end arrives (C++ writes it in pieces)
         with os.fdopen(read_fd, "rb", buffering=0) as pipe:
             while chunk := pipe.read(65536):
-                kept = _KINETO_LINE.sub(lambda m: lines.append(m.group(0)) or b"", chunk)
-                if kept:
-                    os.write(saved, kept)
+                out = _KINETO_LINE.sub(lambda m: lines.append(m.group(0)) or b"", held + chunk)
+                cut = _partial_start(out)
+                out, held = out[:cut], out[cut:]
+                if out:
+                    os.write(saved, out)
+        if held:
+            os.write(saved, held)
 
     reader = threading.Thread(target=forward, name="danlu-profile-stderr", daemon=True)
     reader.start()
@@ -80,6 +86,17 @@ def _quiet_stderr(on_line) -> Iterator[None]:
         for line in lines:
             if not line.startswith(_NOISE) and _NO_GPU not in line:
                 on_line("torch.profiler: " + line.decode(errors="replace").split("] ", 1)[-1].strip())
+
+
+def _partial_start(buf: bytes) -> int:
+    """Where an unfinished kineto line begins at the end of buf (len(buf) if none)."""
+    for i in range(max(0, len(buf) - 200), len(buf)):
+        tail = buf[i:]
+        if b"\n" in tail:
+            continue
+        if any(tag.startswith(tail) for tag in _TAGS) or (tail.split(b":", 1)[0] + b":" in _TAGS):
+            return i
+    return len(buf)
 
 
 class StepProfile:

@@ -87,7 +87,7 @@ async def test_a_profile_from_the_config_shows_its_result_too(channel):
                                    "top_ops": [{**op, "self_cuda_us": None} for op in gpu.top_ops]}))
     app = create_app(channel)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, ProfileResult), what="the result")
+        await wait_for(pilot, lambda: isinstance(app.screen, ProfileResult), timeout=10, what="the result")
         table = text_of(app.screen, "#profile-table")
         assert "self CPU" in table and "self CUDA" not in table
         assert "the loader is the bottleneck" in text_of(app.screen, "#profile-summary")
