@@ -53,18 +53,21 @@ def main() -> None:
             (Path(shim) / "danlu" / part).symlink_to(base / part)
         sides = {"this": (HERE, None), "base": (base, shim)}
         rates: dict[str, list[float]] = {"this": [], "base": []}
+        cpu_rates: dict[str, list[float]] = {"this": [], "base": []}   # steps per training-thread CPU second
         for r in range(args.rounds):
             for side in (("this", "base") if r % 2 == 0 else ("base", "this")):
-                dt, n, _cpu = _run(*sides[side], args.regime, args.variant)
+                dt, n, cpu = _run(*sides[side], args.regime, args.variant)
                 rates[side].append(n / dt)
+                cpu_rates[side].append(n / cpu)
             print(f"round {r + 1}: this {rates['this'][-1]:.1f}  base {rates['base'][-1]:.1f} steps/s  ({load()})",
                   flush=True)
-    ratios = [a / b for a, b in zip(rates["this"], rates["base"])]
-    lo, hi = median_ci(ratios)
-    for side, xs in rates.items():
-        print(f"{side:5} {statistics.median(xs):8.1f} steps/s  (min {min(xs):.1f}, max {max(xs):.1f})")
-    print(f"this/base paired: {statistics.median(ratios):.3f} [{lo:.3f}-{hi:.3f}] over {len(ratios)} rounds "
-          f"(min {min(ratios):.3f}, max {max(ratios):.3f})")
+    for name, table in (("steps/s", rates), ("steps/cpu-s", cpu_rates)):
+        ratios = [a / b for a, b in zip(table["this"], table["base"])]
+        lo, hi = median_ci(ratios)
+        for side, xs in table.items():
+            print(f"{side:5} {statistics.median(xs):8.1f} {name}  (min {min(xs):.1f}, max {max(xs):.1f})")
+        print(f"this/base paired, {name}: {statistics.median(ratios):.3f} [{lo:.3f}-{hi:.3f}] over {len(ratios)} "
+              f"rounds (min {min(ratios):.3f}, max {max(ratios):.3f})")
 
 
 if __name__ == "__main__":

@@ -164,7 +164,7 @@ class StepProfile:
         self.first = t.progress.step + 1   # a command's window begins at this step, whatever it guessed
         prof = torch.profiler.profile(activities=activities)
         if self.cuda:
-            torch.cuda.synchronize()  # the window holds the GPU work of its own steps only
+            torch.cuda.synchronize(t.device)  # the window holds the GPU work of its own steps only
         with _quiet_stderr(lambda line: t._log("info", line)):
             prof.start()
         self.prof = prof
@@ -177,7 +177,7 @@ class StepProfile:
         if prof is None:
             return
         if self.cuda:
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(t.device)
         done = t.progress.step - self.first + 1
         last = self.first + done - 1
         if done <= 0:
@@ -219,10 +219,13 @@ class StepProfile:
 def top_ops(averages: Any, cuda: bool, k: int = TOP_OPS) -> list[dict[str, Any]]:
     """The k ops with the most self time (self CUDA time where recorded), as plain dicts."""
     def device_us(e: Any) -> float:
-        return float(getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0.0)) or 0.0)
+        us = getattr(e, "self_device_time_total", None)  # older torch: self_cuda_time_total
+        return float((us if us is not None else getattr(e, "self_cuda_time_total", 0.0)) or 0.0)
 
     rows = [e for e in averages if not e.key.startswith(("ProfilerStep#", "danlu::"))]
-    key = device_us if cuda else (lambda e: float(e.self_cpu_time_total))
+    # by GPU time where kernels were recorded (CUPTI can be unavailable: then by CPU time)
+    by_device = cuda and any(device_us(e) > 0 for e in rows)
+    key = device_us if by_device else (lambda e: float(e.self_cpu_time_total))
     total = sum(key(e) for e in rows) or 1.0
     rows.sort(key=key, reverse=True)
     return [{"name": e.key, "self_cpu_us": float(e.self_cpu_time_total),

@@ -121,3 +121,19 @@ def test_kineto_lines_are_kept_off_the_terminal_and_the_rest_passes(capfd):
     err = capfd.readouterr().err
     assert err == "\x1b[1;1Hframe more\n"
     assert said == ["torch.profiler: CUPTI busy"]
+
+
+def test_on_a_gpu_the_top_ops_rank_by_gpu_time_and_fall_back_to_cpu_time_without_kernels():
+    # the CUDA side of the table, from key_averages-like rows (only a GPU run records real kernels)
+    from types import SimpleNamespace as Avg
+
+    from danlu.engine.loop.profile import top_ops
+    rows = [Avg(key="aten::copy_", self_cpu_time_total=900.0, self_device_time_total=10.0, count=4),
+            Avg(key="aten::mm", self_cpu_time_total=50.0, self_device_time_total=300.0, count=2),
+            Avg(key="ProfilerStep#3", self_cpu_time_total=5000.0, self_device_time_total=0.0, count=1),
+            Avg(key="cudaLaunchKernel", self_cpu_time_total=400.0, self_device_time_total=0.0, count=9)]
+    ops = top_ops(rows, cuda=True)
+    assert [op["name"] for op in ops] == ["aten::mm", "aten::copy_"]  # CPU-only rows have no GPU time
+    assert ops[0]["self_cuda_us"] == 300.0 and ops[0]["pct"] == pytest.approx(100 * 300 / 310)
+    no_kernels = [Avg(**{**vars(r), "self_device_time_total": 0.0}) for r in rows]
+    assert [op["name"] for op in top_ops(no_kernels, cuda=True)] == ["aten::copy_", "cudaLaunchKernel", "aten::mm"]
