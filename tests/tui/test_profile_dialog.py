@@ -29,6 +29,11 @@ def text_of(screen, selector: str) -> str:
     return console.export_text()
 
 
+def result_shown(app) -> bool:
+    """The result dialog is up and composed (it is the screen a moment before its table is mounted)."""
+    return isinstance(app.screen, ProfileResult) and bool(app.screen.query("#profile-table"))
+
+
 @pytest.mark.asyncio
 @pytest.mark.parametrize("size", [SIZE, (80, 24)])
 async def test_p_profiles_n_steps_and_shows_the_top_ops(channel, size):
@@ -40,7 +45,7 @@ async def test_p_profiles_n_steps_and_shows_the_top_ops(channel, size):
         await wait_for(pilot, lambda: isinstance(app.screen, ProfileDialog), what="profile dialog")
         assert app.screen.query_one("#profile-steps", Input).value == "5"  # the default
         await pilot.press(*"12", "enter")  # the default is selected: typing replaces it
-        await wait_for(pilot, lambda: isinstance(app.screen, ProfileResult), what="the result")
+        await wait_for(pilot, lambda: result_shown(app), what="the result")
         assert [(c.kind, c.args) for c in engine.received] == [("profile", {"steps": 12})]
         result = app.screen
         assert "steps 43-54" in text_of(result, "#profile-summary")
@@ -87,7 +92,7 @@ async def test_a_profile_from_the_config_shows_its_result_too(channel):
                                    "top_ops": [{**op, "self_cuda_us": None} for op in gpu.top_ops]}))
     app = create_app(channel)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, ProfileResult), timeout=10, what="the result")
+        await wait_for(pilot, lambda: result_shown(app), timeout=10, what="the result")
         table = text_of(app.screen, "#profile-table")
         assert "self CPU" in table and "self CUDA" not in table
         assert "the loader is the bottleneck" in text_of(app.screen, "#profile-summary")
