@@ -70,7 +70,19 @@ def describe(e: Any, commands: dict[int, ev.Command] | None = None,
         return e.level, f"step {e.step}: {e.message}"
     if isinstance(e, ev.ParamsChanged) and e.source != "command":  # a command's answer has its own line
         return "info", f"step {e.step}: {e.source}: {e.detail}"
+    if isinstance(e, ev.ProfileDone):
+        return "info", f"step {e.step}: {profile_text(e, run_dir)}"
     return None
+
+
+def profile_text(e: ev.ProfileDone, run_dir: str | None = None) -> str:
+    """'profiled steps 3-5: top aten::mm 31%, data loading 12% of step time; trace profile/steps-3-5.json'."""
+    top = e.top_ops[0] if e.top_ops else None
+    parts = [f"top {top['name']} {top['pct']:.0f}%" if top else "no ops recorded",
+             f"data loading {100 * e.data_share:.0f}% of step time"]
+    cut = f" ({e.detail})" if e.detail else ""
+    return (f"profiled steps {e.first_step}-{e.step}{cut}: {', '.join(parts)}; "
+            f"trace {short_path(e.trace, run_dir)}")
 
 
 # What an empty value of a hot setting means, in words (the engine sends None).
@@ -92,6 +104,8 @@ def applied_text(e: ev.CommandApplied, cmd: ev.Command | None = None, run_dir: s
         return "resumed"
     if kind == ev.CommandKind.STOP:
         return "stopping" + ("" if e.detail == "saving and stopping" else f" ({e.detail})" if e.detail else "")
+    if kind == ev.CommandKind.PROFILE:
+        return e.detail or "profiling"
     if kind == ev.CommandKind.SAVE_CHECKPOINT:
         return f"checkpoint saved: {short_path(str(e.new), run_dir)}" if e.new else "checkpoint saved"
     if kind == ev.CommandKind.EVAL_NOW:

@@ -87,3 +87,17 @@ def check_lr(lrs: list[float], change: LrChange, groups: list[int] | None = None
             who = f" for group {i}" if len(lrs) > 1 else ""
             raise BadInput(f"that makes the LR{who} {new:g}; the largest allowed is {top:g} "
                            "(a larger value is most likely a typo).")
+
+
+def parse_steps(text: str, top: int) -> int:
+    """A whole number of steps from 1 to `top` (the profile dialog)."""
+    s = text.strip().replace("_", "")
+    if not s:
+        raise BadInput(f"Type how many steps to profile, 1 to {top}.")
+    try:
+        n = int(s)
+    except ValueError:
+        raise BadInput(f"'{text.strip()}' is not a whole number. Type e.g. 5.") from None
+    if not 1 <= n <= top:
+        raise BadInput(f"Profile 1 to {top} steps (a longer trace opens in no viewer); got {n}.")
+    return n

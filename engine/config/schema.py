@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..control.events import PROFILE_MAX_STEPS
 from ..errors import ConfigError
 from .knobs import (BUILTIN_DATA_ARGS, BUILTIN_MODEL_ARGS, OPTIMIZERS, SCHEDULERS, Knob, check_value as _check_value,
                     fmt as _fmt)
@@ -101,6 +102,7 @@ class MonitorConfig:
     nan_policy: str = "pause"
     max_skips: int = 20
     spike_factor: float = 4.0
+    profile_steps: list[int] | None = None   # [start, count]: torch.profiler over steps start..start+count-1
 
 
 @dataclass
@@ -204,6 +206,10 @@ FIELDS: dict[str, dict[str, Knob]] = {
         "max_skips": Knob("int", 20, "With nan_policy skip: stop the run as a fault (exit code 3) after this many steps in a row were skipped.", min=1),
         "spike_factor": Knob("float", 4.0, "Alert when the loss exceeds this many times its recent running level "
                              "and stands out from its recent noise; at most one alert per 100 steps.", gt=1),
+        "profile_steps": Knob("list", None, "[start, count]: profile optimizer steps start to start+count-1 with "
+                              "torch.profiler (CPU, and CUDA on a GPU): a Chrome trace in <run>/profile/, the top "
+                              "ops by self time and the data-loading share in the log. Empty: off (the p key "
+                              "profiles on demand).", optional=True),
     },
 }
 
@@ -424,6 +430,7 @@ def _cross_checks(cfg: Config, problems: list[str]) -> None:
             takes = f"it takes {', '.join(own)}" if own else "it takes no arguments"
             problems.append(f"{section}.args.{key}: {sec.name} does not take it ({takes}). "
                             f"Remove it from {section}.args.")
+    _check_profile_steps(cfg.monitor.profile_steps, problems)
     if d.name == "image_folder" and not d.root:
         problems.append("data.root: image_folder needs the folder of class subfolders (data.root=path/to/images)")
 
@@ -468,3 +475,18 @@ def _check_transfer(m: ModelConfig, problems: list[str]) -> None:
             out["lr_mult"] = 1.0
         entries.append(out)
     m.unfreeze = entries
+
+
+def _check_profile_steps(spec: Any, problems: list[str]) -> None:
+    """monitor.profile_steps is [start, count]: two whole numbers >= 1 (count at most 1000)."""
+    if spec is None:
+        return
+    ok = (isinstance(spec, list) and len(spec) == 2
+          and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in spec))
+    if not ok:
+        problems.append(f"monitor.profile_steps: must be [start, count], two whole numbers >= 1 (the first "
+                        f"optimizer step to profile, and how many), e.g. [100, 5]; got {_fmt(spec)}")
+    elif spec[1] > PROFILE_MAX_STEPS:
+        problems.append(f"monitor.profile_steps: count must be at most {PROFILE_MAX_STEPS} (a longer trace opens "
+                        "in no viewer); "
+                        f"got {spec[1]}")

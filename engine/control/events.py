@@ -59,6 +59,7 @@ class CommandKind(StrEnum):
     STOP = "stop"                        # args: save (bool, default True)
     FREEZE = "freeze"                    # args: match (regex searched in parameter names)
     UNFREEZE = "unfreeze"                # args: match, lr_mult (a new group's LR = optim.lr * lr_mult)
+    PROFILE = "profile"                  # args: steps (int, 1..1000): torch.profiler over the next N steps
 
 
 class LrMode(StrEnum):
@@ -136,6 +137,12 @@ def unfreeze(match: str, lr_mult: float = 1.0) -> Command:
     """Unfreeze the frozen parameters `match` searches; those new to the optimizer join it as a param
     group at optim.lr * lr_mult."""
     return Command(CommandKind.UNFREEZE, {"match": match, "lr_mult": lr_mult})
+PROFILE_MAX_STEPS = 1000   # a longer window makes a trace that no viewer opens
+
+
+def profile(steps: int = 5) -> Command:
+    """Profile the next `steps` optimizer steps; the result comes as ProfileDone."""
+    return Command(CommandKind.PROFILE, {"steps": steps})
 
 
 # --- events (past tense facts from the engine) --------------------------------
@@ -253,6 +260,26 @@ class Alert:
 
 
 @dataclass(frozen=True)
+class ProfileDone:
+    """torch.profiler's view of steps first_step..step: the trace written, the top ops by self time."""
+
+    step: int                   # the last step profiled
+    first_step: int
+    steps: int                  # steps profiled (fewer than asked when the run ended first)
+    asked: int
+    trace: str                  # the Chrome trace (Perfetto, chrome://tracing)
+    # ops by self time, most first: name, self_cpu_us, self_cuda_us (None without CUDA), calls, pct
+    top_ops: list[dict[str, Any]]
+    data_share: float           # of the steps' wall time, spent waiting for the next batch (0..1)
+    step_time: float            # seconds per step in the window
+    data_time: float            # seconds waiting for batches in the window
+    activities: list[str]       # cpu, and cuda where recorded
+    source: str                 # "command" or "monitor.profile_steps"
+    command_id: int | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
 class LogLine:
     step: int
     level: str      # info, warning, error
@@ -261,11 +288,11 @@ class LogLine:
 
 EVENT_TYPES = {cls.__name__: cls for cls in (
     RunStarted, Metrics, EvalDone, StatusChanged, CommandApplied,
-    CommandRejected, CheckpointSaved, Alert, LogLine, ParamsChanged,
+    CommandRejected, CheckpointSaved, Alert, LogLine, ParamsChanged, ProfileDone,
 )}
 
 Event = (RunStarted | Metrics | EvalDone | StatusChanged | CommandApplied
-         | CommandRejected | CheckpointSaved | Alert | LogLine | ParamsChanged)
+         | CommandRejected | CheckpointSaved | Alert | LogLine | ParamsChanged | ProfileDone)
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from ..control import events as ev
 from ..control.events import CheckpointReason, CommandKind, LrMode, State
 from ..errors import UserError
 from . import freezing
+from . import profile
 from .progress import Stop, StopReason
 
 if TYPE_CHECKING:
@@ -107,6 +108,13 @@ def _freeze(t: Trainer, cmd: ev.Command) -> Answer:
     return Answer(before, after, done.describe(), {"match": match, "tensors": done.tensors, "params": done.params})
 
 
+def _profile(t: Trainer, cmd: ev.Command) -> Answer:
+    window = profile.request(t, cmd.args.get("steps", 5), cmd.id)
+    t.profile = window
+    return Answer(None, window.asked, f"profiling steps {window.first}-{window.last}; the result follows",
+                  {"steps": window.asked})
+
+
 HANDLERS: dict[str, Callable[[Trainer, ev.Command], Answer]] = {
     CommandKind.PAUSE: _pause,
     CommandKind.RESUME: _resume,
@@ -117,6 +125,7 @@ HANDLERS: dict[str, Callable[[Trainer, ev.Command], Answer]] = {
     CommandKind.STOP: _stop,
     CommandKind.FREEZE: _freeze,
     CommandKind.UNFREEZE: _freeze,
+    CommandKind.PROFILE: _profile,
 }
 
 

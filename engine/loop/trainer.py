@@ -44,7 +44,7 @@ from ..store import trainer_state
 from ..store.run_lock import RunLock
 from ..store.runlog import RunLog, new_run_dir, write_config
 from ..store.trainer_state import TrainingState
-from . import commands, freezing
+from . import commands, freezing, profile
 from .overfit import OverfitWatch, describe as describe_overfit
 from .heap import frozen_heap
 from .layer_norms import LayerNorms
@@ -111,6 +111,7 @@ class Trainer:
         self.log: RunLog | None = None
         self.metrics: StepMetrics | None = None
         self.layer_norms: LayerNorms | None = None  # with monitor.layer_norms_every
+        self.profile: profile.StepProfile | None = None  # a torch.profiler window asked for (profile.py)
         self.val_loader: DataLoader | None = None
         self.sampler: SystemSampler | None = None
         self.warm_note: str | None = None
@@ -252,6 +253,7 @@ class Trainer:
         self._first_step = self.progress.step
         self.sampler = SystemSampler(self.device)
         self.sampler.start()
+        self.profile = profile.from_config(self)
 
         self.emit(ev.RunStarted(
             run_dir=str(self.run_dir), device=self.placement.label, precision=self.placement.precision,
@@ -345,6 +347,9 @@ class Trainer:
             self.set_state(State.RUNNING)
             with frozen_heap():  # full GC passes skip the setup's heap while training
                 self._train()
+            if self.profile is not None:  # the run ended inside a profile's window: report what it saw
+                self.profile.finish(self, "the run ended first")
+                self.profile = None
             self.flush()  # a stop leaves the loop between flushes: every step goes to metrics.jsonl
             self._end_skip_streak()
             if self._nonfinite is not None:  # seen after the last boundary: the run cannot end well
@@ -418,6 +423,8 @@ class Trainer:
             return None
 
     def _cleanup(self) -> None:
+        if self.profile is not None:
+            self.profile.abandon()
         if self.sampler is not None:
             self.sampler.stop()
         if self.log is not None:
@@ -446,14 +453,24 @@ class Trainer:
         total, micro_per_epoch = self.plan.total_steps, self.plan.micro_per_epoch
         while p.step < total:
             micro, loss_acc = 0, None
-            for x, y in self._train_loader():
+            batches = iter(self._train_loader())
+            while True:
+                # a profile times the wait for each batch; without one this is the plain next()
+                batch = next(batches, profile.END) if self.profile is None else self.profile.fetch(batches)
+                if batch is profile.END:
+                    break
+                x, y = batch
                 if p.batch_in_epoch >= micro_per_epoch:
                     break  # leftover micro-batches that cannot fill an optimizer step
                 if micro == 0:
                     self._step_start = (p.step, p.epoch, p.batch_in_epoch)
+                    if self.profile is not None:
+                        self.profile = self.profile.step_done(self)
                     self._boundary()
                     if self.stop is not None:
                         return
+                    if self.profile is not None:
+                        self.profile.step_begins(self, p.step + 1)
                 try:
                     loss = self._forward_backward(x, y, accum)
                 except torch.OutOfMemoryError as e:

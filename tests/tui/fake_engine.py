@@ -65,6 +65,22 @@ def emit_run(ch: Channel, steps: int = 1200, per: int = 20, seed: int = 0,
         ch.emit(ev.StatusChanged(final, steps, detail))
 
 
+def profile_done(first: int, n: int, command_id: int | None = None) -> ev.ProfileDone:
+    """What the trainer reports after profiling steps first..first+n-1 on a GPU."""
+    ops = [("aten::convolution_backward", 41000.0, 5200.0, 30), ("aten::cudnn_convolution", 22000.0, 3100.0, 30),
+           ("enumerate(DataLoader)#_MultiProcessingDataLoaderIter.__next__", 15000.0, 0.0, 5),
+           ("aten::_foreach_addcdiv_", 9000.0, 800.0, 5), ("aten::native_batch_norm", 6000.0, 900.0, 30)]
+    ops += [(f"aten::op_{i}", 500.0 - i, 100.0 - i, 10) for i in range(10)]  # 15 rows, as the engine sends
+    total = sum(c for _, _, c, _ in ops)
+    return ev.ProfileDone(
+        step=first + n - 1, first_step=first, steps=n, asked=n,
+        trace=f"runs/demo-20250101-000000/profile/steps-{first}-{first + n - 1}.json",
+        top_ops=[{"name": name, "self_cpu_us": cpu, "self_cuda_us": cuda, "calls": calls, "pct": 100 * cuda / total}
+                 for name, cpu, cuda, calls in ops],
+        data_share=0.12, step_time=0.0213, data_time=0.0128 * n, activities=["cpu", "cuda"],
+        source="command" if command_id is not None else "monitor.profile_steps", command_id=command_id)
+
+
 class FakeEngine:
     """Answers commands like the trainer would, from a thread; records what it got."""
 
@@ -108,5 +124,10 @@ class FakeEngine:
                 ch.emit(ev.CommandApplied(cmd.id, k, self.step))
                 ch.emit(ev.StatusChanged("stopped", self.step, "stopped on request"))
                 return
+            elif k == "profile":
+                n = cmd.args["steps"]
+                ch.emit(ev.CommandApplied(cmd.id, k, self.step, new=n,
+                                          detail=f"profiling steps {self.step + 1}-{self.step + n}; the result follows"))
+                ch.emit(profile_done(self.step + 1, n, command_id=cmd.id))
             else:
                 ch.emit(ev.CommandApplied(cmd.id, k, self.step))

@@ -41,3 +41,15 @@ def test_no_stale_progress_line_after_the_last_message():
     assert tail.rstrip().endswith("stopped at step 15")
     assert "stopping: a signal asked to stop; saving a checkpoint first..." in text
     assert text.count("stopping:") == 1
+
+
+def test_a_profile_result_is_one_summary_line_with_the_trace_path():
+    from .fake_engine import profile_done
+    out = io.StringIO()
+    progress, ch = ProgressLine(out), Channel()
+    ch.emit(profile_done(3, 5))
+    _drain(ch, progress)
+    line, = out.getvalue().splitlines()
+    assert line.startswith("[profile] profiled steps 3-7: top aten::convolution_backward")
+    assert "data loading 12% of step time" in line
+    assert line.endswith("trace runs/demo-20250101-000000/profile/steps-3-7.json")

@@ -13,6 +13,8 @@ from danlu.engine.control import events as ev
 from danlu.engine.control.channel import Channel
 from danlu.engine.control.events import AlertKind, CheckpointReason, State
 
+from ..describe import profile_text
+
 # Without a terminal (a log file, a batch job) the progress line is printed this often.
 PLAIN_EVERY_S = 10.0
 
@@ -147,6 +149,8 @@ def _drain(channel: Channel, progress: ProgressLine) -> None:
                              + (f"\n{e.details}" if e.kind == AlertKind.ERROR and e.details else ""))
         elif isinstance(e, ev.LogLine) and e.level != "debug":
             progress.message(f"[{e.level}] {e.message}")
+        elif isinstance(e, ev.ProfileDone):
+            progress.message(f"[profile] {profile_text(e)}")
         elif isinstance(e, ev.CheckpointSaved) and e.reason != CheckpointReason.PERIODIC:
             progress.message(f"checkpoint ({e.reason}) step {e.step}: {e.path}")
         elif isinstance(e, ev.StatusChanged) and e.state == State.STOPPING and not progress.stopping:

@@ -26,6 +26,8 @@ from ..widgets.val_panel import ValPanel
 from .freeze_dialog import FreezeDialog
 from .hparam_dialog import HparamDialog
 from .lr_dialog import LrDialog
+from .profile_dialog import ProfileDialog
+from .profile_result import ProfileResult
 
 # Drain the channel 4 times a second, and 20 while a command the user sent waits for its answer
 # (pause, LR, save: the answer shows within ANSWER_TICK_S), for at most ANSWER_WAIT_S. Every
@@ -45,7 +47,7 @@ UI_BUDGET = 0.005
 CHARTS_MAX_S = 4.0
 COMPACT_W, COMPACT_H = 100, 30  # below either, the compact layout
 # Actions that talk to a live engine; disabled once the run has ended.
-LIVE_ACTIONS = ("toggle_pause", "set_lr", "set_hparam", "save", "evaluate", "edit_config", "freeze")
+LIVE_ACTIONS = ("toggle_pause", "set_lr", "set_hparam", "save", "evaluate", "edit_config", "freeze", "profile")
 # Answers worth a toast (the rest go to the event log only).
 TOAST_KINDS = (ev.CommandKind.SET_LR, ev.CommandKind.SET_HPARAM, ev.CommandKind.FREEZE, ev.CommandKind.UNFREEZE)
 # Checkpoints the engine writes by itself are logged, not toasted (one per eval would be noise).
@@ -69,11 +71,14 @@ class DashboardScreen(Screen):
                 tooltip="Freeze or unfreeze parameters by regex (unfrozen ones join at lr x lr_mult)"),
         Binding("c", "edit_config", "Config", id="edit-config",
                 tooltip="Edit the run's config: hot changes (lr, wd, momentum, clip, intervals) apply now"),
+        Binding("p", "profile", "Profile", id="profile",
+                tooltip="Profile the next N steps with torch.profiler: top ops, data-loading share, a trace"),
         Binding("q", "app.request_quit", "Quit", tooltip="Stop training and quit", id="quit"),
     ]
     # When the footer cannot show every key (under ~93 columns), it leaves out keys from the end
     # of this list first; "^p more" then says the palette has them (every key above is there).
-    FOOTER_PRIORITY = ("quit", "pause", "edit-config", "lr", "save", "hparams", "eval", "log-scale", "freeze")
+    FOOTER_PRIORITY = ("quit", "pause", "edit-config", "lr", "save", "hparams", "eval", "log-scale", "freeze",
+                       "profile")
 
     def __init__(self, pump: EventPump):
         super().__init__(id="dashboard")
@@ -151,6 +156,8 @@ class DashboardScreen(Screen):
                 self._last_alert = e.message
             if isinstance(e, ev.StatusChanged):
                 self._pause_intent = None
+            if isinstance(e, ev.ProfileDone):
+                self._show_profile(e, run_dir)
         version, now = self.state.version, time.monotonic()
         # a spike is a marker on the loss chart: it waits for the next chart frame like new metrics
         urgent = any(not (isinstance(e, ev.Alert) and e.kind == ev.AlertKind.SPIKE) for e in notable)
@@ -230,6 +237,16 @@ class DashboardScreen(Screen):
     def action_freeze(self) -> None:
         s = self.state
         self.app.push_screen(FreezeDialog(s.trainable_params, s.total_params, s.groups), self._send)
+
+    def action_profile(self) -> None:
+        self.app.push_screen(ProfileDialog(), self._send)
+
+    def _show_profile(self, e: ev.ProfileDone, run_dir: str | None) -> None:
+        """The result over the dashboard; over another dialog, a toast (the event log has the line)."""
+        if self.app.screen is self:
+            self.call_after_refresh(self.app.push_screen, ProfileResult(e, run_dir))
+        else:
+            self.app.toast(f"profile of steps {e.first_step}-{e.step} done: see the event log", timeout=6)
 
     def action_save(self) -> None:
         self.pump.send(ev.save_checkpoint())
