@@ -53,6 +53,7 @@ class RunState:
     best_val_loss: float | None = None
     best_val_acc: float | None = None
     last_checkpoint: ev.CheckpointSaved | None = None
+    lr_find: ev.LrFindDone | None = None  # the latest mid-run LR range test
     hparams: dict[str, Any] = field(default_factory=dict)  # every applied set_hparam, name -> new
     val_points: deque = field(default_factory=lambda: deque(maxlen=2000))  # (step, val_loss)
     markers: deque = field(default_factory=lambda: deque(maxlen=500))      # (step, kind)
@@ -181,6 +182,9 @@ class RunState:
         self.best_val_loss = e.best_val_loss
         if e.val_acc is not None and math.isfinite(e.val_acc):
             self.best_val_acc = max(self.best_val_acc or e.val_acc, e.val_acc)
+
+    def _on_LrFindDone(self, e: ev.LrFindDone, _):
+        self.lr_find = e
 
     def _on_StatusChanged(self, e: ev.StatusChanged, _):
         self.state, self.detail = e.state, e.detail

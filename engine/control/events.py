@@ -57,6 +57,7 @@ class CommandKind(StrEnum):
     SAVE_CHECKPOINT = "save_checkpoint"
     EVAL_NOW = "eval_now"
     STOP = "stop"                        # args: save (bool, default True)
+    LR_FIND = "lr_find"                  # args: check (bool: only the memory it needs), start, end, steps
 
 
 class LrMode(StrEnum):
@@ -122,6 +123,11 @@ def eval_now() -> Command:
 
 def stop(save: bool = True) -> Command:
     return Command(CommandKind.STOP, {"save": save})
+
+
+def lr_find(start: float = 1e-7, end: float = 10.0, steps: int = 100, *, check: bool = False) -> Command:
+    """The LR range test on a copy of the model (the run pauses); check=True only asks what memory it needs."""
+    return Command(CommandKind.LR_FIND, {"check": check, "start": start, "end": end, "steps": steps})
 
 
 # --- events (past tense facts from the engine) --------------------------------
@@ -222,6 +228,22 @@ class Alert:
 
 
 @dataclass(frozen=True)
+class LrFindDone:
+    """An LR range test ran on a copy of the model at `step`; the run itself is untouched."""
+
+    step: int
+    lrs: list[float]
+    losses: list[float | None]     # each step's loss (None: non-finite)
+    smoothed: list[float]          # the curve the suggestion is read from
+    suggestion: float | None
+    min_over_10: float | None
+    rule: str
+    stopped: str                   # why the sweep ended early ("" if it ran through)
+    path: str                      # the JSON file in the run directory
+    memory: dict[str, Any] = field(default_factory=dict)   # the footprint it was allowed with
+
+
+@dataclass(frozen=True)
 class LogLine:
     step: int
     level: str      # info, warning, error
@@ -230,11 +252,11 @@ class LogLine:
 
 EVENT_TYPES = {cls.__name__: cls for cls in (
     RunStarted, Metrics, EvalDone, StatusChanged, CommandApplied,
-    CommandRejected, CheckpointSaved, Alert, LogLine,
+    CommandRejected, CheckpointSaved, Alert, LogLine, LrFindDone,
 )}
 
 Event = (RunStarted | Metrics | EvalDone | StatusChanged | CommandApplied
-         | CommandRejected | CheckpointSaved | Alert | LogLine)
+         | CommandRejected | CheckpointSaved | Alert | LogLine | LrFindDone)
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from ..config import hot
 from ..control import events as ev
 from ..control.events import CheckpointReason, CommandKind, LrMode, State
 from ..errors import UserError
+from . import lr_find_run
 from .progress import Stop, StopReason
 
 if TYPE_CHECKING:
@@ -93,6 +94,33 @@ def _stop(t: Trainer, cmd: ev.Command) -> Answer:
                   state=State.STOPPING)
 
 
+def _lr_find(t: Trainer, cmd: ev.Command) -> Answer:
+    """check: the memory the test needs (nothing runs); else the test on a copy. The run stays
+    paused afterwards, so the suggestion can be applied at the step it was measured at."""
+    if cmd.args.get("check"):
+        fp = lr_find_run.footprint(t.model, t.optimizer, t.device)
+        fits = "fits" if fp.fits else "does NOT fit"
+        return Answer(None, fp.to_dict(), f"needs {lr_find_run.mib(fp.total)}, {lr_find_run.mib(fp.free)} free: {fits}")
+    # refused before the run pauses: a nonsense sweep, or a copy that would not fit
+    sw = lr_find_run.sweep_from_args(cmd.args)
+    fp = lr_find_run.footprint(t.model, t.optimizer, t.device)
+    lr_find_run.check_fits(fp)
+    if not t.paused:
+        t.pause()
+    t.set_state(State.PAUSED, f"LR range test on a copy of the model at step {t.progress.step}")
+    t.emit(ev.LogLine(t.progress.step, "info", f"LR range test: {sw.steps} steps from lr {sw.start:g} to "
+                                               f"{sw.end:g} on a copy ({lr_find_run.mib(fp.total)}); the run waits"))
+    res, path = lr_find_run.during_run(t, sw, fp)
+    rel = t.relative(path)
+    t.emit(ev.LrFindDone(step=t.progress.step, lrs=res.lrs, losses=lr_find_run.finite_or_none(res.losses),
+                         smoothed=res.smoothed, suggestion=res.suggestion, min_over_10=res.min_over_10,
+                         rule=res.rule, stopped=res.stopped, path=rel, memory=fp.to_dict()))
+    sug = f"suggests lr {res.suggestion:.3g}" if res.suggestion is not None else "no suggestion (curve too short)"
+    return Answer(None, res.suggestion, f"{sug} ({len(res.lrs)} steps on a copy; {rel}); the run is paused",
+                  {"path": str(path), "min_over_10": res.min_over_10, "stopped": res.stopped,
+                   "memory": fp.total}, state=State.PAUSED)
+
+
 HANDLERS: dict[str, Callable[[Trainer, ev.Command], Answer]] = {
     CommandKind.PAUSE: _pause,
     CommandKind.RESUME: _resume,
@@ -101,6 +129,7 @@ HANDLERS: dict[str, Callable[[Trainer, ev.Command], Answer]] = {
     CommandKind.SAVE_CHECKPOINT: _save_checkpoint,
     CommandKind.EVAL_NOW: _eval_now,
     CommandKind.STOP: _stop,
+    CommandKind.LR_FIND: _lr_find,
 }
 
 
