@@ -277,3 +277,44 @@ def save_result(result: LrFindResult, path: Path, **extra: Any) -> Path:
     tmp.write_text(json.dumps(data, indent=1) + "\n")
     tmp.replace(path)
     return path
+
+
+# ------------------------------------------------------------------ before a run
+def before_run(cfg: Any, sw: Sweep, progress: Callable[[int, float, float], None] | None = None) -> LrFindResult:
+    """The test on a fresh model built from `cfg` as a run would build it (data, model, init,
+    optimizer, precision, grad_accum, grad_clip); the schedule and warmup play no part."""
+    from ..build.data import build_datasets
+    from ..build.device import place
+    from ..build.fit import fit_model
+    from ..build.optim import build_optimizer
+    from ..config.preflight import preflight
+
+    sw.check()
+    preflight(cfg)
+    random.seed(cfg.run.seed)
+    torch.manual_seed(cfg.run.seed)
+    if cfg.run.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    placement = place(cfg.run.device, cfg.run.precision)
+    bundle = build_datasets(cfg.data, cfg.run.seed)
+    fit = fit_model(cfg, bundle, placement)
+    fit.model.to(placement.device)
+    optimizer = build_optimizer(fit.model, cfg.optim)
+    scaler = torch.amp.GradScaler(placement.device.type) if placement.use_scaler else None
+    batches = separate_batches(bundle, cfg.data.batch_size, cfg.data.num_workers, seed=cfg.run.seed,
+                               pin_memory=placement.device.type == "cuda")
+    step = make_step(fit.model, optimizer, fit, placement, batches, accum=cfg.train.grad_accum,
+                     grad_clip=cfg.train.grad_clip, scaler=scaler)
+    count = [0]
+
+    def reporting(lr: float) -> float:
+        loss = step(lr)
+        count[0] += 1
+        if progress is not None:
+            progress(count[0], lr, loss)
+        return loss
+
+    try:
+        return sweep(reporting, sw)
+    finally:
+        batches.close()
