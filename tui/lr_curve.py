@@ -78,13 +78,13 @@ def render_curve(lrs: list[float], losses: list[float | None], smoothed: list[fl
         label = f"{10 ** x:.0e}"
         start = min(max(pos - len(label) // 2, 0), plot_w - len(label))
         axis[start:start + len(label)] = label
-    out.append(" " * (LABEL_W + 1) + "".join(axis) + "  lr (log)")
+    out.append(" " * (LABEL_W - 2) + "lr " + "".join(axis))
     return out
 
 
 def legend(suggestion: float | None, min_over_10: float | None) -> str:
     """What the marks under the plot mean."""
-    parts = ["· each step's loss, ⣿ the smoothed curve"]
+    parts = ["x: lr (log scale); dots: each step's loss; line: the smoothed curve"]
     if suggestion is not None:
         parts.append(f"^ suggestion {num(suggestion)}")
     if min_over_10 is not None:

@@ -290,17 +290,17 @@ def reachable(app, key: str) -> bool:
 @pytest.mark.asyncio
 async def test_footer_follows_resizes_and_every_readme_key_is_reachable(channel):
     keys = readme_dashboard_keys()
-    assert {"space", "l", "h", "s", "e", "g", "q", "ctrl+c", "c", "ctrl+p"} <= set(keys)
+    assert {"space", "l", "h", "s", "e", "f", "g", "q", "ctrl+c", "c", "ctrl+p"} <= set(keys)
     app = create_app(channel)
     async with app.run_test(size=(200, 50)) as pilot:
         await wait_for(pilot, lambda: "c" in footer_state(app)[1], what="footer drawn")
-        assert footer_state(app) == (False, ["space", "l", "h", "s", "e", "g", "c", "q", "ctrl+p"])
+        assert footer_state(app) == (False, ["space", "l", "h", "s", "e", "f", "g", "c", "q", "ctrl+p"])
         await pilot.resize_terminal(80, 24)
         await wait_for(pilot, lambda: footer_state(app)[0], what="compact footer")
         await wait_for(pilot, lambda: footer_state(app)[1] == ["space", "l", "h", "s", "e", "c", "q", "ctrl+p"],
                        what="compact keys")
         await pilot.resize_terminal(200, 50)
-        await wait_for(pilot, lambda: footer_state(app) == (False, ["space", "l", "h", "s", "e", "g", "c", "q",
+        await wait_for(pilot, lambda: footer_state(app) == (False, ["space", "l", "h", "s", "e", "f", "g", "c", "q",
                                                                     "ctrl+p"]), what="wide footer again")
         # a resize while a dialog covers the dashboard reaches the footer too
         await pilot.press("h")
