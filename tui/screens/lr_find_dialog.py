@@ -7,6 +7,8 @@ resume when the run was running before the dialog paused it. Cancel changes no L
 
 from __future__ import annotations
 
+import time
+
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -65,13 +67,15 @@ class LrFindDialog(ModalScreen[list]):
         self.run_id: int | None = None
         self.fits = False
         self.result: ev.LrFindDone | None = None
+        self._running_text = ""
+        self._started_at = 0.0
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog") as box:
             box.border_title = "LR range test (on a copy of the model)"
             yield Static("The run pauses; a copy of the model and optimizer trains for STEPS steps while the "
-                         "LR grows from START to END, on batches of its own. The run comes back exactly as "
-                         "it was.", id="lrf-intro", classes="hint")
+                         "LR grows from START to END (edit them below), on batches of its own. The run "
+                         "comes back exactly as it was.", id="lrf-intro", classes="hint")
             yield Static("checking memory…", id="lrf-memory")
             yield Input(DEFAULT_SWEEP, placeholder="START END STEPS", id="lrf-sweep", compact=True)
             yield Static("", id="lrf-error", classes="error")
@@ -91,6 +95,9 @@ class LrFindDialog(ModalScreen[list]):
 
     # -- answers in --------------------------------------------------------
     def _poll(self) -> None:
+        if self.run_id is not None and self._running_text:
+            seconds = int(time.monotonic() - self._started_at)
+            self.query_one("#lrf-memory", Static).update(f"{self._running_text} {seconds} s")
         answers = self.pump.state.lr_find_answers
         if self.check_id is not None and self.check_id in answers:
             self._checked(answers.pop(self.check_id))
@@ -171,8 +178,9 @@ class LrFindDialog(ModalScreen[list]):
         self.query_one("#lrf-error", Static).update("")
         self.run_id = self.pump.send(ev.lr_find(start, end, steps)).id
         self.query_one("#lrf-start", Button).disabled = True
-        self.query_one("#lrf-memory", Static).update(
-            f"running: {steps} steps on a copy, lr {start:g} → {end:g}; the run is paused…")
+        self._started_at = time.monotonic()
+        self._running_text = f"running: {steps} steps on a copy, lr {start:g} → {end:g}; the run is paused…"
+        self.query_one("#lrf-memory", Static).update(self._running_text)
 
     def _resume(self) -> list:
         """A resume, when this dialog paused a running run (the test leaves it paused)."""
