@@ -34,6 +34,7 @@ def done(step=600):
 
 async def _open(pilot, app, channel, fits=True):
     await wait_for(pilot, lambda: app.pump.state.step == 600, what="step 600", timeout=20)
+    assert "LR find (f)" in [c.title for c in app.get_system_commands(app.screen)]  # in the palette too
     await pilot.press("f")
     await wait_for(pilot, lambda: isinstance(app.screen, LrFindDialog), what="the dialog", timeout=20)
     check = [c for c in drain_commands(channel) if c.kind == ev.CommandKind.LR_FIND]
