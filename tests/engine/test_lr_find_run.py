@@ -86,3 +86,12 @@ def test_rng_states_are_saved_and_put_back():
     a = (random.random(), torch.rand(1).item())
     lr_find_run.set_rng_state(s)
     assert (random.random(), torch.rand(1).item()) == a
+
+
+def test_two_tests_at_the_same_step_give_the_same_curve(tiny_config):
+    # nothing of the first test (grads, optimizer state, RNG draws, data order) leaks into the second
+    t, ch = run_trainer(tiny_config({"train": {"max_steps": 6}, "model": {"args": {"width": 8, "dropout": 0.3}}}),
+                        script={4: [ev.lr_find(1e-4, 1.0, 12), ev.lr_find(1e-4, 1.0, 12), ev.resume()]})
+    a, b = of_type(ch.seen, ev.LrFindDone)
+    assert a.step == b.step == 4 and a.losses == b.losses and a.suggestion == b.suggestion
+    assert t.final_state == "finished" and t.step == 6
