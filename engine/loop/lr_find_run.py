@@ -10,7 +10,7 @@ before and put back after, so dropout and augmentation in the run draw what they
 
 from __future__ import annotations
 
-import copy
+from copy import deepcopy
 import json
 import math
 import random
@@ -184,7 +184,12 @@ def on_copy(model: torch.nn.Module, optimizer: torch.optim.Optimizer, fit: Fit, 
     sw.check()
     saved = rng_state()
     try:
-        m2, o2 = copy.deepcopy((model, optimizer))
+        try:
+            m2, o2 = deepcopy((model, optimizer))
+        except Exception as e:  # noqa: BLE001 - a model that cannot be copied: say so, the run goes on
+            raise ValueError(f"the model and optimizer cannot be copied for the test ({type(e).__name__}: "
+                             f"{str(e)[:200]}); the run itself is untouched (still paused). Run `danlu lr-find` "
+                             "on the config instead.") from None
         s2 = None
         if scaler is not None:
             s2 = torch.amp.GradScaler(placement.device.type)

@@ -95,3 +95,15 @@ def test_two_tests_at_the_same_step_give_the_same_curve(tiny_config):
     a, b = of_type(ch.seen, ev.LrFindDone)
     assert a.step == b.step == 4 and a.losses == b.losses and a.suggestion == b.suggestion
     assert t.final_state == "finished" and t.step == 6
+
+
+def test_a_model_that_cannot_be_copied_is_refused_and_the_run_is_unharmed(tiny_config, monkeypatch):
+    def refuse(obj, memo=None):
+        raise TypeError("cannot pickle 'generator' object")
+
+    monkeypatch.setattr(lr_find_run, "deepcopy", refuse)
+    t, ch = run_trainer(tiny_config({"train": {"max_steps": 4}}), script={2: [ev.lr_find(1e-4, 1.0, 12)]},
+                        resume_when_paused=True)
+    rejected = [e for e in of_type(ch.seen, ev.CommandRejected) if e.kind == "lr_find"]
+    assert rejected and "cannot be copied" in rejected[0].reason and "danlu lr-find" in rejected[0].reason
+    assert t.final_state == "finished" and t.step == 4
