@@ -115,6 +115,8 @@ def _lr_find(t: Trainer, cmd: ev.Command) -> Answer:
     t.emit(ev.LrFindDone(step=t.progress.step, lrs=res.lrs, losses=lr_find_run.finite_or_none(res.losses),
                          smoothed=res.smoothed, suggestion=res.suggestion, min_over_10=res.min_over_10,
                          rule=res.rule, stopped=res.stopped, path=rel, memory=fp.to_dict()))
+    # the status line said the test was running: now it says what the pause is waiting for
+    t.emit(ev.StatusChanged(State.PAUSED, t.progress.step, "the LR range test is done; apply its LR or resume"))
     sug = f"suggests lr {res.suggestion:.3g}" if res.suggestion is not None else "no suggestion (curve too short)"
     return Answer(None, res.suggestion, f"{sug} ({len(res.lrs)} steps on a copy; {rel}); the run is paused",
                   {"path": str(path), "min_over_10": res.min_over_10, "stopped": res.stopped,

@@ -49,6 +49,8 @@ def test_the_result_is_saved_in_the_run_and_recorded_as_an_event(tiny_config):
     applied = [e for e in of_type(ch.seen, ev.CommandApplied) if e.kind == "lr_find"]
     assert applied and applied[0].new == data["suggestion"]
     assert "paused" in applied[0].detail
+    status = [e for e in of_type(ch.seen, ev.StatusChanged) if e.step == 3]
+    assert "LR range test on a copy" in status[0].detail and "test is done" in status[1].detail
 
 
 def test_check_states_the_memory_without_running_or_pausing(tiny_config):
