@@ -34,7 +34,7 @@ def test_lr_find_prints_the_curve_saves_json_and_applies_keeping_comments(tmp_pa
     data = json.loads(out.read_text())
     assert len(data["lrs"]) == len(data["losses"]) >= 10 and data["lrs"][0] == pytest.approx(1e-4)
     assert data["suggestion"] and data["rule"].startswith("steepest descent")
-    assert "suggested lr:" in printed and "min/10:" in printed and "lr (log)" in printed
+    assert "suggested lr:" in printed and "min/10:" in printed and "lr (log scale)" in printed
     assert "steepest descent" in printed  # the rule is named
     text = cfg.read_text()
     import yaml

@@ -32,12 +32,20 @@ def done(step=600):
                          memory=footprint())
 
 
+async def _sent(pilot, channel) -> list:
+    """The lr_find commands the dialog sent, once it has sent one."""
+    seen: list = []
+    await wait_for(pilot, lambda: seen.extend(c for c in drain_commands(channel) if c.kind == ev.CommandKind.LR_FIND)
+                   or seen, what="an lr_find command", timeout=20)
+    return seen
+
+
 async def _open(pilot, app, channel, fits=True):
     await wait_for(pilot, lambda: app.pump.state.step == 600, what="step 600", timeout=20)
     assert "LR find (f)" in [c.title for c in app.get_system_commands(app.screen)]  # in the palette too
     await pilot.press("f")
     await wait_for(pilot, lambda: isinstance(app.screen, LrFindDialog), what="the dialog", timeout=20)
-    check = [c for c in drain_commands(channel) if c.kind == ev.CommandKind.LR_FIND]
+    check = await _sent(pilot, channel)
     assert len(check) == 1 and check[0].args["check"] is True  # nothing runs before the person agrees
     channel.emit(ev.CommandApplied(check[0].id, "lr_find", 600, None, footprint(fits), "…"))
     memory = app.screen.query_one("#lrf-memory", Static)
@@ -53,8 +61,7 @@ async def test_the_memory_is_stated_then_the_curve_and_apply_sends_set_lr_and_re
         text = await _open(pilot, app, channel)
         assert "160.0 MiB" in text and "1000.0 MiB" in text and "it fits" in text
         await pilot.click("#lrf-start")
-        await pilot.pause()
-        run = [c for c in drain_commands(channel) if c.kind == ev.CommandKind.LR_FIND]
+        run = await _sent(pilot, channel)
         assert len(run) == 1 and not run[0].args["check"] and run[0].args["steps"] == 100
         channel.emit(ev.StatusChanged("paused", 600, "LR range test on a copy of the model at step 600"))
         channel.emit(done())
