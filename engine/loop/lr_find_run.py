@@ -288,14 +288,27 @@ def save_result(result: LrFindResult, path: Path, **extra: Any) -> Path:
 def before_run(cfg: Any, sw: Sweep, progress: Callable[[int, float, float], None] | None = None) -> LrFindResult:
     """The test on a fresh model built from `cfg` as a run would build it (data, model, init,
     optimizer, precision, grad_accum, grad_clip); the schedule and warmup play no part."""
-    from ..build.data import build_datasets
-    from ..build.device import place
-    from ..build.fit import fit_model
-    from ..build.optim import build_optimizer
     from ..config.preflight import preflight
 
     sw.check()
     preflight(cfg)
+    # the editor runs this in its own process, which may train next: leave its global state as found
+    saved = rng_state()
+    deterministic = (torch.are_deterministic_algorithms_enabled(),
+                     torch.is_deterministic_algorithms_warn_only_enabled())
+    try:
+        return _before_run(cfg, sw, progress)
+    finally:
+        set_rng_state(saved)
+        torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
+
+
+def _before_run(cfg: Any, sw: Sweep, progress: Callable[[int, float, float], None] | None) -> LrFindResult:
+    from ..build.data import build_datasets
+    from ..build.device import place
+    from ..build.fit import fit_model
+    from ..build.optim import build_optimizer
+
     random.seed(cfg.run.seed)
     torch.manual_seed(cfg.run.seed)
     if cfg.run.deterministic:
