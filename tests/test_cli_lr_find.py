@@ -53,3 +53,12 @@ def test_bad_input_is_a_message_and_exit_2(args, needle, capsys):
     code = main(["lr-find", *args])
     err = capsys.readouterr().err
     assert code == 2 and needle in err and "Traceback" not in err
+
+
+def test_an_unwritable_out_is_a_message_not_a_traceback(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code = main(["lr-find", *FAST, "--start", "1e-4", "--end", "1", "--steps", "10",
+                 "--out", str(blocker / "res.json")])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot write" in err and "Give another --out" in err

@@ -68,8 +68,12 @@ def run_lr_find(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else (Path(cfg.run.out_dir) / "lr_find"
                                            / f"{cfg.run.name}-{time.strftime('%Y%m%d-%H%M%S')}.json")
-    save_result(res, out, config=str(find_config(path)), overrides=overrides,
-                sweep={"start": sw.start, "end": sw.end, "steps": sw.steps})
+    try:
+        save_result(res, out, config=str(find_config(path)), overrides=overrides,
+                    sweep={"start": sw.start, "end": sw.end, "steps": sw.steps})
+    except OSError as e:
+        raise UserError(f"lr-find: cannot write {out}: {e.strerror or e}. Give another --out "
+                        "(the result above is not saved)") from None
     print(f"saved: {out}")
 
     if args.apply:
