@@ -118,6 +118,11 @@ CASES = {
     "regression-targets": (_regression_data, "numbers to predict? Set train.loss=mse"),
     "resume-with-a-new-batch-size": (_resume_with_batch_size,
                                      "data.batch_size 16 → 32: it changes what one step sees"),
+    "lambda-without-fn": (["check", "schedule.name=lambda"], "schedule.fn: the lambda schedule needs fn"),
+    "lambda-fn-not-found": (["run", "--headless", "schedule.name=lambda", "schedule.fn=nosuchmod_xyz:f", *TINY],
+                            "schedule.fn: cannot import module 'nosuchmod_xyz'"),
+    "lr-find-backwards-sweep": (["lr-find", "--start", "1", "--end", "0.1"],
+                                "lr-find: the sweep needs 0 < start < end"),
 }
 
 

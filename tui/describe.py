@@ -111,6 +111,8 @@ def applied_text(e: ev.CommandApplied, cmd: ev.Command | None = None, run_dir: s
     if kind == ev.CommandKind.EVAL_NOW:
         res = e.new if isinstance(e.new, dict) else {}
         return "evaluated: " + _metrics_text(res.get("val_loss"), res.get("val_acc"))
+    if kind == ev.CommandKind.LR_FIND:
+        return f"LR range test: {e.detail}"
     if kind == ev.CommandKind.SET_LR:
         # the engine's detail ("rescale; from step N") repeats the step the caller shows
         name = "lr"

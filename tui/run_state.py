@@ -53,6 +53,8 @@ class RunState:
     best_val_loss: float | None = None
     best_val_acc: float | None = None
     last_checkpoint: ev.CheckpointSaved | None = None
+    lr_find: ev.LrFindDone | None = None  # the latest mid-run LR range test
+    lr_find_answers: dict = field(default_factory=dict)  # command id -> its CommandApplied/Rejected (the dialog reads it)
     hparams: dict[str, Any] = field(default_factory=dict)  # every applied set_hparam, name -> new
     val_points: deque = field(default_factory=lambda: deque(maxlen=2000))  # (step, val_loss)
     markers: deque = field(default_factory=lambda: deque(maxlen=500))      # (step, kind)
@@ -200,12 +202,21 @@ class RunState:
         if e.val_acc is not None and math.isfinite(e.val_acc):
             self.best_val_acc = max(self.best_val_acc or e.val_acc, e.val_acc)
 
+    def _on_LrFindDone(self, e: ev.LrFindDone, _):
+        self.lr_find = e
+
     def _on_StatusChanged(self, e: ev.StatusChanged, _):
         self.state, self.detail = e.state, e.detail
         self.step = max(self.step, e.step)
 
+    def _on_CommandRejected(self, e: ev.CommandRejected, _):
+        if e.kind == ev.CommandKind.LR_FIND:
+            self.lr_find_answers[e.command_id] = e
+
     def _on_CommandApplied(self, e: ev.CommandApplied, commands):
         cmd = commands.get(e.command_id)
+        if e.kind == ev.CommandKind.LR_FIND:
+            self.lr_find_answers[e.command_id] = e
         if e.kind in (ev.CommandKind.SET_LR, ev.CommandKind.PAUSE):
             self.markers.append((e.step, e.kind))
             if e.kind == ev.CommandKind.SET_LR and isinstance(e.new, list) and len(e.new) == len(self.lrs):

@@ -90,6 +90,8 @@ class LRSchedule:
                 self.length_arg = length
             else:
                 self.length_set = args[length]
+        if cfg.name == "lambda":
+            args["lr_lambda"] = _lambda(args.pop("fn", None), self.interval)
         if cfg.name == "onecycle":
             if args.get("max_lr") is None:
                 args["max_lr"] = [float(g["lr"]) for g in groups]
@@ -395,6 +397,23 @@ class LRSchedule:
         self._override = [None if v is None else float(v) for v in state["override"]]
         self._sched_lrs = [float(v) for v in state["sched_lrs"]]
         self._write()
+
+
+def _lambda(spec: Any, interval: str) -> Any:
+    """The user's schedule.fn, checked on step 0 so a bad one fails at the start with its name."""
+    from .imports import resolve_target
+    if not spec:
+        raise UserError("schedule.fn: the lambda schedule needs fn: package.module:callable")
+    fn = resolve_target(str(spec), "schedule.fn")
+    try:
+        v = fn(0)
+    except Exception as e:  # noqa: BLE001 - the user's code: any failure is theirs to see, named
+        raise UserError(f"schedule.fn: {spec}(0) raised {type(e).__name__}: {e}. It is called with the "
+                        f"{interval} number (an int from 0) and must return the factor on optim.lr.") from None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+        raise UserError(f"schedule.fn: {spec}(0) returned {v!r}; it must return a finite number >= 0, "
+                        "the factor on optim.lr")
+    return fn
 
 
 def _count(n: float, unit: str) -> str:

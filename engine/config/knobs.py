@@ -156,6 +156,11 @@ SCHEDULERS: dict[str, tuple[str | None, str, dict[str, Knob]]] = {
         "final_div_factor": Knob("float", 1e4, "Final LR = starting LR / final_div_factor.", gt=0),
         "three_phase": Knob("bool", False, "Add a third phase that anneals below the starting LR."),
     }),
+    "lambda": ("LambdaLR", "step", {
+        "fn": Knob("str", None, "Your function of the step (or of the epoch, with interval: epoch), counted from 0 "
+                   "after warmup, giving the factor on optim.lr: package.module:callable or path/file.py:callable.",
+                   optional=True),
+    }),
 }
 
 SCHEDULE_COMMON = ("name", "warmup_steps", "warmup_start_factor", "interval")

@@ -352,6 +352,14 @@ def _schedule_section(raw: dict[str, Any], problems: list[str]) -> ScheduleConfi
         if v is not None or SCHEDULE_FIELDS[k].optional:
             setattr(cfg, k, v)
     cfg.args = args
+    if name == "lambda":
+        fn = args.get("fn")
+        if not fn:
+            problems.append("schedule.fn: the lambda schedule needs fn: package.module:callable (or "
+                            "path/file.py:callable), a function of the step returning the factor on optim.lr")
+        elif isinstance(fn, str) and (":" not in fn or fn.startswith(":") or fn.endswith(":")):
+            problems.append(f"schedule.fn: {fn!r} is not an import target; write package.module:callable "
+                            "or path/file.py:callable")
     if name == "plateau" and cfg.interval not in (None,):
         problems.append("schedule.interval: plateau steps on each evaluation; leave interval empty")
     if name == "onecycle" and args.get("base_momentum") is not None and args.get("max_momentum") is not None \

@@ -60,6 +60,7 @@ class CommandKind(StrEnum):
     FREEZE = "freeze"                    # args: match (regex searched in parameter names)
     UNFREEZE = "unfreeze"                # args: match, lr_mult (a new group's LR = optim.lr * lr_mult)
     PROFILE = "profile"                  # args: steps (int, 1..1000): torch.profiler over the next N steps
+    LR_FIND = "lr_find"                  # args: check (bool: only the memory it needs), start, end, steps
 
 
 class LrMode(StrEnum):
@@ -143,6 +144,11 @@ PROFILE_MAX_STEPS = 1000   # a longer window makes a trace that no viewer opens
 def profile(steps: int = 5) -> Command:
     """Profile the next `steps` optimizer steps; the result comes as ProfileDone."""
     return Command(CommandKind.PROFILE, {"steps": steps})
+
+
+def lr_find(start: float = 1e-7, end: float = 10.0, steps: int = 100, *, check: bool = False) -> Command:
+    """The LR range test on a copy of the model (the run pauses); check=True only asks what memory it needs."""
+    return Command(CommandKind.LR_FIND, {"check": check, "start": start, "end": end, "steps": steps})
 
 
 # --- events (past tense facts from the engine) --------------------------------
@@ -280,6 +286,22 @@ class ProfileDone:
 
 
 @dataclass(frozen=True)
+class LrFindDone:
+    """An LR range test ran on a copy of the model at `step`; the run itself is untouched."""
+
+    step: int
+    lrs: list[float]
+    losses: list[float | None]     # each step's loss (None: non-finite)
+    smoothed: list[float]          # the curve the suggestion is read from
+    suggestion: float | None
+    min_over_10: float | None
+    rule: str
+    stopped: str                   # why the sweep ended early ("" if it ran through)
+    path: str                      # the JSON file in the run directory
+    memory: dict[str, Any] = field(default_factory=dict)   # the footprint it was allowed with
+
+
+@dataclass(frozen=True)
 class LogLine:
     step: int
     level: str      # info, warning, error
@@ -288,11 +310,12 @@ class LogLine:
 
 EVENT_TYPES = {cls.__name__: cls for cls in (
     RunStarted, Metrics, EvalDone, StatusChanged, CommandApplied,
-    CommandRejected, CheckpointSaved, Alert, LogLine, ParamsChanged, ProfileDone,
+    CommandRejected, CheckpointSaved, Alert, LogLine, ParamsChanged, ProfileDone, LrFindDone,
 )}
 
 Event = (RunStarted | Metrics | EvalDone | StatusChanged | CommandApplied
-         | CommandRejected | CheckpointSaved | Alert | LogLine | ParamsChanged | ProfileDone)
+         | CommandRejected | CheckpointSaved | Alert | LogLine | ParamsChanged | ProfileDone
+         | LrFindDone)
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

@@ -16,8 +16,7 @@ from ..config.numbers import as_float
 from ..control import events as ev
 from ..control.events import CheckpointReason, CommandKind, LrMode, State
 from ..errors import UserError
-from . import freezing
-from . import profile
+from . import freezing, lr_find_run, profile
 from .progress import Stop, StopReason
 
 if TYPE_CHECKING:
@@ -115,6 +114,35 @@ def _profile(t: Trainer, cmd: ev.Command) -> Answer:
                   {"steps": window.asked})
 
 
+def _lr_find(t: Trainer, cmd: ev.Command) -> Answer:
+    """check: the memory the test needs (nothing runs); else the test on a copy. The run stays
+    paused afterwards, so the suggestion can be applied at the step it was measured at."""
+    if cmd.args.get("check"):
+        fp = lr_find_run.footprint(t.model, t.optimizer, t.device)
+        fits = "fits" if fp.fits else "does NOT fit"
+        return Answer(None, fp.to_dict(), f"needs {lr_find_run.mib(fp.total)}, {lr_find_run.mib(fp.free)} free: {fits}")
+    # refused before the run pauses: a nonsense sweep, or a copy that would not fit
+    sw = lr_find_run.sweep_from_args(cmd.args)
+    fp = lr_find_run.footprint(t.model, t.optimizer, t.device)
+    lr_find_run.check_fits(fp)
+    if not t.paused:
+        t.pause()
+    t.set_state(State.PAUSED, f"LR range test on a copy of the model at step {t.progress.step}")
+    t.emit(ev.LogLine(t.progress.step, "info", f"LR range test: {sw.steps} steps from lr {sw.start:g} to "
+                                               f"{sw.end:g} on a copy ({lr_find_run.mib(fp.total)}); the run waits"))
+    res, path = lr_find_run.during_run(t, sw, fp)
+    rel = t.relative(path)
+    t.emit(ev.LrFindDone(step=t.progress.step, lrs=res.lrs, losses=lr_find_run.finite_or_none(res.losses),
+                         smoothed=res.smoothed, suggestion=res.suggestion, min_over_10=res.min_over_10,
+                         rule=res.rule, stopped=res.stopped, path=rel, memory=fp.to_dict()))
+    # the status line said the test was running: now it says what the pause is waiting for
+    t.emit(ev.StatusChanged(State.PAUSED, t.progress.step, "the LR range test is done; apply its LR or resume"))
+    sug = f"suggests lr {res.suggestion:.3g}" if res.suggestion is not None else "no suggestion (curve too short)"
+    return Answer(None, res.suggestion, f"{sug} ({len(res.lrs)} steps on a copy; {rel}); the run is paused",
+                  {"path": str(path), "min_over_10": res.min_over_10, "stopped": res.stopped,
+                   "memory": fp.total}, state=State.PAUSED)
+
+
 HANDLERS: dict[str, Callable[[Trainer, ev.Command], Answer]] = {
     CommandKind.PAUSE: _pause,
     CommandKind.RESUME: _resume,
@@ -126,6 +154,7 @@ HANDLERS: dict[str, Callable[[Trainer, ev.Command], Answer]] = {
     CommandKind.FREEZE: _freeze,
     CommandKind.UNFREEZE: _freeze,
     CommandKind.PROFILE: _profile,
+    CommandKind.LR_FIND: _lr_find,
 }
 
 

@@ -15,6 +15,7 @@ from danlu.engine.config.knobs import SCHEDULERS, scheduler_defaults
 from danlu.engine.build.schedule import LRSchedule, preview
 
 SPE, TOTAL = 10, 60
+LAMBDAS = __file__.rsplit("/", 1)[0] + "/lambda_fns.py"
 BASE = (0.1, 0.01)                  # two groups, so differential LRs are checked too
 VAL = [1.0, 0.9, 0.95, 0.97, 0.5, 0.8, 0.9]   # one per epoch end; plateau reduces on the bad ones
 
@@ -25,9 +26,11 @@ ARGS = {
     "exponential": {"gamma": 0.8},
     "cosine_restarts": {"T_0": 2, "T_mult": 2},
     "plateau": {"patience": 0, "factor": 0.5},
+    "lambda": {"fn": LAMBDAS + ":decay_10pct"},
 }
 # (name, interval): every scheduler at its default interval, and the other unit where it means something.
-CASES = [(n, None) for n in SCHEDULERS] + [("cosine", "epoch"), ("cosine_restarts", "step"), ("step", "step")]
+CASES = [(n, None) for n in SCHEDULERS] + [("cosine", "epoch"), ("cosine_restarts", "step"), ("step", "step"),
+                                           ("lambda", "epoch")]
 WARMUPS = [(0, 0.0), (7, 0.0), (12, 0.25)]   # 7: warmup ends mid-epoch
 
 
@@ -78,6 +81,9 @@ def reference(cfg):
         args["T_max"] = left
     if cfg.name == "onecycle":
         args.update(total_steps=left, max_lr=list(BASE))
+    if cfg.name == "lambda":
+        from danlu.engine.build.imports import resolve_target
+        args["lr_lambda"] = resolve_target(args.pop("fn"), "schedule.fn")
     sched = getattr(torch.optim.lr_scheduler, cls_name)(opt, **args) if cls_name else None
     out = []
     for s in range(TOTAL):
@@ -397,3 +403,37 @@ def test_retime_of_a_schedule_that_has_ended_says_so(name):
     from danlu.engine.build.schedule import ScheduleEnded
     with pytest.raises(ScheduleEnded, match="has already reached its end"):
         _resumed(sched_cfg(name), TOTAL, 90)
+
+
+# --- the lambda schedule: the user's own function -------------------------------------
+
+
+def test_lambda_composes_with_warmup_and_counts_from_its_end():
+    cfg = sched_cfg("lambda", warmup=5, fn=LAMBDAS + ":linear_decay")
+    got = flat(trace(cfg))
+    assert got[:5] == pytest.approx([BASE[0] * s / 5 for s in range(1, 6)])
+    assert got[5 + 12] == pytest.approx(BASE[0] * (1 - 12 / 40))   # fn(12), twelve steps after the warmup
+
+
+@pytest.mark.parametrize("fn, words", [
+    ("no_such_module_xyz:f", "schedule.fn"),
+    (LAMBDAS + ":missing", "has no attribute 'missing'"),
+    (LAMBDAS + ":NOT_CALLABLE", "not a callable"),
+    (LAMBDAS + ":broken", "raised ZeroDivisionError"),
+    (LAMBDAS + ":not_a_number", "must return a finite number >= 0"),
+])
+def test_a_bad_lambda_fn_is_a_clear_error_naming_the_key(fn, words):
+    with pytest.raises(UserError) as e:
+        LRSchedule(make_opt(), sched_cfg("lambda", fn=fn), SPE, TOTAL)
+    assert words in str(e.value) and "schedule.fn" in str(e.value)
+
+
+@pytest.mark.parametrize("raw, words", [({"name": "lambda"}, "needs fn"),
+                                        ({"name": "lambda", "fn": "mymodule.f"}, "not an import target"),
+                                        ({"name": "cosine", "fn": "m:f"}, "lambda do")])
+def test_the_config_checks_schedule_fn(raw, words):
+    from danlu.engine.config.schema import from_dict
+    from danlu.engine.errors import ConfigError
+    with pytest.raises(ConfigError) as e:
+        from_dict({"schedule": raw})
+    assert words in str(e.value)

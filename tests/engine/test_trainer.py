@@ -75,7 +75,8 @@ def test_every_optimizer_runs(tiny_config, name):
 @pytest.mark.parametrize("name", list(SCHEDULERS))
 @pytest.mark.parametrize("warmup", [0, 3])
 def test_every_scheduler_runs(tiny_config, name, warmup):
-    t, _ = run_trainer(tiny_config({"schedule": {"name": name, "warmup_steps": warmup},
+    fn = {"fn": str(Path(__file__).parent / "lambda_fns.py") + ":decay_10pct"} if name == "lambda" else {}
+    t, _ = run_trainer(tiny_config({"schedule": {"name": name, "warmup_steps": warmup, **fn},
                                     "train": {"max_steps": 12, "eval_every": 4}}))
     assert t.final_state == "finished" and t.step == 12
     lrs = [r["lr"] for r in _train_records(t.run_dir)]

@@ -290,18 +290,18 @@ def reachable(app, key: str) -> bool:
 @pytest.mark.asyncio
 async def test_footer_follows_resizes_and_every_readme_key_is_reachable(channel):
     keys = readme_dashboard_keys()
-    assert {"space", "l", "h", "s", "e", "g", "z", "q", "ctrl+c", "c", "p", "ctrl+p"} <= set(keys)
+    assert {"space", "l", "h", "s", "e", "f", "g", "z", "q", "ctrl+c", "c", "p", "ctrl+p"} <= set(keys)
     app = create_app(channel)
     async with app.run_test(size=(200, 50)) as pilot:
         await wait_for(pilot, lambda: "c" in footer_state(app)[1], what="footer drawn")
-        assert footer_state(app) == (False, ["space", "l", "h", "s", "e", "g", "z", "c", "p", "q", "ctrl+p"])
+        assert footer_state(app) == (False, ["space", "l", "h", "s", "e", "f", "g", "z", "c", "p", "q", "ctrl+p"])
         await pilot.resize_terminal(80, 24)
         await wait_for(pilot, lambda: footer_state(app)[0], what="compact footer")
         await wait_for(pilot, lambda: footer_state(app)[1] == ["space", "l", "h", "s", "e", "c", "q", "ctrl+p"],
                        what="compact keys")
         await pilot.resize_terminal(200, 50)
-        await wait_for(pilot, lambda: footer_state(app) == (False, ["space", "l", "h", "s", "e", "g", "z", "c", "p",
-                                                                    "q", "ctrl+p"]), what="wide footer again")
+        await wait_for(pilot, lambda: footer_state(app) == (False, ["space", "l", "h", "s", "e", "f", "g", "z", "c",
+                                                                    "p", "q", "ctrl+p"]), what="wide footer again")
         # a resize while a dialog covers the dashboard reaches the footer too
         await pilot.press("h")
         await wait_for(pilot, lambda: app.screen.id == "hparam-dialog", what="dialog")

@@ -88,3 +88,58 @@ async def test_escape_with_edits_asks_and_the_status_names_the_run(channel):
         await wait_for(pilot, lambda: isinstance(app.screen, LiveEditorScreen), what="live editor again")
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.screen.id == "dashboard", what="closed without a question")
+
+
+async def _restart_dialog(pilot, app, channel, edits):
+    from danlu.tui.screens.editor_dialogs import ConfirmDialog
+    channel.emit(dataclasses.replace(run_started(), config=Config().to_dict()))
+    channel.emit(ev.StatusChanged("running", 0))
+    await wait_for(pilot, lambda: app.pump.state.run is not None, what="RunStarted")
+    await pilot.press("c")
+    await wait_for(pilot, lambda: isinstance(app.screen, LiveEditorScreen), what="live editor")
+    screen = app.screen
+    screen.query_one("LrPreview").preview_fn = flat_preview
+    for path, value in edits:
+        screen.query_one("#f-" + path.replace(".", "-")).value = value
+        await pilot.pause()
+    await wait_for(pilot, lambda: screen._check_timer is None and "restart" in
+                   str(screen.query_one("#editor-status").render()), what="cold change seen")
+    await pilot.press("ctrl+r")
+    await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="restart dialog")
+    return app.screen
+
+
+async def test_a_restart_that_changes_the_batch_offers_linear_lr_scaling_only_as_a_choice(channel):
+    base = Config()
+    b = base.data.batch_size
+    app = create_app(channel)
+    seen = []
+    app.restart_with = lambda config, changes: seen.append((config, changes)) or True
+    async with app.run_test(size=(120, 40)) as pilot:
+        dialog = await _restart_dialog(pilot, app, channel, [("data.batch_size", str(2 * b))])
+        assert "linear scaling rule" in dialog.message and f"{base.optim.lr:g} → {2 * base.optim.lr:g}" in dialog.message
+        assert [bt[0] for bt in dialog.buttons] == ["cancel", "restart-scaled", "restart"]
+        await pilot.click("#restart-scaled")
+        await wait_for(pilot, lambda: seen, what="the restart")
+    config, changes = seen[0]
+    assert config.data.batch_size == 2 * b and config.optim.lr == 2 * base.optim.lr
+    assert any("linear scaling" in c for c in changes)
+
+
+async def test_a_plain_restart_keeps_the_lr_and_no_offer_when_the_lr_was_set(channel):
+    base = Config()
+    b = base.data.batch_size
+    app = create_app(channel)
+    seen = []
+    app.restart_with = lambda config, changes: seen.append((config, changes)) or True
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _restart_dialog(pilot, app, channel, [("data.batch_size", str(b // 2))])
+        await pilot.click("#restart")
+        await wait_for(pilot, lambda: seen, what="the restart")
+    assert seen[0][0].optim.lr == base.optim.lr and seen[0][0].data.batch_size == b // 2  # never silently
+    from danlu.tui.screens.editor_live import lr_scaling
+    set_too = dataclasses.replace(base, data=dataclasses.replace(base.data, batch_size=2 * b),
+                                  optim=dataclasses.replace(base.optim, lr=1e-4))
+    assert lr_scaling(base, set_too) is None and lr_scaling(base, base) is None
+    accum = dataclasses.replace(base, train=dataclasses.replace(base.train, grad_accum=4))
+    assert lr_scaling(base, accum) == (4.0, float(f"{base.optim.lr * 4:.4g}"))

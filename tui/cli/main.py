@@ -17,6 +17,7 @@ examples:
                                              a new run from that run's weights, with changes
   danlu check configs/my.yaml optim.name=sgd  validate and print the resolved config
   danlu edit configs/my.yaml                 the config editor
+  danlu lr-find configs/my.yaml --apply      an LR range test; its suggestion into optim.lr
 
 exit codes: 0 finished or stopped on request, 1 the run failed (a crash checkpoint is kept when
 it can be), 2 bad input (or --resume of a run another process is training), 3 stopped on a
@@ -48,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     edit = sub.add_parser("edit", help="open the config editor")
     edit.add_argument("config", nargs="?")
+
+    from .lr_find import add_parser as add_lr_find
+    add_lr_find(sub)
     return p
 
 
@@ -88,6 +92,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _run(args)
     if args.command == "edit":
         return _edit(args.config)
+    if args.command == "lr-find":
+        from .lr_find import run_lr_find
+        return run_lr_find(args)
     return _launcher()
 
 

@@ -47,7 +47,8 @@ UI_BUDGET = 0.005
 CHARTS_MAX_S = 4.0
 COMPACT_W, COMPACT_H = 100, 30  # below either, the compact layout
 # Actions that talk to a live engine; disabled once the run has ended.
-LIVE_ACTIONS = ("toggle_pause", "set_lr", "set_hparam", "save", "evaluate", "edit_config", "freeze", "profile")
+LIVE_ACTIONS = ("toggle_pause", "set_lr", "set_hparam", "save", "evaluate", "edit_config", "freeze", "profile",
+                "lr_find")
 # Answers worth a toast (the rest go to the event log only).
 TOAST_KINDS = (ev.CommandKind.SET_LR, ev.CommandKind.SET_HPARAM, ev.CommandKind.FREEZE, ev.CommandKind.UNFREEZE)
 # Checkpoints the engine writes by itself are logged, not toasted (one per eval would be noise).
@@ -66,6 +67,8 @@ class DashboardScreen(Screen):
         Binding("h", "set_hparam", "Hparams", tooltip="Change a hot hyperparameter", id="hparams"),
         Binding("s", "save", "Save ckpt", tooltip="Save a checkpoint now", id="save"),
         Binding("e", "evaluate", "Eval", tooltip="Evaluate on the validation set now", id="eval"),
+        Binding("f", "lr_find", "LR find", id="lr-find",
+                tooltip="LR range test on a copy of the model (the run pauses, then goes on unharmed)"),
         Binding("g", "toggle_log", "Log scale", tooltip="Loss chart: linear/log y axis", id="log-scale"),
         Binding("z", "freeze", "Freeze", id="freeze",
                 tooltip="Freeze or unfreeze parameters by regex (unfrozen ones join at lr x lr_mult)"),
@@ -77,8 +80,8 @@ class DashboardScreen(Screen):
     ]
     # When the footer cannot show every key (under ~93 columns), it leaves out keys from the end
     # of this list first; "^p more" then says the palette has them (every key above is there).
-    FOOTER_PRIORITY = ("quit", "pause", "edit-config", "lr", "save", "hparams", "eval", "log-scale", "freeze",
-                       "profile")
+    FOOTER_PRIORITY = ("quit", "pause", "edit-config", "lr", "save", "hparams", "eval", "log-scale", "lr-find",
+                       "freeze", "profile")
 
     def __init__(self, pump: EventPump):
         super().__init__(id="dashboard")
@@ -254,6 +257,13 @@ class DashboardScreen(Screen):
 
     def action_evaluate(self) -> None:
         self.pump.send(ev.eval_now())
+
+    def action_lr_find(self) -> None:
+        from .lr_find_dialog import LrFindDialog
+        if self.state.run is None:
+            self.app.toast("the run has not started yet; try again in a moment", severity="warning")
+            return
+        self.app.push_screen(LrFindDialog(self.pump), self._send_all)
 
     def action_toggle_log(self) -> None:
         self.log_scale = not self.log_scale

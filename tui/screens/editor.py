@@ -47,12 +47,14 @@ class EditorScreen(Screen):
         Binding("ctrl+r", "run", "Run", priority=True, id="editor-run",
                 tooltip="Save if needed, leave the editor and train this config"),
         Binding("f8", "next_problem", "Next problem", priority=True, id="editor-next-problem"),
+        Binding("f4", "lr_find", "LR find", priority=True, id="editor-lr-find",
+                tooltip="LR range test on this config; its suggestion can go into optim.lr"),
         Binding("escape", "close", "Close", id="editor-close"),
     ]
     # The footer leaves out keys from the end of this list first when they do not fit (the
     # palette has them all).
     FOOTER_PRIORITY = ("editor-close", "editor-save", "editor-toggle", "editor-find", "editor-run",
-                       "editor-next-section", "editor-next-problem", "editor-save-as")
+                       "editor-next-section", "editor-next-problem", "editor-save-as", "editor-lr-find")
     FORM_ONLY = ("find", "next_section", "prev_section")  # actions of the form view
 
     AUTO_FOCUS = None  # on_mount focuses the view that is shown
@@ -298,6 +300,27 @@ class EditorScreen(Screen):
             self.call_after_refresh(form.reveal, focused)
         self._before_find = None
         return True
+
+    def action_lr_find(self) -> None:
+        from .editor_lr_find import EditorLrFind
+        self._flush_check()
+        if self.checked.config is None:
+            self.notify(f"fix {len(self.checked.problems)} problem(s) first", severity="error")
+            return
+        self.app.push_screen(EditorLrFind(self.checked.config), self._put_lr)
+
+    def _put_lr(self, lr: float | None) -> None:
+        """The range test's suggestion into optim.lr, as if typed in the view shown (not saved yet)."""
+        if lr is None:
+            return
+        if self.view == "form":  # the field's own edit path: the text, the check, the preview follow
+            self.query_one("#f-optim-lr", Input).value = f"{lr:g}"
+        else:
+            self.text = edit(self.text, {"optim.lr": lr})
+            self.query_one(YamlView).editor.load_text(self.text)
+            self._form_stale = True
+            self._recheck_later()
+        self.notify(f"optim.lr = {lr:g} (from the LR range test); ctrl+s saves")
 
     def action_next_problem(self) -> None:
         self._flush_check()

@@ -10,6 +10,7 @@ Save as (F3) keeps the edited config in a file instead.
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,9 @@ from danlu.engine.config.schema import from_dict
 from danlu.engine.config.files import dump_yaml
 from danlu.engine.errors import ConfigError
 
-from danlu.engine.config.hot import BY_PATH
+from danlu.engine.config.hot import BY_PATH, HOT
+
+MAX_LR = float(HOT["lr"].knob.max)  # the config's bound: a scaled LR past it is not offered
 
 from ..editor_model import changed_paths
 from .editor import EditorScreen
@@ -50,6 +53,20 @@ def _value(cfg: Any, path: str) -> Any:
 def change_lines(old: Any, new: Any) -> list[str]:
     """Every changed key as "path old → new"."""
     return [f"{p} {_value(old, p)} → {_value(new, p)}" for p in changed_paths(old, new)]
+
+
+def lr_scaling(old: Any, new: Any) -> tuple[float, float] | None:
+    """(factor, scaled lr) when the effective batch (batch_size x grad_accum) changed and the LR
+    did not: the linear scaling rule (Goyal et al. 2017). None when there is nothing to offer."""
+    b0 = old.data.batch_size * old.train.grad_accum
+    b1 = new.data.batch_size * new.train.grad_accum
+    if b0 == b1 or b0 <= 0 or new.optim.lr != old.optim.lr:
+        return None
+    k = b1 / b0
+    lr = float(f"{new.optim.lr * k:.4g}")
+    if not lr <= MAX_LR:
+        return None
+    return k, lr
 
 
 def live_changes(old: Any, new: Any) -> tuple[list[ev.Command], list[str]]:
@@ -150,14 +167,27 @@ class LiveEditorScreen(EditorScreen):
                    + "\n  ".join(changes)
                    + "\n\nWeights always carry over; the optimizer state too unless the optimizer changed. "
                      "The new run gets its own run directory, which names this one as its parent.")
+        buttons = [("cancel", "Cancel", "default"), ("restart", "Restart", "warning")]
+        scaling = lr_scaling(self.original, new)
+        if scaling is not None:
+            k, lr = scaling
+            old = self.original
+            message += (f"\n\nThe effective batch goes from {old.data.batch_size * old.train.grad_accum} to "
+                        f"{new.data.batch_size * new.train.grad_accum} (x{k:g}). The linear scaling rule "
+                        f"(Goyal et al. 2017) scales the LR by the same factor: optim.lr {old.optim.lr:g} → "
+                        f"{lr:g}. Only if you choose it; plain Restart keeps the LR.")
+            buttons.insert(1, ("restart-scaled", f"Restart, lr x{k:g}", "primary"))
 
         def chosen(choice: str | None) -> None:
             if choice == "restart":
                 self.dismiss(RestartRequest(new, changes))
+            elif choice == "restart-scaled" and scaling is not None:
+                scaled = copy.deepcopy(new)
+                scaled.optim.lr = scaling[1]
+                self.dismiss(RestartRequest(scaled, changes + [
+                    f"optim.lr {new.optim.lr} → {scaling[1]} (linear scaling, x{scaling[0]:g})"]))
 
-        self.app.push_screen(ConfirmDialog("Restart with changes", message,
-                                           [("cancel", "Cancel", "default"),
-                                            ("restart", "Restart", "warning")],
+        self.app.push_screen(ConfirmDialog("Restart with changes", message, buttons,
                                            id="restart-dialog"), chosen)
 
     def action_run(self) -> None:
