@@ -101,6 +101,8 @@ CASES = {
     "unknown-scheduler": (["check", "schedule.name=cosin"], "Did you mean 'cosine'?"),
     "negative-lr": (["check", "optim.lr=-1"], "optim.lr: must be > 0, got -1"),
     "nan-lr": (["check", "optim.lr=.nan"], "optim.lr: must be a finite number, got nan"),
+    "bad-profile-steps": (["check", "monitor.profile_steps=[0,5]"],
+                          "monitor.profile_steps: must be [start, count], two whole numbers >= 1"),
     "bad-override": (["check", "optim.lr"], "is not key=value. Write it like optim.lr=3e-4"),
     "dataset-root-missing": (["run", "--headless", "data.name=mnist", "data.root=/nonexistent/mnist"],
                              "data.root: /nonexistent/mnist does not exist, so it has no mnist files. Set data.download=true"),
