@@ -26,7 +26,7 @@ Variants, all on the same model, seed, steps and in-memory tensors (num_workers=
       happens in the other process)
   s   b with a client connected from another process that never reads
 
-Controls, only when asked for (--variants a,b,b2,ci,c):
+Controls and the control socket, only when asked for (--variants a,b,b2,ci,c,r,s):
 
   b2  b again: two identical variants, so their paired ratio shows the box's own noise
   ci  c with the dashboard's drain turned off: Textual's own loop, no folding or drawing
@@ -354,7 +354,7 @@ def report(regime: str, rates: dict[str, list[float]], cpu_rates: dict[str, list
             print(f"{v}/b paired: wall {statistics.median(vb):.3f} [95% CI {lo:.3f}-{hi:.3f}], "
                   f"training-thread cpu {statistics.median(vbc):.3f}")
     return f"{regime}: " + " ".join(f"{v}/{base}={statistics.median(wall[v]):.3f}"
-                                    for v in ("b", "c", "d") if v in wall and v != base)
+                                    for v in ("b", "c", "d", "r", "s") if v in wall and v != base)
 
 
 def main() -> None:
