@@ -40,9 +40,9 @@ class Kind(StrEnum):
 
 
 LENGTH = ("train.max_steps", "train.epochs")
-HARMLESS = ("run.device", "run.precision", "run.deterministic", "data.num_workers", "data.root", "data.download",
-            "train.keep_last", "monitor.layer_norms_every", "monitor.nan_policy", "monitor.spike_factor",
-            "monitor.profile_steps")
+HARMLESS = ("run.device", "run.on_hangup", "run.precision", "run.deterministic", "data.num_workers", "data.root",
+            "data.download", "train.keep_last", "monitor.layer_norms_every", "monitor.nan_policy",
+            "monitor.spike_factor", "monitor.profile_steps")
 # Why a key cannot change on a resume, by its first segments (the longest match wins).
 WHY_REFUSED = {
     "run.seed": "the seed fixes the data split and order",
