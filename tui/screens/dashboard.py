@@ -52,6 +52,9 @@ QUIET_CHECKPOINTS = (ev.CheckpointReason.PERIODIC, ev.CheckpointReason.BEST)
 # Spike alerts come at most once per 100 steps from the engine, which can be 10 a second on a fast
 # loop: one toast per this many seconds, the rest in the event log.
 SPIKE_TOAST_S = 10.0
+# The newest lines of a run's past written to the event log: each costs the log a wrapped
+# render, and a long run has thousands (every eval, every checkpoint); events.jsonl has them all.
+HISTORY_LOG_LINES = 200
 
 
 class DashboardScreen(Screen):
@@ -135,6 +138,8 @@ class DashboardScreen(Screen):
             self._frame_cpu, self._measuring = time.thread_time() - self._measuring, None
         log = self.query_one(EventLog)
         notable = self.pump.tick()
+        if self.pump.backlog:
+            self._write_history(log)
         for e in notable:
             run_dir = self.state.run.run_dir if self.state.run else None
             if self._repeats_alert(e):
@@ -155,6 +160,18 @@ class DashboardScreen(Screen):
             self.redraw()
         elif version != self._panels_version and now - self._panels_at >= REDRAW_S:
             self._redraw_panels()
+
+    def _write_history(self, log: EventLog) -> None:
+        """The past read from the run's files: into the log as it was, without toasts."""
+        backlog, self.pump.backlog = self.pump.backlog, []
+        run_dir = self.state.run.run_dir if self.state.run else None
+        lines = [line for e in backlog if (line := describe(e, self.pump.sent, run_dir)) is not None]
+        for line in lines[-HISTORY_LOG_LINES:]:
+            log.add(*line)
+        h = self.pump.history
+        if h is not None:
+            upto = f"steps 1-{h.last_step}" if h.last_step else "no steps"
+            log.add("info", f"history from the run's files: {upto}, {len(h.evals)} evaluations")
 
     def charts_interval(self) -> float:
         """Seconds between metrics-only chart redraws: the last frame's cost over the budget."""
