@@ -63,6 +63,22 @@ class EventPump:
             self.on_send(command)
         return out
 
+    def attach(self, hello: dict[str, Any]) -> None:
+        """An attached dashboard's start, from the run's hello (engine/control/protocol.py): the run,
+        its state, its files up to the sizes they had when this client joined (the events that
+        follow the hello are exactly what came after: no gap, no duplicate), then its "now"."""
+        started = hello.get("run_started")
+        if isinstance(started, dict):
+            self.state.apply(ev.from_dict({"type": "RunStarted", **started}))
+        if hello.get("state"):
+            self.state.apply(ev.StatusChanged(str(hello["state"]), int(hello.get("step") or 0)))
+        sizes = hello.get("history") or {}
+        self.load_history(str(hello["run_dir"]), metrics_limit=sizes.get("metrics.jsonl"),
+                          events_limit=sizes.get("events.jsonl"))
+        now = hello.get("last_metrics")
+        if isinstance(now, dict):
+            self.state.take_now(ev.from_dict({"type": "Metrics", **now}))
+
     def tick(self) -> list[Any]:
         """Fold pending events into the state; return the non-Metrics ones for the log."""
         notable = []

@@ -145,14 +145,19 @@ class RunState:
         self.step, self.epoch = e.step, e.epoch
         self.last_loss = e.loss[-1] if e.loss else self.last_loss
         self.last_grad = e.grad_norm[-1] if e.grad_norm else self.last_grad
+        self.clipped += e.clipped
+        self.seen_steps += len(e.steps)
+        self.recent_clipped = e.clipped / len(e.steps) if e.steps else None
+        self.take_now(e)
+
+    def take_now(self, e: ev.Metrics) -> None:
+        """What a Metrics batch says about now (LRs, rates, ETA, memory), not its points: an attached
+        dashboard gets the newest batch in the run's hello, after its points came from the files."""
         self.lrs = list(e.lrs)
         self.phase = e.phase
         self.steps_per_s, self.samples_per_s = e.steps_per_s, e.samples_per_s
         self.elapsed, self.eta, self.total_steps = e.elapsed, e.eta, e.total_steps
-        self.clipped += e.clipped
         self.amp_skipped = getattr(e, "amp_skipped", 0)
-        self.seen_steps += len(e.steps)
-        self.recent_clipped = e.clipped / len(e.steps) if e.steps else None
         self.memory = dict(e.memory or {})
         if getattr(e, "layer_norms", None):
             self.layer_norms, self.layer_norms_step = dict(e.layer_norms), e.layer_norms_step
