@@ -67,6 +67,13 @@ class Channel:
         self._pending_metrics = 0
         self._max_metrics = max_pending_metrics
         self.merged = 0  # how many times batches were merged (for tests/benchmarks)
+        self._taps: tuple = ()
+
+    def add_tap(self, tap) -> None:
+        """Also hand every event to `tap(event)` (the control socket's server), on the emitting thread,
+        under this channel's lock: a tap must only append and return."""
+        with self._lock:
+            self._taps = (*self._taps, tap)
 
     # -- UI side --
     def send(self, command: Command) -> Command:
@@ -92,6 +99,8 @@ class Channel:
                 if self._pending_metrics > self._max_metrics:
                     self._merge_oldest_metrics()
             self._events.append(event)
+            for tap in self._taps:
+                tap(event)
 
     def _merge_oldest_metrics(self) -> None:
         first = None

@@ -92,6 +92,8 @@ class Command:
     kind: str
     args: dict[str, Any] = field(default_factory=dict)
     id: int = field(default_factory=lambda: next(_ids))
+    # the pid of the process that sent it over the control socket; None: this process's own front end
+    sender: int | None = None
 
 
 def pause() -> Command:

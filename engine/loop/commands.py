@@ -113,11 +113,18 @@ def apply(t: Trainer, cmd: ev.Command) -> None:
             raise ValueError(f"unknown command {cmd.kind!r}; commands are: {', '.join(HANDLERS)}")
         a = handler(t, cmd)
     except (ValueError, TypeError, UserError) as e:
-        t.emit(ev.CommandRejected(cmd.id, cmd.kind, step, str(e)))
-        t.log.event("rejected", step, command=cmd.kind, args=cmd.args, reason=str(e))
+        with t.log.lock:  # the line and its answer together (RunLog's docstring says why)
+            t.log.event("rejected", step, command=cmd.kind, args=cmd.args, reason=str(e), **_by(cmd))
+            t.emit(ev.CommandRejected(cmd.id, cmd.kind, step, str(e)))
         return
-    t.emit(ev.CommandApplied(cmd.id, cmd.kind, t.progress.step, a.old, a.new, a.detail))
-    t.log.event(cmd.kind, t.progress.step, old=a.old, new=a.new, **({"detail": a.detail} if a.detail else {}),
-                **a.log)
+    with t.log.lock:
+        t.log.event(cmd.kind, t.progress.step, old=a.old, new=a.new, **({"detail": a.detail} if a.detail else {}),
+                    **a.log, **_by(cmd))
+        t.emit(ev.CommandApplied(cmd.id, cmd.kind, t.progress.step, a.old, a.new, a.detail))
     if a.state is not None:
         t.set_state(a.state)
+
+
+def _by(cmd: ev.Command) -> dict[str, Any]:
+    """Who sent a command, for events.jsonl: the pid of a control-socket client (none: this process)."""
+    return {"by_pid": cmd.sender} if cmd.sender is not None else {}

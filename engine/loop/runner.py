@@ -17,6 +17,7 @@ from ..config.schema import Config
 from ..control import events as ev
 from ..control.channel import Channel
 from ..control.events import AlertKind, CheckpointReason, State
+from ..control.socket_server import ControlServer
 from ..errors import UserError
 
 # Exit codes of `danlu run` (README.md and `danlu --help` list them).
@@ -27,9 +28,11 @@ class EngineThread(threading.Thread):
     """Runs one Trainer; after `join()`, `trainer`, `final_state` and `error` say how it ended."""
 
     def __init__(self, cfg: Config, channel: Channel, *, resume: str | os.PathLike | None = None,
-                 warm_start: str | os.PathLike | None = None, interactive: bool = True):
+                 warm_start: str | os.PathLike | None = None, interactive: bool = True, serve: bool = True):
         super().__init__(name="danlu-engine")
         self.cfg, self.channel = cfg, channel
+        # every run serves its control socket (danlu ctl, danlu attach); its tap sees every event from the first
+        self.control = ControlServer(channel) if serve else None
         self.resume, self.warm_start, self.interactive = resume, warm_start, interactive
         self.trainer: Any = None                 # the Trainer, once the thread has built it
         self.final_state: str | None = None
@@ -41,7 +44,7 @@ class EngineThread(threading.Thread):
         try:
             from .trainer import Trainer  # torch loads here, in this thread
             trainer = Trainer(self.cfg, self.channel, resume=self.resume, warm_start=self.warm_start,
-                              interactive=self.interactive)
+                              interactive=self.interactive, control=self.control)
             with self._lock:
                 self.trainer = trainer
                 if self._early_stop is not None:
@@ -104,8 +107,11 @@ def _checkpoint_words(t: Any) -> tuple[str, bool]:
 
 
 def start_engine(cfg: Config, channel: Channel, *, resume: str | os.PathLike | None = None,
-                 warm_start: str | os.PathLike | None = None, interactive: bool = True) -> EngineThread:
-    """Start a run in its own thread and return the thread."""
-    thread = EngineThread(cfg, channel, resume=resume, warm_start=warm_start, interactive=interactive)
+                 warm_start: str | os.PathLike | None = None, interactive: bool = True,
+                 serve: bool = True) -> EngineThread:
+    """Start a run in its own thread and return the thread. With `serve` (the default, what every
+    `danlu run` does) the run listens on its control socket."""
+    thread = EngineThread(cfg, channel, resume=resume, warm_start=warm_start, interactive=interactive,
+                          serve=serve)
     thread.start()
     return thread

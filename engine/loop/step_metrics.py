@@ -148,11 +148,18 @@ class StepMetrics:
         self._loss, self._norm, self._steps, self._lrs, self._epochs = [], [], [], [], []
         self._amp_steps, self._layers = set(), []
         rate = self.clock.tick(steps[-1], now)
-        self.log.train_steps(steps, epochs, losses, lrs, norms, amp)
-        for s, values in layers.items():
-            self.log.metric({"step": s, "layer_norms": values})
         last_layers = max(layers) if layers else None
         clipped = sum(1 for x in norms if grad_clip is not None and x > grad_clip)
+        with self.log.lock:  # the lines and their event together (RunLog's docstring says why)
+            self.log.train_steps(steps, epochs, losses, lrs, norms, amp)
+            for s, values in layers.items():
+                self.log.metric({"step": s, "layer_norms": values})
+            self._emit_metrics(steps, losses, norms, lrs, epochs, clipped, phase, rate, batch_size, now,
+                               total_steps, memory, layers, last_layers)
+        return self._check(steps, losses, norms, amp, spike_factor)
+
+    def _emit_metrics(self, steps, losses, norms, lrs, epochs, clipped, phase, rate, batch_size, now,
+                      total_steps, memory, layers, last_layers) -> None:
         self.emit(ev.Metrics(
             steps=steps, loss=losses, grad_norm=norms, lr=[lr[0] for lr in lrs], epoch=epochs[-1],
             lrs=lrs[-1], clipped=clipped, phase=phase, steps_per_s=rate or 0.0,
@@ -160,7 +167,6 @@ class StepMetrics:
             eta=self.clock.eta(steps[-1], total_steps, now), total_steps=total_steps,
             memory=memory, amp_skipped=self.amp_skipped,
             layer_norms=layers[last_layers] if last_layers is not None else {}, layer_norms_step=last_layers))
-        return self._check(steps, losses, norms, amp, spike_factor)
 
     def _check(self, steps: list[int], losses: list[float], norms: list[float], amp: set[int],
                spike_factor: float) -> str | None:
@@ -172,6 +178,7 @@ class StepMetrics:
                 return f"non-finite {bad} ({value}) at step {s}"
             spike = self.spikes.check(s, loss, spike_factor)
             if spike is not None:
-                self.emit(ev.Alert(s, AlertKind.SPIKE, spike))
-                self.log.event(AlertKind.SPIKE, s, message=spike, details="")
+                with self.log.lock:
+                    self.log.event(AlertKind.SPIKE, s, message=spike, details="")
+                    self.emit(ev.Alert(s, AlertKind.SPIKE, spike))
         return None

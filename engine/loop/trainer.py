@@ -76,7 +76,7 @@ class Trainer:
     def __init__(self, cfg: Config, channel: Channel | None = None, *,
                  resume: str | os.PathLike | None = None,
                  warm_start: str | os.PathLike | None = None,
-                 interactive: bool = True):
+                 interactive: bool = True, control: Any = None):
         if resume is not None and warm_start is not None:
             raise UserError("resume and warm_start are exclusive: resume continues a run in its own "
                             "directory, warm_start begins a new run from a checkpoint")
@@ -87,6 +87,7 @@ class Trainer:
         self.warm_start = Path(warm_start) if warm_start else None
         # With a person watching, a fault pauses; without one (headless), "pause" would wait forever.
         self.interactive = interactive
+        self.control = control   # a ControlServer (engine/control/socket_server.py), opened once the run dir exists
         self.status: str = State.STARTING
         self.final_state: str = State.FAILED
         self.error: str | None = None
@@ -229,6 +230,11 @@ class Trainer:
                            detail=self.warm_note)
         self.log.set_state(state=State.RUNNING, step=self.progress.step, total_steps=self.plan.total_steps,
                            pid=os.getpid(), name=cfg.run.name, stop_reason=None, fault=None, error=None)
+        if self.control is not None:
+            try:
+                self.control.open(self.run_dir, self.log, cfg.to_dict())
+            except OSError as e:
+                self._warn(f"control socket not opened ({e}): `danlu ctl` and `danlu attach` cannot reach this run")
 
         if self.bundle.val is not None and dataset_size(self.bundle.val) != 0:  # None: a stream
             # its own generator: creating its iterator must not draw from the global RNG,
@@ -289,9 +295,12 @@ class Trainer:
 
     def _alert(self, kind: str, message: str, details: str = "", **fields: Any) -> None:
         """An Alert for the screen and one events.jsonl line (with `fields` for tools reading it)."""
-        self.emit(ev.Alert(self.progress.step, kind, message, details))
-        if self.log is not None:
+        if self.log is None:
+            self.emit(ev.Alert(self.progress.step, kind, message, details))
+            return
+        with self.log.lock:  # the line and its event together (RunLog's docstring says why)
             self.log.event(kind, self.progress.step, message=message, details=details, **fields)
+            self.emit(ev.Alert(self.progress.step, kind, message, details))
 
     # ------------------------------------------------------------------ control
     def request_stop(self, stop: Stop | bool = True) -> None:
@@ -393,6 +402,8 @@ class Trainer:
     def _cleanup(self) -> None:
         if self.sampler is not None:
             self.sampler.stop()
+        if self.control is not None:  # the last events reach the clients, then the socket goes
+            self.control.close(f"the run ended ({self.final_state})")
         if self.log is not None:
             self.log.flush()
             self.log.close()
@@ -616,9 +627,10 @@ class Trainer:
             p.best_val_loss = val_loss
         self._last_eval_step = p.step
         epoch = p.epoch_of_last_step()
-        self.log.metric({"step": p.step, "epoch": epoch, "val_loss": val_loss, "val_acc": val_acc})
-        self.log.flush()
-        self.emit(ev.EvalDone(p.step, epoch, val_loss, val_acc, p.best_val_loss, is_best))
+        with self.log.lock:
+            self.log.metric({"step": p.step, "epoch": epoch, "val_loss": val_loss, "val_acc": val_acc})
+            self.log.flush()
+            self.emit(ev.EvalDone(p.step, epoch, val_loss, val_acc, p.best_val_loss, is_best))
         self.state.schedule.on_eval(val_loss)
         self.log.set_state(step=p.step, best_val_loss=p.best_val_loss)
         self.set_state(prev if prev != State.EVALUATING else State.RUNNING)
@@ -646,9 +658,10 @@ class Trainer:
             self.set_state(prev)
             return None
         self.last_checkpoint = LastCheckpoint(step, path, reason, written=True)
-        self.log.event("checkpoint", step, path=str(path), reason=reason)
+        with self.log.lock:
+            self.log.event("checkpoint", step, path=str(path), reason=reason)
+            self.emit(ev.CheckpointSaved(step, str(path), reason))
         self.log.set_state(last_checkpoint=str(path), step=step)
-        self.emit(ev.CheckpointSaved(step, str(path), reason))
         self.set_state(prev)
         return path
 

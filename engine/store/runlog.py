@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -58,10 +59,17 @@ def write_config(run_dir: Path, text: str) -> None:
 
 
 class RunLog:
-    """Appends JSON lines to metrics.jsonl and events.jsonl; keeps state.json current."""
+    """Appends JSON lines to metrics.jsonl and events.jsonl; keeps state.json current.
+
+    `lock` (reentrant) guards every write. The trainer also holds it around a write and the
+    event that announces it (a flush and its Metrics, a checkpoint and its CheckpointSaved), so
+    the control server, taking it in `sizes()`, sees either both or neither: the files' sizes at
+    that instant split the record into history (on disk) and live tail (events after it).
+    """
 
     def __init__(self, run_dir: Path):
         self.dir = Path(run_dir)
+        self.lock = threading.RLock()
         self._metrics = open(self.dir / "metrics.jsonl", "a", buffering=1 << 16)
         self._events = open(self.dir / "events.jsonl", "a", buffering=1)
         self.state: dict[str, Any] = {}
@@ -73,7 +81,8 @@ class RunLog:
                 self.state = {}
 
     def metric(self, record: dict[str, Any]) -> None:
-        self._metrics.write(_json_line(record) + "\n")
+        with self.lock:
+            self._metrics.write(_json_line(record) + "\n")
 
     def train_steps(self, steps: list[int], epochs: list[int], losses: list[float], lrs: list[list[float]],
                     norms: list[float], amp_skipped: set[int]) -> None:
@@ -96,14 +105,29 @@ class RunLog:
             lines.append(f'{{"step": {s}, "epoch": {e}, "loss": {loss!r}, "lr": {lr[0]!r}, '
                          f'"lrs": {list(lr)!r}, "grad_norm": {norm!r}}}')
         if lines:
-            self._metrics.write("\n".join(lines) + "\n")
+            with self.lock:
+                self._metrics.write("\n".join(lines) + "\n")
 
     def flush(self) -> None:
-        self._metrics.flush()
+        with self.lock:
+            self._metrics.flush()
 
     def event(self, kind: str, step: int, **details: Any) -> None:
         rec = {"step": step, "time": round(time.time(), 3), "kind": kind, **details}
-        self._events.write(_json_line(rec) + "\n")
+        with self.lock:
+            self._events.write(_json_line(rec) + "\n")
+
+    def sizes(self) -> dict[str, int]:
+        """Flush both logs and return their sizes in bytes (the caller holds `lock` to keep them so)."""
+        with self.lock:
+            out = {}
+            for name, f in (("metrics.jsonl", self._metrics), ("events.jsonl", self._events)):
+                if f.closed:
+                    out[name] = os.path.getsize(self.dir / name)
+                    continue
+                f.flush()
+                out[name] = os.fstat(f.fileno()).st_size
+            return out
 
     def set_state(self, **values: Any) -> None:
         """state.json: what a launcher lists (state, step, best val loss, pid)."""
@@ -114,11 +138,12 @@ class RunLog:
         os.replace(tmp, self.dir / "state.json")
 
     def close(self) -> None:
-        for f in (self._metrics, self._events):
-            try:
-                f.close()
-            except OSError:
-                pass
+        with self.lock:
+            for f in (self._metrics, self._events):
+                try:
+                    f.close()
+                except OSError:
+                    pass
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
