@@ -17,6 +17,7 @@ examples:
                                              a new run from that run's weights, with changes
   danlu check configs/my.yaml optim.name=sgd  validate and print the resolved config
   danlu edit configs/my.yaml                 the config editor
+  danlu attach                               the dashboard of the live run under ./runs
 
 exit codes: 0 finished or stopped on request, 1 the run failed (a crash checkpoint is kept when
 it can be), 2 bad input (or --resume of a run another process is training), 3 stopped on a
@@ -45,6 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate a config and print it resolved")
     check.add_argument("words", nargs="*", metavar="[CONFIG] [key=value ...]")
+
+    att = sub.add_parser("attach", help="open the dashboard of a live run (started elsewhere, or detached)",
+                         description="Open the dashboard of a live run over its control socket, with the "
+                                     "whole history drawn. q detaches (the run goes on) or stops the run.")
+    att.add_argument("run", nargs="?", metavar="RUN", help="a run directory or the start of a run's name "
+                     "(default: the only live run under ./runs; a picker when there are several)")
+    att.add_argument("--runs", metavar="FOLDER", help="where to look for runs (default ./runs, else run.out_dir)")
 
     edit = sub.add_parser("edit", help="open the config editor")
     edit.add_argument("config", nargs="?")
@@ -88,6 +96,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _run(args)
     if args.command == "edit":
         return _edit(args.config)
+    if args.command == "attach":
+        from danlu.tui.attach import attach
+        return attach(args.run, args.runs)
     return _launcher()
 
 

@@ -70,10 +70,12 @@ class DashboardScreen(Screen):
         Binding("c", "edit_config", "Config", id="edit-config",
                 tooltip="Edit the run's config: hot changes (lr, wd, momentum, clip, intervals) apply now"),
         Binding("q", "app.request_quit", "Quit", tooltip="Stop training and quit", id="quit"),
+        Binding("d", "detach", "Detach", id="detach",
+                tooltip="Leave the run going and get the shell back; danlu attach brings this view back"),
     ]
     # When the footer cannot show every key (under ~93 columns), it leaves out keys from the end
     # of this list first; "^p more" then says the palette has them (every key above is there).
-    FOOTER_PRIORITY = ("quit", "pause", "edit-config", "lr", "save", "hparams", "eval", "log-scale")
+    FOOTER_PRIORITY = ("quit", "pause", "detach", "edit-config", "lr", "save", "hparams", "eval", "log-scale")
 
     def __init__(self, pump: EventPump):
         super().__init__(id="dashboard")
@@ -89,6 +91,7 @@ class DashboardScreen(Screen):
         self._was_final = False
         self._last_alert = ""  # the failed status usually repeats it: say it once
         self._spike_toast_at = -SPIKE_TOAST_S
+        self._history_logged = None  # the pump's history whose lines are in the event log
 
     @property
     def state(self):
@@ -138,7 +141,7 @@ class DashboardScreen(Screen):
             self._frame_cpu, self._measuring = time.thread_time() - self._measuring, None
         log = self.query_one(EventLog)
         notable = self.pump.tick()
-        if self.pump.backlog:
+        if self.pump.history is not self._history_logged:
             self._write_history(log)
         for e in notable:
             run_dir = self.state.run.run_dir if self.state.run else None
@@ -163,6 +166,7 @@ class DashboardScreen(Screen):
 
     def _write_history(self, log: EventLog) -> None:
         """The past read from the run's files: into the log as it was, without toasts."""
+        self._history_logged = self.pump.history
         backlog, self.pump.backlog = self.pump.backlog, []
         run_dir = self.state.run.run_dir if self.state.run else None
         lines = [line for e in backlog if (line := describe(e, self.pump.sent, run_dir)) is not None]
@@ -228,7 +232,13 @@ class DashboardScreen(Screen):
     def check_action(self, action: str, parameters) -> bool | None:
         if action in LIVE_ACTIONS and self.state.final:
             return None  # shown dimmed in the Footer: the engine is gone
+        if action == "detach":  # only where the run can go on without this terminal
+            return None if self.state.final and getattr(self.app, "can_detach", False) else \
+                bool(getattr(self.app, "can_detach", False))
         return True
+
+    def action_detach(self) -> None:
+        self.app.detach()
 
     def action_toggle_pause(self) -> None:
         paused = self._pause_intent if self._pause_intent is not None else self.state.state == ev.State.PAUSED
