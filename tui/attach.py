@@ -42,6 +42,8 @@ def resolve(target: str | None, root: Path) -> Path | None:
         p = Path(target)
         if p.is_dir() and ((p / "state.json").is_file() or (p / "config.yaml").is_file()):
             return p
+        if os.sep in target.rstrip(os.sep):  # runs/default: a name prefix in that folder
+            root, target = p.parent, p.name
         matches = [r for r in scan_runs(root) if r.name.startswith(target)] if root.is_dir() else []
         if not matches:
             raise UserError(f"no run directory {target!r}, and no run under {root}/ whose name starts with it. "

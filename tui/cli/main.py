@@ -146,8 +146,10 @@ def _run(args: argparse.Namespace) -> int:
             print("danlu: stdout is not a terminal; running headless", file=sys.stderr)
         from danlu.tui.cli.headless import run_headless
         return run_headless(cfg, resume=args.resume, warm_start=getattr(args, "warm_start", None))
+    from danlu.tui import detach
+    link = detach.fork() if detach.supported() else None  # the parent waits there, and exits (tui/detach.py)
     from danlu.tui.run_dashboard import run_dashboard
-    return run_dashboard(cfg, resume=args.resume, warm_start=getattr(args, "warm_start", None))
+    return run_dashboard(cfg, resume=args.resume, warm_start=getattr(args, "warm_start", None), link=link)
 
 
 def _edit(config: str | None) -> int:
