@@ -127,6 +127,8 @@ class DanluApp(App):
         deadline = time.monotonic() + STOP_TIMEOUT_S
 
         def poll() -> None:
+            dash = self._dashboard()
+            dash.tick() if dash is not None else self.pump.tick()
             if self.pump.state.final or getattr(self.channel, "closed", None) or time.monotonic() > deadline:
                 self.exit(return_code=0 if self.pump.state.final else 1)
 

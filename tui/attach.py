@@ -86,6 +86,7 @@ def attach(target: str | None = None, root: str | None = None) -> int:
         app.run()
     finally:
         channel.close()
+    app.pump.tick()  # what arrived after the last frame (the run's last status)
     state = app.pump.state
     if app.detached:
         print(f"danlu: detached; {name} goes on (pid {client.hello.get('pid')}). Back: danlu attach {run_dir}")

@@ -59,7 +59,7 @@ class QuitDialog(ModalScreen[QuitChoice]):
         self.query_one("#quit-detach" if self.detach else "#quit-save", Button).focus()
 
     @on(Button.Pressed, "#quit-detach")
-    def _detach(self) -> None:
+    def _chose_detach(self) -> None:  # not _detach: Textual's own name for taking a node out
         self.dismiss("detach")
 
     @on(Button.Pressed, "#quit-save")
