@@ -99,10 +99,16 @@ def _wait(child: int, read_fd: int) -> int:
             return os.waitstatus_to_exitcode(status) if not os.WIFSIGNALED(status) else 128 + os.WTERMSIG(status)
         buf += data
         if buf.startswith(DETACHED) and buf.endswith(b"\n"):
-            run_dir = buf[len(DETACHED):].decode().strip()
+            run_dir = _shown(buf[len(DETACHED):].decode().strip())
             _say(f"danlu: detached; the run goes on in the background (pid {child}), its output in "
                  f"{Path(run_dir) / 'output.log'}.\nBack to it: danlu attach {run_dir}")
             return 0
+
+
+def _shown(path: str) -> str:
+    """A run directory as a person types it: relative to here when it is below here."""
+    rel = os.path.relpath(path) if path else path
+    return rel if path and not rel.startswith("..") else path
 
 
 def _say(text: str) -> None:

@@ -153,7 +153,7 @@ def test_d_gives_the_prompt_back_and_the_run_goes_on(tmp_path):
         t0 = time.monotonic()
         shell.wait(lambda s: s.rstrip().endswith("PROMPT$"), "the prompt", timeout=10)
         assert time.monotonic() - t0 < 2.0
-        assert f"danlu attach {run_dir}" in shell.screen()
+        assert "Back to it: danlu attach runs/default-" in shell.screen()  # the path from where danlu ran
         step = live_step(run_dir)
         wait(lambda: live_step(run_dir) > step, "steps after the prompt came back", every=0.5)
         assert "detach" in event_kinds(run_dir)
