@@ -33,7 +33,19 @@ def default_root() -> Path:
 def live_runs(root: Path) -> list[RunEntry]:
     """Runs under `root` whose process is alive and whose socket answers; stale sockets are removed."""
     from danlu.engine.control.socket_client import find_socket
-    return [r for r in scan_runs(root) if r.state in LIVE_STATES and find_socket(r.dir) is not None]
+    runs = scan_runs(root)
+    for r in runs:
+        if r.state == "crashed":
+            clean_socket(r.dir)
+    return [r for r in runs if r.state in LIVE_STATES and find_socket(r.dir) is not None]
+
+
+def clean_socket(run_dir: Path) -> None:
+    """A run whose process is gone may have left its control socket behind: remove it (stale)."""
+    from danlu.engine.control.protocol import recorded_socket
+    if recorded_socket(run_dir) is not None:
+        from danlu.engine.control.socket_client import find_socket
+        find_socket(run_dir)  # removes a socket nobody answers on whose run's process is dead
 
 
 def resolve(target: str | None, root: Path) -> Path | None:

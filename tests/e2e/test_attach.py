@@ -94,6 +94,11 @@ def test_the_run_outlives_its_terminal_and_attach_steers_it(tmp_path):
         for v in views:
             v.wait(lambda s: "history from the run's files: steps 1-" in s, "the history in the event log")
             v.wait(lambda s: re.search(r"└1 ", s), "the loss chart's axis from step 1")
+        attached = [p for p in psutil.process_iter(["cmdline"])
+                    if "attach" in (p.info["cmdline"] or []) and str(run_dir) in (p.info["cmdline"] or [])]
+        assert len(attached) == 2
+        for p in attached:  # the attached dashboard never loads torch
+            assert not any("libtorch" in m.path for m in p.memory_maps())
         views[0].keys("l")
         views[0].wait(lambda s: "Change learning rate" in s, "the LR dialog")
         views[0].keys("/2", literal=True)

@@ -171,6 +171,10 @@ def _after(outcome) -> int:
     """Act on what the launcher or editor chose once the terminal is back: train or resume."""
     if outcome is None:
         return 0
+    if outcome.action == "attach":
+        print(f"danlu attach {outcome.path}", file=sys.stderr)
+        from danlu.tui.attach import attach
+        return attach(outcome.path)
     if outcome.action == "resume":
         print(f"danlu run --resume {outcome.path}", file=sys.stderr)
         return _run(argparse.Namespace(words=[], headless=False, resume=outcome.path))
