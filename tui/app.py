@@ -73,6 +73,8 @@ class DanluApp(App):
     def on_mount(self) -> None:
         if self.remote is not None:
             self.pump.attach(self.remote)  # the history first: the first frame shows it
+            self._closed_told = False
+            self.set_interval(0.5, self._watch_connection)
         self.push_screen(DashboardScreen(self.pump))
         if self.start_engine is not None:
             self.engine_thread = self.start_engine()
@@ -118,6 +120,18 @@ class DanluApp(App):
         self.detached = True
         self.detach_reason = reason
         self.exit(return_code=0)
+
+    def _watch_connection(self) -> None:
+        """Attached: say once why the stream ended (the run ended, or this client fell behind)."""
+        reason = getattr(self.channel, "closed", None)
+        if reason is None or self._closed_told or self.quitting:
+            return
+        self._closed_told = True
+        dash = self._dashboard()
+        if dash is not None:
+            dash.tick()  # the run's last events first
+        if not self.pump.state.final:
+            self.toast(f"connection ended: {reason}. danlu attach reconnects.", severity="error", timeout=30)
 
     def stop_remote(self) -> None:
         """Attached: ask the run to save and stop, keep the view live until it has ended, then exit."""
