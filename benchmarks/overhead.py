@@ -21,6 +21,10 @@ Variants, all on the same model, seed, steps and in-memory tensors (num_workers=
   d   the naive way: the bare loop plus .item() of loss and grad norm every step and
       a TensorBoard SummaryWriter.add_scalar of loss/lr/grad norm every step
       (only if tensorboard is importable; it is not a danlu dependency)
+  r   b with a client attached over the control socket from another process, reading every
+      event (a stand-in for `danlu attach`: the socket's whole cost to the run; the drawing
+      happens in the other process)
+  s   b with a client connected from another process that never reads
 
 Controls, only when asked for (--variants a,b,b2,ci,c):
 
@@ -105,7 +109,15 @@ _orig_train = Trainer._train
 _last_result: list[tuple[float, int, float]] = []  # (seconds, steps, training-thread CPU s) per run
 
 
+_client_mode: list[str] = []  # r, s: the training waits for the other process's client to connect
+
+
 def _timed_train(self: Trainer) -> None:
+    if _client_mode:
+        deadline = time.monotonic() + 60
+        while not self.control._clients and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert self.control._clients, "the client process did not connect"
     t0, c0, s0 = time.perf_counter(), time.thread_time(), self.step
     try:
         _orig_train(self)
@@ -189,6 +201,35 @@ def run_headless(cfg) -> tuple[float, int, float]:
     return _last_result[-1]
 
 
+CLIENT = """
+import glob, sys, time
+from danlu.engine.control import socket_client as sc
+out, mode = sys.argv[1], sys.argv[2]
+while True:
+    try:
+        client = sc.connect(glob.glob(out + "/*/control.sock")[0].rsplit("/", 1)[0], name="bench")
+        break
+    except (IndexError, sc.NotLive, OSError):
+        time.sleep(0.01)
+if mode == "s":
+    time.sleep(3600)
+for e in client.events():
+    pass
+"""
+
+
+def run_headless_with_client(cfg, mode: str) -> tuple[float, int, float]:
+    """b with a client process on the control socket: reading everything (r) or nothing (s)."""
+    proc = subprocess.Popen([sys.executable, "-c", CLIENT, cfg.run.out_dir, mode])
+    _client_mode[:] = [mode]
+    try:
+        return run_headless(cfg)
+    finally:
+        _client_mode.clear()
+        proc.kill()
+        proc.wait()
+
+
 def run_dashboard(cfg) -> tuple[float, int, float]:
     from danlu.tui.app import create_app
     channel = Channel()
@@ -240,7 +281,8 @@ def _variants(cfg) -> dict:
 
     return {"a0": lambda: bare_run("a0"), "a": lambda: bare_run("a"), "b": lambda: run_headless(cfg),
             "c": lambda: run_dashboard(cfg), "d": lambda: bare_run("d"),
-            "b2": lambda: run_headless(cfg), "ci": lambda: run_dashboard_idle(cfg)}
+            "b2": lambda: run_headless(cfg), "ci": lambda: run_dashboard_idle(cfg),
+            "r": lambda: run_headless_with_client(cfg, "r"), "s": lambda: run_headless_with_client(cfg, "s")}
 
 
 def bench(regime: str, rounds: int, variants: list[str], fresh: bool = False,
@@ -281,7 +323,8 @@ def _one(regime: str, variant: str) -> None:
 
 LABELS = {"a0": "bare, pre-stacked batches", "a": "bare loop (DataLoader)", "b": "danlu headless",
           "c": "danlu + dashboard", "d": "naive: .item() + TensorBoard",
-          "b2": "b again (noise control)", "ci": "app live, dashboard drain off"}
+          "b2": "b again (noise control)", "ci": "app live, dashboard drain off",
+          "r": "b + a client reading (attach)", "s": "b + a client never reading"}
 
 
 def _ratios(rates: dict[str, list[float]], base: str) -> dict[str, list[float]]:
@@ -304,7 +347,7 @@ def report(regime: str, rates: dict[str, list[float]], cpu_rates: dict[str, list
         on_cpu = statistics.median(r / c for r, c in zip(xs, cpu_rates[v]))
         print(f"{v + '  ' + LABELS[v]:34} {med:8.1f} {lo:7.1f} {hi:7.1f} {pm:9.3f} [{plo:.3f}-{phi:.3f}]"
               f" {cm:12.1f} {statistics.median(cpu[v]):10.3f} {100 * on_cpu:6.1f}%")
-    for v in ("c", "b2", "ci"):  # against b, paired (already the table's column when b is the base)
+    for v in ("c", "b2", "ci", "r", "s"):  # against b, paired (already the table's column when b is the base)
         if base != "b" and "b" in rates and v in rates:
             vb, vbc = _ratios(rates, "b")[v], _ratios(cpu_rates, "b")[v]
             lo, hi = median_ci(vb)

@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 from danlu.engine.control.channel import Channel
@@ -69,7 +70,7 @@ def run_dashboard(cfg: Any, resume: str | None = None, warm_start: str | None = 
                      title=f"danlu · {cfg.run.name}",
                      make_starter=lambda new_cfg, warm: engine_starter(new_cfg, channel, holder, warm_start=warm),
                      can_detach=link is not None)
-    keep_going = getattr(cfg.run, "on_hangup", "continue") != "stop"
+    keep_going = cfg.run.on_hangup != "stop"
 
     def hangup() -> None:
         """The terminal is gone: with on_hangup continue, the app closes and the run goes on."""
@@ -90,6 +91,8 @@ def run_dashboard(cfg: Any, resume: str | None = None, warm_start: str | None = 
         holder["signalled"] = signum
         thread = holder.get("thread")
         if thread is not None:
+            if signum == signal.SIGHUP:
+                thread.note_hangup("stop")
             thread.request_stop(save=True)
         if app.detached:
             return  # no app any more: the detached loop waits for the engine
@@ -137,15 +140,14 @@ def _detached(app: Any, channel: Channel, holder: dict, link: Any) -> None:
     thread = app.engine_thread
     trainer = getattr(thread, "trainer", None)
     log = getattr(trainer, "log", None)
-    if log is not None:
+    detach.to_log(run_dir)
+    if reason == "hangup" and thread is not None:
+        thread.note_hangup("continue", output=str(Path(run_dir) / "output.log") if run_dir else None)
+    elif log is not None:
         try:
-            if reason == "hangup":
-                log.event("hangup", state.step, on_hangup="continue", output=str(run_dir and "output.log"))
-            else:
-                log.event("detach", state.step, pid=os.getpid(), output="output.log")
+            log.event("detach", state.step, pid=os.getpid(), output="output.log")
         except (OSError, ValueError):
             pass
-    detach.to_log(run_dir)
     if link is not None:
         link.detached(run_dir or "")
     _say(f"danlu: {'terminal gone' if reason == 'hangup' else 'detached'} at step {state.step}; "

@@ -40,7 +40,7 @@ class Kind(StrEnum):
 
 
 LENGTH = ("train.max_steps", "train.epochs")
-HARMLESS = ("run.device", "run.precision", "run.deterministic", "data.num_workers", "data.root", "data.download",
+HARMLESS = ("run.device", "run.on_hangup", "run.precision", "run.deterministic", "data.num_workers", "data.root", "data.download",
             "train.keep_last", "monitor.layer_norms_every", "monitor.nan_policy", "monitor.spike_factor")
 # Why a key cannot change on a resume, by its first segments (the longest match wins).
 WHY_REFUSED = {

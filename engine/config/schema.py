@@ -37,6 +37,7 @@ class RunConfig:
     device: str = "auto"
     precision: str = "auto"
     out_dir: str = "runs"
+    on_hangup: str = "continue"     # the terminal under the run went away: continue, or stop
     parent: str | None = None       # the run this one was restarted from (restart with changes)
     parent_step: int | None = None  # the parent's step at the checkpoint this run started from
 
@@ -145,6 +146,10 @@ FIELDS: dict[str, dict[str, Knob]] = {
         "device": Knob("str", "auto", "auto picks cuda, then mps, then cpu.", choices=DEVICES),
         "precision": Knob("str", "auto", "auto: bf16 autocast where supported, fp16 with GradScaler on older CUDA, fp32 on CPU.", choices=PRECISIONS),
         "out_dir": Knob("str", "runs", "Folder that holds run directories."),
+        "on_hangup": Knob("str", "continue", "When the terminal under the run goes away (SIGHUP, a dropped SSH "
+                          "session): continue (output goes to output.log in the run directory; `danlu attach` "
+                          "brings the view back) or stop (save a checkpoint and exit 0).",
+                          choices=("continue", "stop")),
         "parent": Knob("str", None, "Set by a warm start (--warm-start, restart with changes): the run directory this run started from; empty for a fresh run.", optional=True),
         "parent_step": Knob("int", None, "Set by a warm start: the parent run's step at the checkpoint this run started from.", min=0, optional=True),
     },

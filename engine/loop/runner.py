@@ -67,6 +67,24 @@ class EngineThread(threading.Thread):
             else:
                 self._early_stop = save if self._early_stop is None else (self._early_stop and save)
 
+    def note_hangup(self, action: str, output: str | None = None) -> bool:
+        """The terminal under the run went away: say so in events.jsonl and on every screen.
+        `action` is run.on_hangup's value; `output` where the process's output goes now.
+        False while the run has no log yet (call again later)."""
+        t = self.trainer
+        log = getattr(t, "log", None)
+        if log is None:
+            return False
+        step = t.progress.step
+        text = ("the terminal went away; training goes on" + (f", output to {output}" if output else "")
+                if action == "continue" else "the terminal went away; saving and stopping (run.on_hangup: stop)")
+        try:
+            log.event("hangup", step, action=action, **({"output": output} if output else {}))
+        except (OSError, ValueError):
+            return False  # the log is closed: the run has ended
+        self.channel.emit(ev.LogLine(step, "warning", text))
+        return True
+
     def outcome(self) -> tuple[int, str]:
         """The exit code and the closing words for the terminal, once the thread has ended."""
         t, err = self.trainer, self.error

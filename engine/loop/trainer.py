@@ -284,6 +284,8 @@ class Trainer:
 
     def set_state(self, state: str, detail: str = "") -> None:
         if state != self.status:
+            if self.log is not None and State.PAUSED in (state, self.status):  # `danlu ls` shows pauses
+                self.log.set_state(state=state, step=self.progress.step)
             self.status = state
             self.emit(ev.StatusChanged(state, self.progress.step, detail))
 

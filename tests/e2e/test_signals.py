@@ -33,7 +33,9 @@ def _children_gone(pid_list) -> bool:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_headless_signal_saves_and_exits_0(tmp_path, sig):
-    proc = subprocess.Popen([*DANLU, "run", "--headless", f"run.out_dir={tmp_path}", "data.num_workers=2", *SMALL],
+    # SIGHUP stops only with run.on_hangup: stop (the default, continue, is tested in test_hangup.py)
+    proc = subprocess.Popen([*DANLU, "run", "--headless", f"run.out_dir={tmp_path}", "data.num_workers=2", *SMALL,
+                             "run.on_hangup=stop"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_until(lambda: _metrics_started(tmp_path), timeout=120)

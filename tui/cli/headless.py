@@ -94,8 +94,10 @@ def _acc(e: ev.EvalDone, label: str) -> str:
     return f"{label}{e.val_acc:.1%}" if e.val_acc is not None else ""
 
 
-def run_headless(cfg: Config, resume: str | None = None, stream=None, warm_start: str | None = None) -> int:
-    """Train with a progress line; returns the process exit code."""
+def run_headless(cfg: Config, resume: str | None = None, stream=None, warm_start: str | None = None,
+                 on_started=None) -> int:
+    """Train with a progress line; returns the process exit code. `on_started(run_dir)` is called once
+    the run directory exists (--detach moves its output file there)."""
     from danlu.engine.loop.runner import start_engine
 
     channel = Channel()
@@ -103,11 +105,18 @@ def run_headless(cfg: Config, resume: str | None = None, stream=None, warm_start
     stops = {"n": 0}
     thread = None
 
+    hangup = {"pending": False, "done": False}
+
     def on_signal(signum, frame):  # only sets flags; the loop saves at the next step boundary
+        if signum == signal.SIGHUP and cfg.run.on_hangup == "continue":
+            hangup["pending"] = True  # the loop moves the output to output.log and records it
+            return
         stops["n"] += 1
         if stops["n"] > 1 and signum == signal.SIGINT:
             progress.message("second Ctrl-C: exiting now (checkpoints on disk are intact)")
             os._exit(130)
+        if signum == signal.SIGHUP:
+            hangup["stop"] = True
         thread.request_stop(save=True)
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
@@ -115,13 +124,20 @@ def run_headless(cfg: Config, resume: str | None = None, stream=None, warm_start
         thread = start_engine(cfg, channel, resume=resume, warm_start=warm_start, interactive=False)
         while thread.is_alive():
             thread.join(timeout=0.25)
-            _drain(channel, progress)
-            progress.show()
-        _drain(channel, progress)
+            _after_hangup(hangup, thread, progress)
+            try:
+                _drain(channel, progress, on_started)
+                progress.show()
+            except OSError:  # EIO: the terminal is gone (a SIGHUP may not have come)
+                _lost_terminal(cfg, hangup, thread)
+        _drain(channel, progress, on_started)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-    progress.close()
+    try:
+        progress.close()
+    except OSError:
+        pass
     code, text = thread.outcome()
     if code == 2:
         raise thread.error  # bad input: the command line prints it once, with exit code 2
@@ -129,8 +145,27 @@ def run_headless(cfg: Config, resume: str | None = None, stream=None, warm_start
     return code
 
 
-def _drain(channel: Channel, progress: ProgressLine) -> None:
+def _after_hangup(hangup: dict, thread, progress: ProgressLine) -> None:
+    """run.on_hangup continue: once the run directory exists, output to output.log, recorded."""
+    from .hangup import continue_after_hangup
+    if hangup.get("stop") and not hangup["done"]:
+        hangup["done"] = thread.note_hangup("stop")
+    if hangup["pending"] and not hangup["done"] and continue_after_hangup(thread):
+        hangup["done"], progress.tty, progress._width = True, False, 0
+
+
+def _lost_terminal(cfg: Config, hangup: dict, thread) -> None:
+    if cfg.run.on_hangup == "continue":
+        hangup["pending"] = True
+    elif not hangup.get("stop"):
+        hangup["stop"] = True
+        thread.request_stop(save=True)
+
+
+def _drain(channel: Channel, progress: ProgressLine, on_started=None) -> None:
     for e in channel.drain():
+        if isinstance(e, ev.RunStarted) and on_started is not None:
+            on_started(e.run_dir)
         if isinstance(e, ev.Metrics):
             progress.update(e)
         elif isinstance(e, ev.EvalDone):

@@ -18,10 +18,14 @@ examples:
   danlu check configs/my.yaml optim.name=sgd  validate and print the resolved config
   danlu edit configs/my.yaml                 the config editor
   danlu attach                               the dashboard of the live run under ./runs
+  danlu run --detach configs/my.yaml         in the background; prints the run directory
+  danlu ctl default lr x0.5                  one command to a live run (a name prefix under ./runs)
+  danlu ls                                   the runs under ./runs, live ones with their pid
 
 exit codes: 0 finished or stopped on request, 1 the run failed (a crash checkpoint is kept when
 it can be), 2 bad input (or --resume of a run another process is training), 3 stopped on a
 fault: NaN/inf, or out of memory without a dashboard.
+danlu ctl: 0 applied, 1 rejected (the reason is printed), 2 bad input, no such run, or not live.
 """
 
 
@@ -37,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      "Extra key=value words override config keys, e.g. optim.lr=3e-4.")
     run.add_argument("words", nargs="*", metavar="[CONFIG] [key=value ...]")
     run.add_argument("--headless", action="store_true", help="no dashboard: one compact progress line")
+    run.add_argument("--detach", action="store_true",
+                     help="run in the background, out of this terminal's session (output to output.log in the "
+                          "run directory); prints the run directory once the run is up")
+    run.add_argument("--log-to", help=argparse.SUPPRESS)  # --detach's child: its output file
     start = run.add_mutually_exclusive_group()
     start.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its newest good checkpoint "
                        "(overrides: hot settings, train.max_steps/epochs and a few more; see docs/config.md)")
@@ -56,6 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     edit = sub.add_parser("edit", help="open the config editor")
     edit.add_argument("config", nargs="?")
+
+    ctl = sub.add_parser("ctl", help="send one command to a live run (exit 0 applied, 1 rejected, 2 bad input "
+                                     "or not live)",
+                         description="One command to a live run over its control socket. RUN is a run directory "
+                                     "or a name prefix under ./runs. Prints the engine's answer.")
+    ctl.add_argument("run", metavar="RUN")
+    ctl.add_argument("action", metavar="ACTION", help="pause | resume | save | stop | eval | lr VALUE | set KEY=VALUE")
+    ctl.add_argument("values", nargs="*", metavar="VALUE")
+
+    ls = sub.add_parser("ls", help="list runs as a plain table (state, step, loss, pid)")
+    ls.add_argument("folder", nargs="?", metavar="FOLDER", help="default: ./runs")
     return p
 
 
@@ -99,6 +118,12 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "attach":
         from danlu.tui.attach import attach
         return attach(args.run, args.runs)
+    if args.command == "ctl":
+        from danlu.tui.cli.ctl import main as ctl_main
+        return ctl_main(args)
+    if args.command == "ls":
+        from danlu.tui.cli.ls import ls
+        return ls(args.folder)
     return _launcher()
 
 
@@ -141,6 +166,14 @@ def _run(args: argparse.Namespace) -> int:
     from danlu.engine.config.preflight import preflight
     cfg = _load_run_config(args)
     preflight(cfg, new_run=not args.resume)  # before the dashboard opens; the run logs the warnings
+    if getattr(args, "detach", False):
+        from danlu.tui.cli.detach import run_detached
+        return run_detached(args, cfg)
+    if getattr(args, "log_to", None):  # --detach's child
+        from danlu.tui.cli.detach import adopt_log
+        from danlu.tui.cli.headless import run_headless
+        return run_headless(cfg, resume=args.resume, warm_start=getattr(args, "warm_start", None),
+                            on_started=lambda run_dir: adopt_log(args.log_to, run_dir))
     if args.headless or not sys.stdout.isatty():
         if not args.headless:
             print("danlu: stdout is not a terminal; running headless", file=sys.stderr)

@@ -1,0 +1,111 @@
+"""`danlu ctl RUN ACTION`: one command to a live run over its control socket, for scripts and cron.
+
+Prints the engine's answer (applied at step N, old -> new; or rejected, with the reason) and
+returns 0 (applied), 1 (rejected) or 2 (bad input, no such run, not live). Values are checked
+against the hot table's bounds (engine/config/hot.py) before anything is sent. No torch.
+"""
+
+from __future__ import annotations
+
+import sys
+from glob import escape as glob_escape
+from pathlib import Path
+
+from danlu.engine.config import hot
+from danlu.engine.control import events as ev
+from danlu.engine.control import socket_client as sc
+from danlu.engine.errors import UserError
+
+EXIT_APPLIED, EXIT_REJECTED, EXIT_BAD = 0, 1, 2
+ACTIONS = ("pause", "resume", "save", "stop", "eval", "lr", "set")
+SIMPLE = {"pause": ev.pause, "resume": ev.resume, "save": ev.save_checkpoint, "stop": ev.stop,
+          "eval": ev.eval_now}
+# How long an answer may take: an eval or a save happens at the next step boundary, after the step under way.
+ANSWER_TIMEOUT_S = 300.0
+
+
+def find_run(word: str, root: Path | None = None) -> Path:
+    """A run directory: `word` itself, or the one run under `root` (./runs) whose name starts with it."""
+    p = Path(word)
+    if p.is_dir() and ((p / "state.json").is_file() or (p / "config.yaml").is_file()):
+        return p
+    root = root or Path("runs")
+    if "/" in word:  # runs/defa: a prefix inside that folder
+        root, word = p.parent, p.name
+    matches = sorted(d for d in root.glob(f"{glob_escape(word)}*") if d.is_dir()) if root.is_dir() and word else []
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise UserError(f"no run {word!r}: give a run directory, or a name prefix of a run under {root}/ "
+                        "(`danlu ls` lists them)")
+    names = ", ".join(m.name for m in matches[:6]) + (" ..." if len(matches) > 6 else "")
+    raise UserError(f"{word!r} matches {len(matches)} runs under {root}/ ({names}): give more of the name")
+
+
+def build_command(action: str, values: list[str], current_lrs: list[float] | None = None) -> ev.Command:
+    """The Command for an action and its words; UserError (exit 2) naming what to type instead."""
+    from danlu.tui.parsing import BadInput, check_lr, parse_hparam, parse_lr
+    try:
+        if action in SIMPLE:
+            if values:
+                raise BadInput(f"`{action}` takes no value")
+            return SIMPLE[action]()
+        if action == "lr":
+            if len(values) != 1:
+                raise BadInput("`lr` takes one value: 3e-4, or a factor x0.5, *2, /2")
+            change = parse_lr(values[0])
+            check_lr(current_lrs or [], change)
+            return ev.set_lr(change.value, factor=change.factor)
+        if action == "set":
+            if len(values) != 1 or "=" not in values[0]:
+                raise BadInput("`set` takes KEY=VALUE, e.g. set weight_decay=0.01; hot settings: "
+                               + ", ".join(hot.HOT))
+            key, text = values[0].split("=", 1)
+            name = hot.BY_PATH[key].name if key in hot.BY_PATH else key
+            if name == "lr":
+                return build_command("lr", [text], current_lrs)
+            return ev.set_hparam(name, parse_hparam(name, text))
+    except BadInput as e:
+        raise UserError(f"ctl {action}: {e}") from None
+    raise UserError(f"unknown action {action!r}; actions: {', '.join(ACTIONS)}")
+
+
+def answer_text(a: ev.CommandApplied | ev.CommandRejected, cmd: ev.Command, run_dir: str | None) -> str:
+    if isinstance(a, ev.CommandRejected):
+        return f"rejected at step {a.step}: {a.reason}"
+    from danlu.tui.describe import applied_text
+    return f"applied at step {a.step}: {applied_text(a, cmd, run_dir)}"
+
+
+def ctl(run: str, action: str, values: list[str], root: Path | None = None) -> int:
+    if action not in ACTIONS:
+        raise UserError(f"unknown action {action!r}; actions: {', '.join(ACTIONS)}")
+    build_command(action, values)  # bad input is refused before looking for the run
+    run_dir = find_run(run, root)
+    try:
+        client = sc.connect(run_dir, name="ctl")
+    except sc.NotLive as e:
+        raise UserError(f"{e}; `danlu ls` shows which runs are live") from None
+    except sc.ProtocolError as e:
+        raise UserError(str(e)) from None
+    try:
+        last = client.hello.get("last_metrics") or {}
+        cmd = build_command(action, values, last.get("lrs"))
+        try:
+            answer = client.request(cmd, timeout=ANSWER_TIMEOUT_S)
+        except sc.NotLive as e:
+            raise UserError(f"{run_dir}: {e}") from None
+        except TimeoutError as e:
+            raise UserError(f"{run_dir}: {e}") from None
+    finally:
+        client.close()
+    print(answer_text(answer, cmd, str(run_dir)))
+    return EXIT_APPLIED if isinstance(answer, ev.CommandApplied) else EXIT_REJECTED
+
+
+def main(args) -> int:
+    try:
+        return ctl(args.run, args.action, args.values)
+    except UserError as e:
+        print(f"danlu ctl: {e}", file=sys.stderr)
+        return EXIT_BAD
