@@ -37,3 +37,39 @@ def test_a_name_prefix_or_a_folder_names_the_run(tmp_path):
     assert resolve(str(d), tmp_path) == d
     with pytest.raises(UserError, match="no run directory 'rms'"):
         resolve("rms", tmp_path)
+
+
+def _hello(run_dir) -> dict:
+    from dataclasses import asdict
+
+    from tests.tui.fake_engine import run_started
+    started = {**asdict(run_started()), "run_dir": str(run_dir)}
+    return {"type": "Hello", "protocol": 1, "role": "server", "pid": 1, "run_dir": str(run_dir),
+            "state": "running", "step": 0, "run_started": started, "last_metrics": None,
+            "history": {"metrics.jsonl": 0, "events.jsonl": 0}}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("keys, stop_sent", [(["enter"], False), (["down", "enter"], True)])
+async def test_attached_quit_detaches_by_default_or_stops_the_run(tmp_path, keys, stop_sent):
+    from danlu.engine.control import events as ev
+    from danlu.engine.control.channel import Channel
+    from danlu.tui.app import create_app
+    from danlu.tui.screens.quit_dialog import QuitDialog
+
+    from .conftest import drain_commands, wait_for
+
+    channel = Channel()
+    app = create_app(channel, remote=_hello(tmp_path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, QuitDialog), what="quit dialog")
+        assert app.screen.focused.id == "quit-detach"
+        await pilot.press(*keys)
+        if stop_sent:  # the run answers: stopped
+            await wait_for(pilot, lambda: any(c.kind == "stop" for c in drain_commands(channel)), what="stop")
+            channel.emit(ev.StatusChanged("stopped", 5, "stopped at step 5"))
+        await wait_for(pilot, lambda: not app.is_running, what="app exit")
+    assert app.detached is not stop_sent
+    if not stop_sent:
+        assert drain_commands(channel) == []  # detaching sends nothing: the run goes on
