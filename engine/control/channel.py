@@ -75,6 +75,10 @@ class Channel:
         with self._lock:
             self._taps = (*self._taps, tap)
 
+    def remove_tap(self, tap) -> None:
+        with self._lock:
+            self._taps = tuple(t for t in self._taps if t != tap)
+
     # -- UI side --
     def send(self, command: Command) -> Command:
         self._commands.put(command)

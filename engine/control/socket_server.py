@@ -76,6 +76,7 @@ class ControlServer:
         self._listener: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._closing = threading.Event()
+        self._closed = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -123,9 +124,16 @@ class ControlServer:
 
     def close(self, reason: str = "the run ended", grace_s: float = CLOSE_GRACE_S) -> None:
         """Send what is pending and a Bye, wait up to `grace_s` for clients to read it, remove the socket."""
-        if self._thread is None:
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+        if self._closed:
+            return
+        self._closed = True
+        self.channel.remove_tap(self._offer)  # a restart with changes brings its own server to this channel
+        if self._thread is None:  # never opened
+            for fd in (self._wake_r, self._wake_w):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
             return
         self._close_reason, self._grace_s = reason, grace_s
         self._closing.set()

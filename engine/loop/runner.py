@@ -58,6 +58,9 @@ class EngineThread(threading.Thread):
             self.final_state = State.FAILED
             self.channel.emit(ev.Alert(0, AlertKind.ERROR, f"{type(e).__name__}: {e}", traceback.format_exc()))
             self.channel.emit(ev.StatusChanged(State.FAILED, 0, str(e)))
+        finally:
+            if self.control is not None and self.trainer is None:  # no Trainer to close it
+                self.control.close()
 
     def request_stop(self, save: bool = True) -> None:
         """Stop at the next step boundary (signal handlers call this; it only sets flags)."""
