@@ -112,7 +112,11 @@ class DanluApp(App):
     def detach(self, reason: str = "detached") -> None:
         """Leave the run going: an attached dashboard just closes; `danlu run` hands its terminal back
         (run_dashboard then moves the process's output to output.log and tells its parent to exit)."""
-        if not self.can_detach or self.quitting:
+        if self.quitting:
+            return
+        if not self.can_detach:
+            self.toast("this dashboard cannot detach (danlu run forks only with a terminal on stdin and "
+                       "stdout, and not with DANLU_NO_DETACH=1); q stops the run", severity="warning")
             return
         if self.remote is None and (self.pump.state.run is None or not self.engine_alive):
             self.toast("the run is still starting (or has ended); detach in a moment", severity="warning")
