@@ -49,8 +49,16 @@ class DanluApp(App):
     ]
 
     def __init__(self, channel: Channel, start_engine: StartEngine | None = None,
-                 *, title: str = "danlu", make_starter: MakeStarter | None = None):
+                 *, title: str = "danlu", make_starter: MakeStarter | None = None,
+                 remote: dict | None = None, can_detach: bool = False):
         super().__init__()
+        # Attached to a run in another process (danlu attach): the server's hello. Quitting then
+        # detaches by default; stopping is a command to that process.
+        self.remote = remote
+        # `d` (and, attached, the quit dialog) leaves the run going: `danlu run` in its own session
+        # (tui/detach.py) and every attached dashboard can
+        self.can_detach = can_detach or remote is not None
+        self.detached = False
         self.title = title
         self.channel = channel
         self.pump = EventPump(channel)
@@ -63,6 +71,10 @@ class DanluApp(App):
         self._stop_timer = None  # polls for the engine's end after a stop was sent
 
     def on_mount(self) -> None:
+        if self.remote is not None:
+            self.pump.attach(self.remote)  # the history first: the first frame shows it
+            self._closed_told = False
+            self.set_interval(0.5, self._watch_connection)
         self.push_screen(DashboardScreen(self.pump))
         if self.start_engine is not None:
             self.engine_thread = self.start_engine()
@@ -82,14 +94,63 @@ class DanluApp(App):
         if self.quitting or isinstance(self.screen, QuitDialog):
             return
         running = self.engine_alive or (self.engine_thread is None and not self.pump.state.final)
-        self.push_screen(QuitDialog(running), self._quit_chosen)
+        if self.remote is not None:
+            running = running and not getattr(self.channel, "closed", None)
+        self.push_screen(QuitDialog(running, detach=self.remote is not None), self._quit_chosen)
 
     def action_quit(self) -> None:  # the palette's "Quit" goes through the dialog too
         self.action_request_quit()
 
     def _quit_chosen(self, choice) -> None:
-        if choice is not None:
+        if choice == "detach":
+            self.detach()
+        elif choice is not None and self.remote is not None:
+            self.stop_remote()
+        elif choice is not None:
             self.stop_and_exit(save=(choice == "save"))
+
+    def detach(self, reason: str = "detached") -> None:
+        """Leave the run going: an attached dashboard just closes; `danlu run` hands its terminal back
+        (run_dashboard then moves the process's output to output.log and tells its parent to exit)."""
+        if self.quitting:
+            return
+        if not self.can_detach:
+            self.toast("this dashboard cannot detach (danlu run forks only with a terminal on stdin and "
+                       "stdout, and not with DANLU_NO_DETACH=1); q stops the run", severity="warning")
+            return
+        if self.remote is None and (self.pump.state.run is None or not self.engine_alive):
+            self.toast("the run is still starting (or has ended); detach in a moment", severity="warning")
+            return
+        self.detached = True
+        self.detach_reason = reason
+        self.exit(return_code=0)
+
+    def _watch_connection(self) -> None:
+        """Attached: say once why the stream ended (the run ended, or this client fell behind)."""
+        reason = getattr(self.channel, "closed", None)
+        if reason is None or self._closed_told or self.quitting:
+            return
+        self._closed_told = True
+        dash = self._dashboard()
+        if dash is not None:
+            dash.tick()  # the run's last events first
+        if not self.pump.state.final:
+            self.toast(f"connection ended: {reason}. danlu attach reconnects.", severity="error", timeout=30)
+
+    def stop_remote(self) -> None:
+        """Attached: ask the run to save and stop, keep the view live until it has ended, then exit."""
+        self.quitting = True
+        self.pump.send(ev.stop(save=True))
+        self.toast("stopping the run: finishing the current step and saving")
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+
+        def poll() -> None:
+            dash = self._dashboard()
+            dash.tick() if dash is not None else self.pump.tick()
+            if self.pump.state.final or getattr(self.channel, "closed", None) or time.monotonic() > deadline:
+                self.exit(return_code=0 if self.pump.state.final else 1)
+
+        self.set_interval(0.2, poll)
 
     def stop_and_exit(self, save: bool = True) -> None:
         """Ask the engine to stop, keep the dashboard live until it has, then exit."""
@@ -136,7 +197,7 @@ class DanluApp(App):
 
     def on_unmount(self) -> None:
         # Any other way out (an exception, the test harness): still stop and join.
-        if self.engine_alive:
+        if self.engine_alive and not self.detached:
             self.pump.send(ev.stop(save=True))
             self.engine_thread.join(FINAL_JOIN_S)
 
@@ -222,10 +283,14 @@ class DanluApp(App):
 
 
 def create_app(channel: Channel, start_engine: StartEngine | None = None,
-               *, title: str = "danlu", make_starter: MakeStarter | None = None) -> DanluApp:
+               *, title: str = "danlu", make_starter: MakeStarter | None = None,
+               remote: dict | None = None, can_detach: bool = False) -> DanluApp:
     """The dashboard for one run: events come from `channel`; `start_engine()` starts it.
 
+    `remote`: the hello of a run in another process (danlu attach; `channel` is then a RemoteChannel).
+    `can_detach`: `d` hands the terminal back and the run goes on (see tui/detach.py).
     `make_starter(config, warm_start)` builds the start_engine of a new run from a checkpoint:
     with it, the live editor's "restart with changes" works (without, it says it is unavailable).
     """
-    return DanluApp(channel, start_engine, title=title, make_starter=make_starter)
+    return DanluApp(channel, start_engine, title=title, make_starter=make_starter, remote=remote,
+                    can_detach=can_detach)

@@ -32,7 +32,7 @@ from .widgets.lr_preview import PreviewFn
 class Outcome:
     """What to do after the app exits: train a config, or resume a run directory."""
 
-    action: Literal["run", "resume"]
+    action: Literal["run", "resume", "attach"]
     path: str
 
 
@@ -126,6 +126,10 @@ class EditorApp(App[Outcome | None]):
     @on(LauncherScreen.ResumeRequested)
     def _resume(self, event: LauncherScreen.ResumeRequested) -> None:
         self.exit(Outcome("resume", str(event.run_dir)))
+
+    @on(LauncherScreen.AttachRequested)
+    def _attach(self, event: LauncherScreen.AttachRequested) -> None:
+        self.exit(Outcome("attach", str(event.run_dir)))
 
     @on(LauncherScreen.EditRequested)
     def _edit(self, event: LauncherScreen.EditRequested) -> None:

@@ -30,6 +30,26 @@ class EventPump:
         self.awaiting: dict[int, float] = {}   # id -> when sent, until its answer is folded
         self.sent_at = 0.0                     # monotonic time of the last send
         self.on_send: Callable[[ev.Command], None] | None = None  # the dashboard hurries its ticks
+        # Past events read from the run's files, for the event log (no toasts): the dashboard
+        # takes them before the tick's live ones.
+        self.backlog: list[Any] = []
+        self.history_loaded = False
+        self.history: Any = None     # the History read (tui/history.py)
+        self.history_seconds = 0.0   # what reading and folding the files took
+
+    def load_history(self, run_dir: str, upto_step: int | None = None, **limits: int | None) -> Any:
+        """Draw the run's past from its files (tui/history.py) before any live metrics."""
+        from .history import as_events, read_history
+        t0 = time.perf_counter()
+        h = read_history(run_dir, upto_step, **limits)
+        events, commands = as_events(h)
+        self.sent.update(commands)
+        self.state.load_history(h, events, commands)
+        self.backlog.extend(events)
+        self.history_loaded = True
+        self.history = h
+        self.history_seconds = time.perf_counter() - t0
+        return h
 
     def send(self, command: ev.Command) -> ev.Command:
         self.sent[command.id] = command
@@ -43,11 +63,30 @@ class EventPump:
             self.on_send(command)
         return out
 
+    def attach(self, hello: dict[str, Any]) -> None:
+        """An attached dashboard's start, from the run's hello (engine/control/protocol.py): the run,
+        its state, its files up to the sizes they had when this client joined (the events that
+        follow the hello are exactly what came after: no gap, no duplicate), then its "now"."""
+        started = hello.get("run_started")
+        if isinstance(started, dict):
+            self.state.apply(ev.from_dict({"type": "RunStarted", **started}))
+        if hello.get("state"):
+            self.state.apply(ev.StatusChanged(str(hello["state"]), int(hello.get("step") or 0)))
+        sizes = hello.get("history") or {}
+        self.load_history(str(hello["run_dir"]), metrics_limit=sizes.get("metrics.jsonl"),
+                          events_limit=sizes.get("events.jsonl"))
+        now = hello.get("last_metrics")
+        if isinstance(now, dict):
+            self.state.take_now(ev.from_dict({"type": "Metrics", **now}))
+
     def tick(self) -> list[Any]:
         """Fold pending events into the state; return the non-Metrics ones for the log."""
         notable = []
         for e in _coalesce(self.channel.drain(MAX_EVENTS_PER_TICK)):
             self.state.apply(e, self.sent)
+            if isinstance(e, ev.RunStarted) and e.start_step > 0 and not self.history_loaded:
+                # a resumed run: its steps up to the checkpoint are in its files
+                self.load_history(e.run_dir, upto_step=e.start_step)
             if not isinstance(e, ev.Metrics):
                 notable.append(e)
                 if isinstance(e, (ev.CommandApplied, ev.CommandRejected)):

@@ -165,14 +165,19 @@ class RunState:
         self.step, self.epoch = e.step, e.epoch
         self.last_loss = e.loss[-1] if e.loss else self.last_loss
         self.last_grad = e.grad_norm[-1] if e.grad_norm else self.last_grad
+        self.clipped += e.clipped
+        self.seen_steps += len(e.steps)
+        self.recent_clipped = e.clipped / len(e.steps) if e.steps else None
+        self.take_now(e)
+
+    def take_now(self, e: ev.Metrics) -> None:
+        """What a Metrics batch says about now (LRs, rates, ETA, memory), not its points: an attached
+        dashboard gets the newest batch in the run's hello, after its points came from the files."""
         self.lrs = list(e.lrs)
         self.phase = e.phase
         self.steps_per_s, self.samples_per_s = e.steps_per_s, e.samples_per_s
         self.elapsed, self.eta, self.total_steps = e.elapsed, e.eta, e.total_steps
-        self.clipped += e.clipped
         self.amp_skipped = getattr(e, "amp_skipped", 0)
-        self.seen_steps += len(e.steps)
-        self.recent_clipped = e.clipped / len(e.steps) if e.steps else None
         self.memory = dict(e.memory or {})
         if getattr(e, "layer_norms", None):
             self.layer_norms, self.layer_norms_step = dict(e.layer_norms), e.layer_norms_step
@@ -186,14 +191,38 @@ class RunState:
         """Every pending step into the series: one Series.extend each and two EMA loops."""
         e = join_metrics(self._pending)
         self._pending, self._pending_steps = [], 0
-        self._loss.extend(e.steps, e.loss)
-        steps, smooth, self._ema, self._ema_n = _ema(e.steps, e.loss, self._ema, self._ema_n)
-        self._nonfinite += len(e.steps) - len(steps)
+        self._extend(e.steps, e.loss, e.grad_norm, e.lr)
+
+    def _extend(self, all_steps, loss, grad_norm, lr) -> None:
+        self._loss.extend(all_steps, loss)
+        steps, smooth, self._ema, self._ema_n = _ema(all_steps, loss, self._ema, self._ema_n)
+        self._nonfinite += len(all_steps) - len(steps)
         self._ema_series.extend(steps, smooth)
-        self._grad.extend(e.steps, e.grad_norm)
-        steps, smooth, self._gema, self._gema_n = _ema(e.steps, e.grad_norm, self._gema, self._gema_n)
+        self._grad.extend(all_steps, grad_norm)
+        steps, smooth, self._gema, self._gema_n = _ema(all_steps, grad_norm, self._gema, self._gema_n)
         self._grad_ema.extend(steps, smooth)
-        self._lr.extend(e.steps, e.lr)
+        self._lr.extend(all_steps, lr)
+
+    def load_history(self, h: Any, events: list[Any], commands: dict[int, ev.Command]) -> None:
+        """The run's past from its files (tui/history.py), folded before any live Metrics:
+        the same series, so the same bounds, as if the dashboard had watched from step 1."""
+        self._folded()
+        lrs = list(self.lrs)
+        for e in events:
+            if not isinstance(e, ev.StatusChanged):  # the live run says its state itself
+                self.apply(e, commands)
+        self.lrs = lrs  # an old LR change's value is not the LR now
+        if h.steps:
+            self._extend(h.steps, h.loss, h.grad_norm, h.lr)
+            self.step = max(self.step, h.steps[-1])
+            self.epoch = self.epoch or h.epoch
+            self.last_loss = self._loss.last if self.last_loss is None else self.last_loss
+            self.last_grad = self._grad.last if self.last_grad is None else self.last_grad
+            self.lrs = self.lrs or list(h.lrs)
+            self.seen_steps += len(h.steps)
+        if h.layer_norms and not self.layer_norms:
+            self.layer_norms, self.layer_norms_step = dict(h.layer_norms), h.layer_norms_step
+        self.version += 1
 
     def _on_EvalDone(self, e: ev.EvalDone, _):
         self.val = e

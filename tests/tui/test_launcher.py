@@ -94,13 +94,19 @@ async def test_enter_runs_a_config(workdir):
     assert app.return_value == Outcome("run", "configs/sgd.yaml")
 
 
-async def test_enter_resumes_a_crashed_run_but_not_a_live_one(workdir):
+async def test_enter_attaches_to_a_live_run(workdir):
     app = create_launcher_app(workdir, clock=lambda: NOW, alive=alive)
     async with app.run_test(size=(100, 30)) as pilot:
         app.screen.query_one("#runs").focus()
-        await pilot.press("enter")  # the live run: refused with a message
-        await pilot.pause()
-        assert app.is_running and app.return_value is None
+        await pilot.press("enter")  # the live run: its dashboard, never a second trainer
+        await wait_for(pilot, lambda: app.return_value is not None, what="exit")
+    assert app.return_value == Outcome("attach", str(workdir / "runs" / "sgd-20260101-010000"))
+
+
+async def test_enter_resumes_a_crashed_run(workdir):
+    app = create_launcher_app(workdir, clock=lambda: NOW, alive=alive)
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.screen.query_one("#runs").focus()
         await pilot.press("down", "down", "enter")
         await wait_for(pilot, lambda: app.return_value is not None, what="exit")
     assert app.return_value == Outcome("resume", str(workdir / "runs" / "sgd-20251231-230000"))

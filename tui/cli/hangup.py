@@ -5,7 +5,7 @@ A dropped SSH session sends SIGHUP, and every later write to the terminal fails 
 stdout and stderr (file descriptors 1 and 2, so Python's prints and anything native) at
 `output.log` in the run directory, and `EngineThread.note_hangup` records it in events.jsonl.
 With `stop` the run saves and ends, exit 0 (what SIGTERM does). Used by `--headless`; the
-dashboard's own hangup path calls the same two functions.
+dashboard records the hangup the same way (EngineThread.note_hangup); its output moves with tui/detach.py.
 """
 
 from __future__ import annotations

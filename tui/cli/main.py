@@ -17,6 +17,7 @@ examples:
                                              a new run from that run's weights, with changes
   danlu check configs/my.yaml optim.name=sgd  validate and print the resolved config
   danlu edit configs/my.yaml                 the config editor
+  danlu attach                               the dashboard of the live run under ./runs
   danlu run --detach configs/my.yaml         in the background; prints the run directory
   danlu ctl default lr x0.5                  one command to a live run (a name prefix under ./runs)
   danlu ls                                   the runs under ./runs, live ones with their pid
@@ -54,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate a config and print it resolved")
     check.add_argument("words", nargs="*", metavar="[CONFIG] [key=value ...]")
+
+    att = sub.add_parser("attach", help="open the dashboard of a live run (started elsewhere, or detached)",
+                         description="Open the dashboard of a live run over its control socket, with the "
+                                     "whole history drawn. q detaches (the run goes on) or stops the run.")
+    att.add_argument("run", nargs="?", metavar="RUN", help="a run directory or the start of a run's name "
+                     "(default: the only live run under ./runs; a picker when there are several)")
+    att.add_argument("--runs", metavar="FOLDER", help="where to look for runs (default ./runs, else run.out_dir)")
 
     edit = sub.add_parser("edit", help="open the config editor")
     edit.add_argument("config", nargs="?")
@@ -114,6 +122,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "lr-find":
         from .lr_find import run_lr_find
         return run_lr_find(args)
+    if args.command == "attach":
+        from danlu.tui.attach import attach
+        return attach(args.run, args.runs)
     if args.command == "ctl":
         from danlu.tui.cli.ctl import main as ctl_main
         return ctl_main(args)
@@ -175,8 +186,10 @@ def _run(args: argparse.Namespace) -> int:
             print("danlu: stdout is not a terminal; running headless", file=sys.stderr)
         from danlu.tui.cli.headless import run_headless
         return run_headless(cfg, resume=args.resume, warm_start=getattr(args, "warm_start", None))
+    from danlu.tui import detach
+    link = detach.fork() if detach.supported() else None  # the parent waits there, and exits (tui/detach.py)
     from danlu.tui.run_dashboard import run_dashboard
-    return run_dashboard(cfg, resume=args.resume, warm_start=getattr(args, "warm_start", None))
+    return run_dashboard(cfg, resume=args.resume, warm_start=getattr(args, "warm_start", None), link=link)
 
 
 def _edit(config: str | None) -> int:
@@ -198,6 +211,10 @@ def _after(outcome) -> int:
     """Act on what the launcher or editor chose once the terminal is back: train or resume."""
     if outcome is None:
         return 0
+    if outcome.action == "attach":
+        print(f"danlu attach {outcome.path}", file=sys.stderr)
+        from danlu.tui.attach import attach
+        return attach(outcome.path)
     if outcome.action == "resume":
         print(f"danlu run --resume {outcome.path}", file=sys.stderr)
         return _run(argparse.Namespace(words=[], headless=False, resume=outcome.path))

@@ -56,6 +56,9 @@ QUIET_CHECKPOINTS = (ev.CheckpointReason.PERIODIC, ev.CheckpointReason.BEST)
 # Spike alerts come at most once per 100 steps from the engine, which can be 10 a second on a fast
 # loop: one toast per this many seconds, the rest in the event log.
 SPIKE_TOAST_S = 10.0
+# The newest lines of a run's past written to the event log: each costs the log a wrapped
+# render, and a long run has thousands (every eval, every checkpoint); events.jsonl has them all.
+HISTORY_LOG_LINES = 200
 
 
 class DashboardScreen(Screen):
@@ -77,11 +80,13 @@ class DashboardScreen(Screen):
         Binding("p", "profile", "Profile", id="profile",
                 tooltip="Profile the next N steps with torch.profiler: top ops, data-loading share, a trace"),
         Binding("q", "app.request_quit", "Quit", tooltip="Stop training and quit", id="quit"),
+        Binding("d", "detach", "Detach", id="detach",
+                tooltip="Leave the run going and get the shell back; danlu attach brings this view back"),
     ]
     # When the footer cannot show every key (under ~93 columns), it leaves out keys from the end
     # of this list first; "^p more" then says the palette has them (every key above is there).
-    FOOTER_PRIORITY = ("quit", "pause", "edit-config", "lr", "save", "hparams", "eval", "log-scale", "lr-find",
-                       "freeze", "profile")
+    FOOTER_PRIORITY = ("quit", "pause", "detach", "edit-config", "lr", "save", "hparams", "eval", "log-scale",
+                       "lr-find", "freeze", "profile")
 
     def __init__(self, pump: EventPump):
         super().__init__(id="dashboard")
@@ -97,6 +102,7 @@ class DashboardScreen(Screen):
         self._was_final = False
         self._last_alert = ""  # the failed status usually repeats it: say it once
         self._spike_toast_at = -SPIKE_TOAST_S
+        self._history_logged = None  # the pump's history whose lines are in the event log
 
     @property
     def state(self):
@@ -146,6 +152,8 @@ class DashboardScreen(Screen):
             self._frame_cpu, self._measuring = time.thread_time() - self._measuring, None
         log = self.query_one(EventLog)
         notable = self.pump.tick()
+        if self.pump.history is not self._history_logged:
+            self._write_history(log)
         for e in notable:
             run_dir = self.state.run.run_dir if self.state.run else None
             if self._repeats_alert(e):
@@ -168,6 +176,19 @@ class DashboardScreen(Screen):
             self.redraw()
         elif version != self._panels_version and now - self._panels_at >= REDRAW_S:
             self._redraw_panels()
+
+    def _write_history(self, log: EventLog) -> None:
+        """The past read from the run's files: into the log as it was, without toasts."""
+        self._history_logged = self.pump.history
+        backlog, self.pump.backlog = self.pump.backlog, []
+        run_dir = self.state.run.run_dir if self.state.run else None
+        lines = [line for e in backlog if (line := describe(e, self.pump.sent, run_dir)) is not None]
+        for line in lines[-HISTORY_LOG_LINES:]:
+            log.add(*line)
+        h = self.pump.history
+        if h is not None:
+            upto = f"steps 1-{h.last_step}" if h.last_step else "no steps"
+            log.add("info", f"history from the run's files: {upto}, {len(h.evals)} evaluations")
 
     def charts_interval(self) -> float:
         """Seconds between metrics-only chart redraws: the last frame's cost over the budget."""
@@ -224,7 +245,13 @@ class DashboardScreen(Screen):
     def check_action(self, action: str, parameters) -> bool | None:
         if action in LIVE_ACTIONS and self.state.final:
             return None  # shown dimmed in the Footer: the engine is gone
+        if action == "detach":  # only where the run can go on without this terminal
+            return None if self.state.final and getattr(self.app, "can_detach", False) else \
+                bool(getattr(self.app, "can_detach", False))
         return True
+
+    def action_detach(self) -> None:
+        self.app.detach()
 
     def action_toggle_pause(self) -> None:
         paused = self._pause_intent if self._pause_intent is not None else self.state.state == ev.State.PAUSED

@@ -20,6 +20,9 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Input, Select, Static
 from textual.worker import get_current_worker
 
+from danlu.engine.control.events import LIVE_STATES
+
+from ..attach import clean_socket
 from ..format import num
 from ..run_index import ConfigCheck, ConfigEntry, RunEntry, age, check_config, pid_alive, scan_configs, scan_runs
 
@@ -44,6 +47,11 @@ class LauncherScreen(Screen):
             self.path = path
 
     class ResumeRequested(Message):
+        def __init__(self, run_dir: Path):
+            super().__init__()
+            self.run_dir = run_dir
+
+    class AttachRequested(Message):
         def __init__(self, run_dir: Path):
             super().__init__()
             self.run_dir = run_dir
@@ -141,6 +149,9 @@ class LauncherScreen(Screen):
 
     def refresh_runs(self) -> None:
         self.runs = scan_runs(self.cwd / "runs", self.alive)
+        for r in self.runs:
+            if r.state == "crashed":
+                clean_socket(r.dir)
         now = self.clock()
         table = self.query_one("#runs", DataTable)
         rows = []
@@ -175,9 +186,8 @@ class LauncherScreen(Screen):
                 return
             self.post_message(self.RunRequested(item.path))
         elif isinstance(item, RunEntry):
-            if item.state in ("running", "paused", "evaluating", "saving", "stopping"):
-                self.notify(f"{item.name} is {item.state} (pid {item.pid}); it cannot be resumed twice.",
-                            severity="warning")
+            if item.state in LIVE_STATES:  # its process is alive: watch it, never train it twice
+                self.post_message(self.AttachRequested(item.dir))
             else:
                 self.post_message(self.ResumeRequested(item.dir))
 

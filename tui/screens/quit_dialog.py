@@ -11,11 +11,12 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
-QuitChoice = Literal["save", "nosave"] | None
+QuitChoice = Literal["save", "nosave", "detach"] | None
 
 
 class QuitDialog(ModalScreen[QuitChoice]):
-    """Returns "save", "nosave", or None (cancel)."""
+    """Returns "save", "nosave", or None (cancel); attached to a run in another process
+    (`detach=True`): "detach" (the default), "save" (stop the run, saving first), or None."""
 
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="quit-cancel"),
@@ -23,11 +24,15 @@ class QuitDialog(ModalScreen[QuitChoice]):
         Binding("up,k", "app.focus_previous", "Previous", show=False, id="quit-prev"),
     ]
 
-    def __init__(self, running: bool = True):
+    def __init__(self, running: bool = True, detach: bool = False):
         super().__init__(id="quit-dialog")
         self.running = running
+        self.detach = detach
 
     def compose(self) -> ComposeResult:
+        if self.detach:
+            yield from self._compose_attached()
+            return
         with Vertical(classes="dialog") as box:
             box.border_title = "Quit danlu"
             msg = ("Training is still running. It stops at the next step boundary."
@@ -39,8 +44,23 @@ class QuitDialog(ModalScreen[QuitChoice]):
             yield Button("Quit without saving", variant="error", id="quit-nosave")
             yield Button("Cancel", id="quit-cancel")
 
+    def _compose_attached(self) -> ComposeResult:
+        with Vertical(classes="dialog") as box:
+            box.border_title = "Leave the run"
+            msg = ("The run goes on after you detach; danlu attach brings this view back."
+                   if self.running else "The run has ended; its checkpoints are in the run directory.")
+            yield Static(msg, classes="hint")
+            yield Button("Detach" if self.running else "Quit", variant="primary", id="quit-detach")
+            if self.running:
+                yield Button("Stop the run (save a checkpoint first)", variant="error", id="quit-save")
+            yield Button("Cancel", id="quit-cancel")
+
     def on_mount(self) -> None:
-        self.query_one("#quit-save", Button).focus()
+        self.query_one("#quit-detach" if self.detach else "#quit-save", Button).focus()
+
+    @on(Button.Pressed, "#quit-detach")
+    def _chose_detach(self) -> None:  # not _detach: Textual's own name for taking a node out
+        self.dismiss("detach")
 
     @on(Button.Pressed, "#quit-save")
     def _save(self) -> None:
