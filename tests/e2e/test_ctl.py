@@ -36,12 +36,16 @@ def test_detach_then_ctl_pause_lr_resume_stop_then_ls(tmp_path):
     try:
         assert os.getsid(pid) == pid  # its own session: the terminal's hangup never reaches it
         said = {}
-        for action in (["pause"], ["lr", "x0.5"], ["resume"], ["set", "weight_decay=0.02"], ["stop"]):
+        for action in (["pause"], ["lr", "x0.5"], ["resume"], ["set", "weight_decay=0.02"], ["profile", "2"],
+                       ["freeze", r"^head\."], ["unfreeze", r"^head\.", "0.5"], ["stop"]):
             res = danlu("ctl", "default", *action, cwd=tmp_path)  # a name prefix under ./runs
             assert res.returncode == 0, res.stderr
             assert res.stdout.startswith("applied at step "), res.stdout
             said[action[0]] = res.stdout
         assert "→" in said["lr"] and "weight_decay" in said["set"]
+        assert said["profile"].splitlines()[1].startswith("profiled steps ")  # waited for the result
+        assert "trace profile/" in said["profile"]
+        assert "2 tensors" in said["freeze"] and "2 tensors" in said["unfreeze"], said
         wait_until(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
                    timeout=120)
     finally:
@@ -67,6 +71,10 @@ def test_ctl_refuses_bad_values_before_sending_and_rejected_exits_1(tmp_path):
     assert bad.returncode == 2 and "learning rate must be > 0" in bad.stderr
     bad = danlu("ctl", "nothing-here", "set", "momentum=7", cwd=tmp_path)
     assert bad.returncode == 2 and "momentum" in bad.stderr
+    for words, said in ((["profile", "0"], "steps must be from 1 to 1000"), (["profile", "x"], "whole number"),
+                        (["freeze", "("], "not a valid regex"), (["unfreeze", "x", "-2"], "lr_mult must be")):
+        bad = danlu("ctl", "nothing-here", *words, cwd=tmp_path)
+        assert bad.returncode == 2 and said in bad.stderr, (words, bad.stderr)
     missing = danlu("ctl", "nothing-here", "pause", cwd=tmp_path)
     assert missing.returncode == 2 and "no run 'nothing-here'" in missing.stderr
     runs = tmp_path / "runs"

@@ -17,7 +17,7 @@ from danlu.engine.control import socket_client as sc
 from danlu.engine.errors import UserError
 
 EXIT_APPLIED, EXIT_REJECTED, EXIT_BAD = 0, 1, 2
-ACTIONS = ("pause", "resume", "save", "stop", "eval", "lr", "set")
+ACTIONS = ("pause", "resume", "save", "stop", "eval", "lr", "set", "profile", "freeze", "unfreeze")
 SIMPLE = {"pause": ev.pause, "resume": ev.resume, "save": ev.save_checkpoint, "stop": ev.stop,
           "eval": ev.eval_now}
 # How long an answer may take: an eval or a save happens at the next step boundary, after the step under way.
@@ -65,9 +65,54 @@ def build_command(action: str, values: list[str], current_lrs: list[float] | Non
             if name == "lr":
                 return build_command("lr", [text], current_lrs)
             return ev.set_hparam(name, parse_hparam(name, text))
+        if action == "profile":
+            if len(values) > 1:
+                raise BadInput("`profile` takes the number of steps to profile (default 5)")
+            steps = _whole(values[0] if values else "5", "steps", 1, ev.PROFILE_MAX_STEPS)
+            return ev.profile(steps)
+        if action in ("freeze", "unfreeze"):
+            if not values or len(values) > (2 if action == "unfreeze" else 1):
+                raise BadInput(f"`{action}` takes a regex searched in parameter names, e.g. '^features\\.'"
+                               + (" and an optional lr_mult for a new param group (default 1)"
+                                  if action == "unfreeze" else ""))
+            _regex(values[0])
+            if action == "freeze":
+                return ev.freeze(values[0])
+            return ev.unfreeze(values[0], _positive(values[1]) if len(values) == 2 else 1.0)
     except BadInput as e:
         raise UserError(f"ctl {action}: {e}") from None
     raise UserError(f"unknown action {action!r}; actions: {', '.join(ACTIONS)}")
+
+
+def _whole(text: str, what: str, lo: int, hi: int) -> int:
+    from danlu.tui.parsing import BadInput
+    try:
+        n = int(text)
+    except ValueError:
+        raise BadInput(f"{what} must be a whole number from {lo} to {hi}, got {text!r}") from None
+    if not lo <= n <= hi:
+        raise BadInput(f"{what} must be from {lo} to {hi}, got {n}")
+    return n
+
+
+def _positive(text: str) -> float:
+    from danlu.tui.parsing import BadInput
+    try:
+        x = float(text)
+    except ValueError:
+        x = float("nan")
+    if not x > 0 or x == float("inf"):
+        raise BadInput(f"lr_mult must be a number > 0 (the new group's LR is optim.lr times it), got {text!r}")
+    return x
+
+
+def _regex(text: str) -> None:
+    import re
+    from danlu.tui.parsing import BadInput
+    try:
+        re.compile(text)
+    except re.error as e:
+        raise BadInput(f"{text!r} is not a valid regex ({e})") from None
 
 
 def answer_text(a: ev.CommandApplied | ev.CommandRejected, cmd: ev.Command, run_dir: str | None) -> str:
@@ -97,10 +142,28 @@ def ctl(run: str, action: str, values: list[str], root: Path | None = None) -> i
             raise UserError(f"{run_dir}: {e}") from None
         except TimeoutError as e:
             raise UserError(f"{run_dir}: {e}") from None
+        print(answer_text(answer, cmd, str(run_dir.resolve())), flush=True)
+        if isinstance(answer, ev.CommandApplied) and cmd.kind == ev.CommandKind.PROFILE:
+            return _profile_result(client, run_dir)
     finally:
         client.close()
-    print(answer_text(answer, cmd, str(run_dir)))
     return EXIT_APPLIED if isinstance(answer, ev.CommandApplied) else EXIT_REJECTED
+
+
+def _profile_result(client: sc.Client, run_dir: Path) -> int:
+    """A profile's answer comes when its window has run: wait for it, so a script gets the summary."""
+    from danlu.tui.describe import profile_text
+    try:
+        for e in client.events(timeout=ANSWER_TIMEOUT_S):
+            if isinstance(e, ev.ProfileDone):
+                print(profile_text(e, str(run_dir.resolve())))
+                return EXIT_APPLIED
+    except (sc.NotLive, sc.CutOff, TimeoutError) as e:
+        print(f"danlu ctl: the profile's result did not come ({e}); the run's events.jsonl has it if it ran",
+              file=sys.stderr)
+        return EXIT_BAD
+    print("danlu ctl: the run ended before the profile's result came", file=sys.stderr)
+    return EXIT_BAD
 
 
 def main(args) -> int:

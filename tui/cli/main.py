@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
                          description="One command to a live run over its control socket. RUN is a run directory "
                                      "or a name prefix under ./runs. Prints the engine's answer.")
     ctl.add_argument("run", metavar="RUN")
-    ctl.add_argument("action", metavar="ACTION", help="pause | resume | save | stop | eval | lr VALUE | set KEY=VALUE")
+    ctl.add_argument("action", metavar="ACTION", help="pause | resume | save | stop | eval | lr VALUE | set KEY=VALUE | "
+                                                          "profile [N] | freeze REGEX | unfreeze REGEX [LR_MULT]")
     ctl.add_argument("values", nargs="*", metavar="VALUE")
 
     ls = sub.add_parser("ls", help="list runs as a plain table (state, step, loss, pid)")
