@@ -96,7 +96,8 @@ class DanluApp(App):
         running = self.engine_alive or (self.engine_thread is None and not self.pump.state.final)
         if self.remote is not None:
             running = running and not getattr(self.channel, "closed", None)
-        self.push_screen(QuitDialog(running, detach=self.remote is not None), self._quit_chosen)
+        self.push_screen(QuitDialog(running, detach=self.remote is not None,
+                                    nonfinite=self.pump.state.nonfinite_pause), self._quit_chosen)
 
     def action_quit(self) -> None:  # the palette's "Quit" goes through the dialog too
         self.action_request_quit()

@@ -30,6 +30,7 @@ class RunState:
     run: ev.RunStarted | None = None
     state: str = ev.State.STARTING
     detail: str = ""
+    nonfinite_pause: str | None = None  # nan_policy pause stopped on NaN/inf: where and what (the quit dialog says it)
     step: int = 0
     epoch: int = 0
     total_steps: int | None = None
@@ -290,6 +291,8 @@ class RunState:
 
     def _on_Alert(self, e: ev.Alert, _):
         self.markers.append((e.step, "alert"))
+        if e.kind == ev.AlertKind.NONFINITE and e.details == "nan_policy=pause":
+            self.nonfinite_pause = f"step {e.step}: {e.message}"  # the weights may hold NaN/inf from here on
 
 
 def _shown(v: Any) -> str:

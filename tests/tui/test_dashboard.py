@@ -201,6 +201,26 @@ async def test_quit_default_saves_stops_and_joins(channel, key):
 
 
 @pytest.mark.asyncio
+async def test_quit_while_paused_on_nan_does_not_promise_a_checkpoint(channel):
+    """With NaN/inf the engine writes no checkpoint; the dialog says so instead of 'Save checkpoint'."""
+    engine = FakeEngine(channel)
+    app = create_app(channel, engine.start)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.pump.state.state == "running", what="running")
+        channel.emit(ev.Alert(7, ev.AlertKind.NONFINITE, "non-finite loss (nan) at step 7", "nan_policy=pause"))
+        channel.emit(ev.StatusChanged(ev.State.PAUSED, 7, "non-finite values: lower the LR or load a checkpoint"))
+        await wait_for(pilot, lambda: app.pump.state.state == "paused", what="paused")
+        await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, QuitDialog), what="quit dialog")
+        text = " ".join(rendered(w) for w in app.screen.query(Static))
+        assert "non-finite loss (nan) at step 7" in text and "only if the weights are still finite" in text
+        assert "save if the weights are finite" in str(app.screen.query_one("#quit-save").label)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: not app.is_running, what="app exit")
+    assert engine.received[-1].args == {"save": True}  # the engine decides: it never writes NaN weights
+
+
+@pytest.mark.asyncio
 async def test_quit_without_saving_and_cancel(channel):
     engine = FakeEngine(channel)
     app = create_app(channel, engine.start)

@@ -24,10 +24,11 @@ class QuitDialog(ModalScreen[QuitChoice]):
         Binding("up,k", "app.focus_previous", "Previous", show=False, id="quit-prev"),
     ]
 
-    def __init__(self, running: bool = True, detach: bool = False):
+    def __init__(self, running: bool = True, detach: bool = False, nonfinite: str | None = None):
         super().__init__(id="quit-dialog")
         self.running = running
         self.detach = detach
+        self.nonfinite = nonfinite  # paused on NaN/inf: a save may have nothing sound to write
 
     def compose(self) -> ComposeResult:
         if self.detach:
@@ -37,9 +38,14 @@ class QuitDialog(ModalScreen[QuitChoice]):
             box.border_title = "Quit danlu"
             msg = ("Training is still running. It stops at the next step boundary."
                    if self.running else "The run has ended; its checkpoints are in the run directory.")
+            if self.running and self.nonfinite:
+                msg = (f"Paused on non-finite values ({self.nonfinite}). A checkpoint is written only if the "
+                       "weights are still finite; if not, the last good checkpoint stays the run's state.")
             yield Static(msg, classes="hint")
             # once the run has ended the engine has already written its last checkpoint
             label = "Save checkpoint and quit" if self.running else "Quit"
+            if self.running and self.nonfinite:
+                label = "Stop and quit (save if the weights are finite)"
             yield Button(label, variant="primary", id="quit-save")
             yield Button("Quit without saving", variant="error", id="quit-nosave")
             yield Button("Cancel", id="quit-cancel")
