@@ -25,8 +25,10 @@ Variants, all on the same model, seed, steps and in-memory tensors (num_workers=
       event (a stand-in for `danlu attach`: the socket's whole cost to the run; the drawing
       happens in the other process)
   s   b with a client connected from another process that never reads
+  ra  b with the real dashboard attached from another process (`danlu attach`'s app, drawing
+      off-screen at 120x40): the attached view's cost to the run, next to c's in-process one
 
-Controls and the control socket, only when asked for (--variants a,b,b2,ci,c,r,s):
+Controls and the control socket, only when asked for (--variants a,b,b2,ci,c,r,s,ra):
 
   b2  b again: two identical variants, so their paired ratio shows the box's own noise
   ci  c with the dashboard's drain turned off: Textual's own loop, no folding or drawing
@@ -218,6 +220,35 @@ for e in client.events():
 """
 
 
+ATTACHED = """
+import glob, sys, time
+from danlu.engine.control import socket_client as sc
+from danlu.tui.app import create_app
+out = sys.argv[1]
+while True:
+    try:
+        client = sc.connect(glob.glob(out + "/*/control.sock")[0].rsplit("/", 1)[0], name="bench")
+        break
+    except (IndexError, sc.NotLive, OSError):
+        time.sleep(0.01)
+channel = sc.RemoteChannel(client)
+create_app(channel, title="bench (attached)", remote=client.hello).run(headless=True, size=(120, 40))
+"""
+
+
+def run_headless_attached(cfg) -> tuple[float, int, float]:
+    """b with the real dashboard attached from another process (what `danlu attach` runs, drawing
+    off-screen at 120x40): its reading, folding and drawing happen in that process, not this one."""
+    proc = subprocess.Popen([sys.executable, "-c", ATTACHED, cfg.run.out_dir])
+    _client_mode[:] = ["r"]
+    try:
+        return run_headless(cfg)
+    finally:
+        _client_mode.clear()
+        proc.kill()
+        proc.wait()
+
+
 def run_headless_with_client(cfg, mode: str) -> tuple[float, int, float]:
     """b with a client process on the control socket: reading everything (r) or nothing (s)."""
     proc = subprocess.Popen([sys.executable, "-c", CLIENT, cfg.run.out_dir, mode])
@@ -282,7 +313,8 @@ def _variants(cfg) -> dict:
     return {"a0": lambda: bare_run("a0"), "a": lambda: bare_run("a"), "b": lambda: run_headless(cfg),
             "c": lambda: run_dashboard(cfg), "d": lambda: bare_run("d"),
             "b2": lambda: run_headless(cfg), "ci": lambda: run_dashboard_idle(cfg),
-            "r": lambda: run_headless_with_client(cfg, "r"), "s": lambda: run_headless_with_client(cfg, "s")}
+            "r": lambda: run_headless_with_client(cfg, "r"), "s": lambda: run_headless_with_client(cfg, "s"),
+            "ra": lambda: run_headless_attached(cfg)}
 
 
 def bench(regime: str, rounds: int, variants: list[str], fresh: bool = False,
@@ -324,7 +356,8 @@ def _one(regime: str, variant: str) -> None:
 LABELS = {"a0": "bare, pre-stacked batches", "a": "bare loop (DataLoader)", "b": "danlu headless",
           "c": "danlu + dashboard", "d": "naive: .item() + TensorBoard",
           "b2": "b again (noise control)", "ci": "app live, dashboard drain off",
-          "r": "b + a client reading (attach)", "s": "b + a client never reading"}
+          "r": "b + a client reading (attach)", "s": "b + a client never reading",
+          "ra": "b + dashboard, other process"}
 
 
 def _ratios(rates: dict[str, list[float]], base: str) -> dict[str, list[float]]:
@@ -347,14 +380,14 @@ def report(regime: str, rates: dict[str, list[float]], cpu_rates: dict[str, list
         on_cpu = statistics.median(r / c for r, c in zip(xs, cpu_rates[v]))
         print(f"{v + '  ' + LABELS[v]:34} {med:8.1f} {lo:7.1f} {hi:7.1f} {pm:9.3f} [{plo:.3f}-{phi:.3f}]"
               f" {cm:12.1f} {statistics.median(cpu[v]):10.3f} {100 * on_cpu:6.1f}%")
-    for v in ("c", "b2", "ci", "r", "s"):  # against b, paired (already the table's column when b is the base)
+    for v in ("c", "b2", "ci", "r", "s", "ra"):  # against b, paired (already the table's column when b is the base)
         if base != "b" and "b" in rates and v in rates:
             vb, vbc = _ratios(rates, "b")[v], _ratios(cpu_rates, "b")[v]
             lo, hi = median_ci(vb)
             print(f"{v}/b paired: wall {statistics.median(vb):.3f} [95% CI {lo:.3f}-{hi:.3f}], "
                   f"training-thread cpu {statistics.median(vbc):.3f}")
     return f"{regime}: " + " ".join(f"{v}/{base}={statistics.median(wall[v]):.3f}"
-                                    for v in ("b", "c", "d", "r", "s") if v in wall and v != base)
+                                    for v in ("b", "c", "d", "r", "s", "ra") if v in wall and v != base)
 
 
 def main() -> None:
