@@ -42,6 +42,18 @@ def tiny_config(tmp_path):
     return make
 
 
+@pytest.fixture
+def short_tmp():
+    """A folder with a short path, for tests that put a Unix socket in it: pytest's tmp_path can pass
+    the ~107-byte AF_UNIX limit (under xdist it gains a popen-gwN level), and a socket there would
+    take the fallback path the deep-out_dir test covers on purpose."""
+    import shutil
+    import tempfile
+    d = Path(tempfile.mkdtemp(prefix="dl-", dir="/tmp"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
 def wait_until(predicate, timeout: float = 30.0, interval: float = 0.02):
     """Poll `predicate` until it is truthy or the deadline passes (then fail)."""
     deadline = time.monotonic() + timeout

@@ -183,7 +183,7 @@ def test_no_gap_and_no_duplicate_at_the_seam(tmp_path):
     from danlu.tui.history import read_history
     out = tmp_path / "runs"
     proc = subprocess.Popen([sys.executable, "-m", "danlu.tui.cli.main", "run", "--headless", *TINY_RUN,
-                             "monitor.log_every=1", f"run.out_dir={out}"],
+                             "monitor.log_every=1", "train.epochs=10000", f"run.out_dir={out}"],  # ended by SIGTERM
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         run_dir = wait(lambda: next(iter(out.iterdir()), None) if out.is_dir() else None, "the run directory")

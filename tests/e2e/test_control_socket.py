@@ -67,8 +67,8 @@ def _lines(s: socket.socket, until: str, timeout: float = 30.0) -> list[dict]:
                 return out
 
 
-def test_socket_is_0600_and_the_hello_describes_the_run(tiny_config):
-    th, ch = _start(tiny_config)
+def test_socket_is_0600_and_the_hello_describes_the_run(tiny_config, short_tmp):
+    th, ch = _start(tiny_config, out_dir=short_tmp)
     try:
         run_dir = th.trainer.run_dir
         path = run_dir / protocol.SOCKET_NAME
@@ -227,7 +227,8 @@ def test_deep_out_dir_uses_the_short_path_and_ctl_finds_it(tiny_config, tmp_path
     assert not path.exists() and not (run_dir / protocol.POINTER_NAME).exists()
 
 
-def test_version_mismatch_is_a_clear_error_both_ways(tiny_config, tmp_path):
+def test_version_mismatch_is_a_clear_error_both_ways(tiny_config, short_tmp):
+    tmp_path = short_tmp  # a socket is bound in it
     th, ch = _start(tiny_config)
     try:  # a client of another version, at a real run
         s = _raw(th.control.path)
@@ -260,8 +261,8 @@ def test_version_mismatch_is_a_clear_error_both_ways(tiny_config, tmp_path):
     listener.close()
 
 
-def test_a_stale_socket_is_removed(tmp_path):
-    run_dir = tmp_path / "crashed-run"
+def test_a_stale_socket_is_removed(short_tmp):
+    run_dir = short_tmp / "crashed-run"
     run_dir.mkdir()
     (run_dir / "state.json").write_text(json.dumps({"state": "running", "pid": 2 ** 22 + 12345}))
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

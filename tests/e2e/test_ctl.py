@@ -96,8 +96,9 @@ def test_detach_with_a_bad_config_exits_2_and_leaves_nothing(tmp_path):
     assert {p.pid for p in psutil.Process().children(recursive=True)} <= before
 
 
-def test_headless_hangup_continues_into_output_log(tmp_path):
+def test_headless_hangup_continues_into_output_log(short_tmp):
     """SIGHUP to a headless run (run.on_hangup: continue, the default): it goes on, output to output.log."""
+    tmp_path = short_tmp  # its control.sock in the run directory
     proc = subprocess.Popen([*DANLU, "run", "--headless", f"run.out_dir={tmp_path}", *SMALL],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

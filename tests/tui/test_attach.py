@@ -18,7 +18,8 @@ def make_run(root, name, state="running", pid=999_999_999):
     return d
 
 
-def test_a_stale_socket_is_recognised_and_removed(tmp_path):
+def test_a_stale_socket_is_recognised_and_removed(short_tmp):
+    tmp_path = short_tmp  # a socket is bound in it
     d = make_run(tmp_path, "crashed-1")  # 'running', but its pid is dead
     path = d / "control.sock"
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
