@@ -15,7 +15,7 @@ from danlu.tui.screens.editor_live import LiveEditorScreen
 from danlu.tui.screens.quit_dialog import QuitDialog
 from danlu.tui.widgets.event_log import EventLog
 
-from ..tui.conftest import wait_for
+from ..tui.conftest import click, wait_for
 from .test_dashboard_engine import ENDLESS, SIZE, T, engine_threads, running
 
 
@@ -42,7 +42,7 @@ async def test_restart_with_a_new_batch_size_continues_in_a_new_run(tiny_config)
                        str(editor.query_one("#editor-status").render()), what="cold change listed")
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="restart confirm")
-        await pilot.click("#restart")
+        await click(pilot, "#restart")
         await wait_for(pilot, lambda: app.engine_thread.trainer is not old, timeout=T, what="a new engine")
         new = app.engine_thread.trainer
         assert old.final_state == "stopped"

@@ -14,7 +14,7 @@ from danlu.tui.widgets.event_log import EventLog
 from danlu.tui.widgets.progress_panel import ProgressPanel
 from danlu.tui.widgets.status_line import StatusLine
 
-from .conftest import drain_commands, wait_for
+from .conftest import click, drain_commands, wait_for
 from .fake_engine import FakeEngine, emit_run, run_started
 
 SIZE = (120, 40)
@@ -512,9 +512,9 @@ async def test_z_freezes_and_unfreezes_and_the_dashboard_shows_trainable_and_a_m
         await pilot.press(*"(", "enter")  # not a regex: said, nothing sent
         assert "Not a valid regex" in str(app.screen.query_one("#freeze-error", Static).render())
         app.screen.query_one("#freeze-match", Input).value = r"^features\."
-        await pilot.click("#op-unfreeze")
+        await click(pilot, "#op-unfreeze")
         app.screen.query_one("#freeze-mult", Input).value = "0.1"
-        await pilot.click("#freeze-apply")
+        await click(pilot, "#freeze-apply")
         await wait_for(pilot, lambda: not isinstance(app.screen, FreezeDialog), what="dialog closed")
         (cmd,) = drain_commands(channel)
         assert cmd.kind == "unfreeze" and cmd.args == {"match": r"^features\.", "lr_mult": 0.1}

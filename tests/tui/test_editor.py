@@ -14,7 +14,7 @@ from danlu.tui.screens.editor_dialogs import ConfirmDialog, DiffDialog
 from danlu.tui.widgets.config_form import FieldRow
 from danlu.tui.widgets.yaml_view import YamlEditor
 
-from .conftest import wait_for
+from .conftest import click, wait_for
 
 DEFAULT = (PACKAGED_CONFIGS / "default.yaml").read_text()
 
@@ -115,7 +115,7 @@ async def test_invalid_value_shows_everywhere_and_blocks_save(cfg_file):
         # the explicit choice writes it
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="confirm dialog")
-        await pilot.click("#save-anyway")
+        await click(pilot, "#save-anyway")
         await wait_for(pilot, lambda: isinstance(app.screen, DiffDialog), what="diff dialog")
         await pilot.press("enter")
         await wait_for(pilot, lambda: "lr: -1" in cfg_file.read_text(), what="written on request")
@@ -164,7 +164,7 @@ async def test_quit_with_unsaved_changes_asks(cfg_file):
         await _set_input(pilot, "run.seed", "7")
         await pilot.press("ctrl+q")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="unsaved dialog")
-        await pilot.click("#discard")
+        await click(pilot, "#discard")
         await wait_for(pilot, lambda: not app.is_running, what="exit")
     assert "seed: 0" in cfg_file.read_text()
 
@@ -197,7 +197,7 @@ async def test_escape_closes_the_raw_view_through_the_unsaved_question(cfg_file)
         assert app.is_running and app.screen.view == "raw" and app.screen.text.startswith("x#")
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="unsaved dialog again")
-        await pilot.click("#discard")
+        await click(pilot, "#discard")
         await wait_for(pilot, lambda: not app.is_running, what="exit")
     assert cfg_file.read_text().startswith("#")
 
@@ -278,7 +278,7 @@ async def test_sections_jump_by_key_and_by_click(cfg_file, size):
         await wait_for(pilot, lambda: at("optim"), what="optim")
         await pilot.press("ctrl+up")
         await wait_for(pilot, lambda: at("model"), what="back to model")
-        await pilot.click("#nav-monitor")
+        await click(pilot, "#nav-monitor")
         await wait_for(pilot, lambda: nav.current == "monitor" and screen.focused is not None
                        and screen.focused.id.startswith("f-monitor-"), what="monitor by click")
         assert _in_view(screen, screen.focused)

@@ -9,7 +9,7 @@ from danlu.engine.config.schema import Config
 from danlu.tui.app import create_app
 from danlu.tui.screens.editor_live import LiveEditorScreen
 
-from .conftest import drain_commands, wait_for
+from .conftest import click, drain_commands, wait_for
 from .fake_engine import run_started
 
 
@@ -80,7 +80,7 @@ async def test_escape_with_edits_asks_and_the_status_names_the_run(channel):
         assert screen.query_one("#f-optim-lr").value == "5e-4"
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="discard question again")
-        await pilot.click("#discard")
+        await click(pilot, "#discard")
         await wait_for(pilot, lambda: app.screen.id == "dashboard", what="dashboard")
         assert drain_commands(channel) == []
         # unchanged: Esc leaves at once
@@ -119,7 +119,7 @@ async def test_a_restart_that_changes_the_batch_offers_linear_lr_scaling_only_as
         dialog = await _restart_dialog(pilot, app, channel, [("data.batch_size", str(2 * b))])
         assert "linear scaling rule" in dialog.message and f"{base.optim.lr:g} → {2 * base.optim.lr:g}" in dialog.message
         assert [bt[0] for bt in dialog.buttons] == ["cancel", "restart-scaled", "restart"]
-        await pilot.click("#restart-scaled")
+        await click(pilot, "#restart-scaled")
         await wait_for(pilot, lambda: seen, what="the restart")
     config, changes = seen[0]
     assert config.data.batch_size == 2 * b and config.optim.lr == 2 * base.optim.lr
@@ -134,7 +134,7 @@ async def test_a_plain_restart_keeps_the_lr_and_no_offer_when_the_lr_was_set(cha
     app.restart_with = lambda config, changes: seen.append((config, changes)) or True
     async with app.run_test(size=(120, 40)) as pilot:
         await _restart_dialog(pilot, app, channel, [("data.batch_size", str(b // 2))])
-        await pilot.click("#restart")
+        await click(pilot, "#restart")
         await wait_for(pilot, lambda: seen, what="the restart")
     assert seen[0][0].optim.lr == base.optim.lr and seen[0][0].data.batch_size == b // 2  # never silently
     from danlu.tui.screens.editor_live import lr_scaling

@@ -9,7 +9,7 @@ from textual.widgets import Button, Input, Static
 from danlu.tui.editor_app import create_editor_app
 from danlu.tui.screens.editor_lr_find import EditorLrFind
 
-from .conftest import wait_for
+from .conftest import click, wait_for
 
 CONFIG = """\
 # tiny, for the test
@@ -46,13 +46,13 @@ async def test_f4_runs_the_range_test_and_puts_the_suggestion_into_optim_lr(tmp_
         await wait_for(pilot, lambda: isinstance(app.screen, EditorLrFind), what="the dialog", timeout=20)
         dialog = app.screen
         dialog.query_one("#elf-sweep", Input).value = "1e-4 1 12"
-        await pilot.click("#elf-start")
+        await click(pilot, "#elf-start")
         use = dialog.query_one("#elf-use", Button)
         await wait_for(pilot, lambda: use.display, timeout=60, what="the result")
         assert "rule: steepest descent" in str(dialog.query_one("#elf-summary", Static).render())
         lr = float(f"{dialog.suggestion:.3g}")
         await pilot.pause()
-        await pilot.click("#elf-use")
+        await click(pilot, "#elf-use")
         await wait_for(pilot, lambda: app.screen.id == "editor", what="back in the editor", timeout=20)
         editor = app.screen
         await wait_for(pilot, lambda: f"lr: {lr:g}" in editor.text or f"lr: {lr}" in editor.text, what="the text")
@@ -76,7 +76,7 @@ async def test_cancel_leaves_the_config_alone_and_a_bad_sweep_is_explained(tmp_p
         await pilot.press("f4")
         await wait_for(pilot, lambda: isinstance(app.screen, EditorLrFind), what="the dialog", timeout=20)
         app.screen.query_one("#elf-sweep", Input).value = "10 1 100"
-        await pilot.click("#elf-start")
+        await click(pilot, "#elf-start")
         await pilot.pause()
         assert "0 < START < END" in str(app.screen.query_one("#elf-error", Static).render())
         await pilot.press("escape")

@@ -12,7 +12,7 @@ from danlu.engine.control import events as ev
 from danlu.tui.app import create_app
 from danlu.tui.screens.lr_find_dialog import LrFindDialog, parse_sweep
 
-from .conftest import drain_commands, wait_for
+from .conftest import click, drain_commands, wait_for
 from .fake_engine import emit_run
 
 SIZE = (120, 40)
@@ -60,7 +60,7 @@ async def test_the_memory_is_stated_then_the_curve_and_apply_sends_set_lr_and_re
     async with app.run_test(size=SIZE) as pilot:
         text = await _open(pilot, app, channel)
         assert "160.0 MiB" in text and "1000.0 MiB" in text and "it fits" in text
-        await pilot.click("#lrf-start")
+        await click(pilot, "#lrf-start")
         run = await _sent(pilot, channel)
         assert len(run) == 1 and not run[0].args["check"] and run[0].args["steps"] == 100
         channel.emit(ev.StatusChanged("paused", 600, "LR range test on a copy of the model at step 600"))
@@ -73,7 +73,7 @@ async def test_the_memory_is_stated_then_the_curve_and_apply_sends_set_lr_and_re
         assert "suggested lr 0.001" in summary and "min/10 0.003" in summary
         assert "rule: steepest descent" in summary and "lr_find/step-600.json" in summary
         assert "Apply lr 0.001" in str(app.screen.query_one("#lrf-apply", Button).label)
-        await pilot.click("#lrf-apply")
+        await click(pilot, "#lrf-apply")
         await wait_for(pilot, lambda: not isinstance(app.screen, LrFindDialog), what="the dialog to close", timeout=20)
         sent = drain_commands(channel)
         assert [c.kind for c in sent] == [ev.CommandKind.SET_LR, ev.CommandKind.RESUME]
