@@ -64,7 +64,12 @@ def test_editor_form(snap_compare, workdir):
 
     async def run_before(pilot):
         await _editor_settled(pilot)
-        pilot.app.screen.query_one("#f-run-seed").value = "-3"  # one invalid field, shown under it
+        seed = pilot.app.screen.query_one("#f-run-seed")
+        seed.value = "-3"  # one invalid field, shown under it
+        # The check is debounced and starts only once the change message is handled: wait for its result,
+        # not for "no check pending", which holds before the change is seen too.
+        await wait_for(pilot, lambda: "problem" in str(pilot.app.screen.query_one("#editor-status").render()),
+                       what="the check to find the bad seed")
         await _editor_settled(pilot)
         for w in pilot.app.screen.query("Input"):
             w.cursor_blink = False  # a blinking cursor is caught on or off at random
