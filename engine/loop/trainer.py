@@ -25,7 +25,6 @@ from ..build.data import DataBundle, build_datasets, dataset_size, loader_worker
 from ..build.device import Placement, place
 from ..build.fit import Fit, fit_model
 from ..build.freeze import Transfer
-from ..build.loss import EvalSums
 from ..build.models import count_parameters
 from ..build.pretrained import normalization
 from ..build.optim import build_optimizer
@@ -45,22 +44,14 @@ from ..store.run_lock import RunLock
 from ..store.runlog import RunLog, new_run_dir, write_config
 from ..store.trainer_state import TrainingState
 from . import commands, freezing, profile
+from . import evaluate as evaluation
 from .overfit import OverfitWatch, describe as describe_overfit
 from .heap import frozen_heap
 from .layer_norms import LayerNorms
 from .progress import Progress, SkipStreak, Stop, StopReason
+from .step import clip_grads, forward_backward, update_weights
 from .step_metrics import StepMetrics
 from .telemetry import SystemSampler
-
-
-def _total_norm(params: list[torch.Tensor]) -> torch.Tensor:
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return torch.zeros(())
-    get_total_norm = getattr(torch.nn.utils, "get_total_norm", None)
-    if get_total_norm is not None:
-        return get_total_norm(grads, 2.0, foreach=None)
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
 
 
 @dataclass(frozen=True)
@@ -462,8 +453,10 @@ class Trainer:
                           drop_last=True, generator=g)
 
     def _train(self) -> None:
-        p, accum = self.progress, self.cfg.train.grad_accum
+        p, accum, st = self.progress, self.cfg.train.grad_accum, self.state
         total, micro_per_epoch = self.plan.total_steps, self.plan.micro_per_epoch
+        fit, placement = self.fit, self.placement
+        move_to = self.device if self._move_batches else None
         while p.step < total:
             micro, loss_acc = 0, None
             batches = iter(self._train_loader())
@@ -485,7 +478,7 @@ class Trainer:
                     if self.profile is not None:
                         self.profile.step_begins(self, p.step + 1)
                 try:
-                    loss = self._forward_backward(x, y, accum)
+                    loss = forward_backward(st.model, fit, placement, st.scaler, x, y, accum, move_to)
                 except torch.OutOfMemoryError as e:
                     self._on_oom(e, micro_done=micro)
                     micro, loss_acc = 0, None
@@ -516,21 +509,6 @@ class Trainer:
         if self.val_loader is not None and self._last_eval_step != p.step:
             self.evaluate()
 
-    def _forward_backward(self, x: torch.Tensor, y: torch.Tensor, accum: int) -> torch.Tensor:
-        if self._move_batches:
-            x = x.to(self.device, non_blocking=True)
-            y = y.to(self.device, non_blocking=True)
-        x = self.fit.inputs(x)
-        with self.placement.autocast():
-            loss = self.fit.loss(self.fit.output(self.state.model(x)), y)
-            if accum > 1:  # scaled before backward: accumulation averages (a /1 costs a kernel and a grad node)
-                loss = loss / accum
-        if self.state.scaler is not None:
-            self.state.scaler.scale(loss).backward()
-        else:
-            loss.backward()
-        return loss
-
     def _on_oom(self, err: BaseException, micro_done: int) -> None:
         """Out of memory mid-step: drop the partial step, keep the last good state, pause or stop."""
         self.state.optimizer.zero_grad(set_to_none=True)
@@ -552,17 +530,10 @@ class Trainer:
 
     def _optimizer_step(self, loss: torch.Tensor) -> bool:
         """Clip and step; False when nan_policy skip dropped the step (the weights did not move)."""
-        st = self.state
-        if st.scaler is not None:
-            st.scaler.unscale_(st.optimizer)
-        every = self.cfg.monitor.layer_norms_every
+        st, p, every = self.state, self.progress, self.cfg.monitor.layer_norms_every
         # sampled steps only, before clipping like the total norm; stays on the device until the flush
-        layers = self.layer_norms.compute() if every and (self.progress.step + 1) % every == 0 else None
-        clip = st.hot["grad_clip"]
-        if clip is not None:
-            norm = torch.nn.utils.clip_grad_norm_(self.params, clip, foreach=None)
-        else:
-            norm = _total_norm(self.params)
+        sampled = self.layer_norms if every and (p.step + 1) % every == 0 else None
+        norm, layers = clip_grads(st.optimizer, st.scaler, self.params, st.hot["grad_clip"], sampled)
         if self.cfg.monitor.nan_policy == "skip":
             # skip needs the verdict before the update: one host sync per step, by the user's choice
             if not bool(torch.isfinite(loss) & torch.isfinite(norm)):
@@ -572,21 +543,12 @@ class Trainer:
             if self._skips.count:
                 self._end_skip_streak()
         lrs = st.schedule.current  # the LRs this step uses (host floats, no sync)
-        skipped = False
-        if st.scaler is not None:
-            before = st.scaler.get_scale()
-            st.scaler.step(st.optimizer)  # syncs by itself to check for inf/NaN
-            st.scaler.update()
-            skipped = st.scaler.get_scale() < before  # the scale only drops when a step was skipped
-        else:
-            st.optimizer.step()
-        st.optimizer.zero_grad(set_to_none=True)
-        self.progress.step += 1
-        if not skipped:  # an fp16 step the GradScaler skipped did not move the weights: nor the schedule
+        amp_skipped = update_weights(st.optimizer, st.scaler)
+        p.step += 1
+        if not amp_skipped:  # an fp16 step the GradScaler skipped did not move the weights: nor the schedule
             st.schedule.on_step()
         # epochs are counted from 1 in everything people read (events, metrics.jsonl)
-        self.metrics.record(self.progress.step, self.progress.epoch + 1, loss, norm, lrs, amp_skipped=skipped,
-                            layer_norms=layers)
+        self.metrics.record(p.step, p.epoch + 1, loss, norm, lrs, amp_skipped=amp_skipped, layer_norms=layers)
         return True
 
     # ------------------------------------------------------------------ nan_policy skip
@@ -663,17 +625,8 @@ class Trainer:
         self.flush()
         prev = self.status
         self.set_state(State.EVALUATING)
-        model, p = self.state.model, self.progress
-        was_training = model.training
-        model.eval()
-        sums = EvalSums(self.fit.loss, self.device)
-        for x, y in self.val_loader:
-            x = self.fit.inputs(x.to(self.device, non_blocking=True))
-            y = y.to(self.device, non_blocking=True)
-            with self.placement.autocast():
-                sums.add(self.fit.output(model(x)), y)
-        model.train(was_training)
-        val_loss, val_acc = sums.result()  # val_acc is None where the loss has no accuracy
+        p = self.progress
+        val_loss, val_acc = evaluation.evaluate(self.state.model, self.val_loader, self.fit, self.placement)
         is_best = val_loss < p.best_val_loss
         if is_best:
             p.best_val_loss = val_loss
