@@ -9,11 +9,9 @@ boundaries and emits events; it never waits on whoever reads them.
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 import time
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +41,7 @@ from ..store import trainer_state
 from ..store.run_lock import RunLock
 from ..store.runlog import RunLog, new_run_dir, write_config
 from ..store.trainer_state import TrainingState
-from . import commands, freezing, profile
+from . import commands, faults, freezing, profile
 from . import evaluate as evaluation
 from .overfit import OverfitWatch, describe as describe_overfit
 from .heap import frozen_heap
@@ -353,19 +351,13 @@ class Trainer:
                 self.profile.finish(self, "the run ended first")
                 self.profile = None
             self.flush()  # a stop leaves the loop between flushes: every step goes to metrics.jsonl
-            self._end_skip_streak()
-            if self._nonfinite is not None:  # seen after the last boundary: the run cannot end well
-                bad, self._nonfinite = self._nonfinite, None
-                self._bad_values = bad
-                self._fault_stop(StopReason.NONFINITE, f"{bad} (nan_policy={self.cfg.monitor.nan_policy})")
+            faults.at_run_end(self)
             stop = self.stop
             if stop is not None and stop.reason == StopReason.SIGNAL:
                 self.log.event("stop", self.progress.step, reason="signal", save=stop.save)
             if stop is None or stop.save:
                 self.save_checkpoint(CheckpointReason.LAST)
-            if self.fault is None and not trainer_state.weights_finite(self.state.model):
-                # stopped by hand while paused on NaN/inf: nothing could be saved, nothing succeeded
-                self.fault = "the weights hold NaN/inf" + (f" ({self._bad_values})" if self._bad_values else "")
+            faults.weights_fault(self)
             self.final_state = State.STOPPED if stop is not None or self.fault else State.FINISHED
             self.log.set_state(state=self.final_state, step=self.progress.step,
                                best_val_loss=self.progress.best_val_loss,
@@ -375,54 +367,13 @@ class Trainer:
             else:
                 self.set_state(self.final_state, f"{self.final_state} at step {self.progress.step}")
         except UserError as e:  # the user's data or code found wanting mid-run: the message, not a traceback
-            self.error = str(e)
-            self.final_state = State.FAILED
-            crash = self._save_crash_checkpoint()
-            if crash is not None:
-                e.args = (f"{e}\ncrash checkpoint saved: {crash} (step {self.progress.step}); after fixing "
-                          f"the cause, resume with: danlu run --resume {self.run_dir}",)
-            self.emit(ev.Alert(self.progress.step, AlertKind.BAD_INPUT, str(e)))
-            self.log.set_state(state=State.FAILED, step=self.progress.step, error=self.error)
-            self.set_state(State.FAILED, self.error)
+            faults.failed_on_input(self, e)
             raise
         except BaseException as e:  # noqa: BLE001 - report everything, re-raise nothing into the thread
-            tb = traceback.format_exc()
-            self.error = f"{type(e).__name__}: {e}"
-            self.final_state = State.FAILED
-            crash = self._save_crash_checkpoint()
-            note = ""
-            if crash is not None:
-                note = (f"; crash checkpoint saved: {crash}; after fixing the cause, resume with: "
-                        f"danlu run --resume {self.run_dir}")
-            self._alert(AlertKind.ERROR, f"the run failed at step {self.progress.step}: {self.error}{note}", tb)
-            if self.log is not None:
-                self.log.set_state(state=State.FAILED, step=self.progress.step, error=self.error)
-            self.set_state(State.FAILED, self.error)
+            faults.crashed(self, e)
         finally:
             self._cleanup()
         return self.final_state
-
-    def _save_crash_checkpoint(self) -> Path | None:
-        """After an exception mid-run: keep the work since the last checkpoint, if the weights are sound.
-
-        Named by the last completed optimizer step; the micro-batches of a step under way are
-        given back (as after out of memory), so a resume redoes that step whole. Never raises.
-        """
-        if self.state is None or self.log is None or self.run_dir is None:
-            return None
-        try:
-            p, begun = self.progress, self._step_start
-            if begun is not None and begun[:2] == (p.step, p.epoch):
-                p.batch_in_epoch = begun[2]
-            if p.step == self._first_step:
-                return None  # no optimizer step since the run began here: no work to keep
-            last = self.last_checkpoint
-            if last is not None and last.step == p.step and Path(last.path).is_file():
-                return None  # it holds this step already: nothing to add
-            return self.save_checkpoint(CheckpointReason.CRASH)
-        except BaseException as e:  # noqa: BLE001 - the first failure is the one to report
-            self._warn(f"crash checkpoint not written: {type(e).__name__}: {e}")
-            return None
 
     def _cleanup(self) -> None:
         if self.profile is not None:
@@ -480,7 +431,7 @@ class Trainer:
                 try:
                     loss = forward_backward(st.model, fit, placement, st.scaler, x, y, accum, move_to)
                 except torch.OutOfMemoryError as e:
-                    self._on_oom(e, micro_done=micro)
+                    faults.on_oom(self, e, micro_done=micro)
                     micro, loss_acc = 0, None
                     if self.stop is not None:
                         return
@@ -509,39 +460,14 @@ class Trainer:
         if self.val_loader is not None and self._last_eval_step != p.step:
             self.evaluate()
 
-    def _on_oom(self, err: BaseException, micro_done: int) -> None:
-        """Out of memory mid-step: drop the partial step, keep the last good state, pause or stop."""
-        self.state.optimizer.zero_grad(set_to_none=True)
-        self.progress.batch_in_epoch -= micro_done  # redo this step's micro-batches after a resume
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
-        bs = self.cfg.data.batch_size
-        self._alert(AlertKind.OOM,
-                    f"out of memory at step {self.progress.step + 1} (batch {bs}): {str(err).splitlines()[0][:200]}",
-                    f"Try a smaller batch with the same effective size: data.batch_size={max(1, bs // 2)} "
-                    f"train.grad_accum={self.cfg.train.grad_accum * 2}, or run.precision=bf16/fp16.")
-        self.save_checkpoint(CheckpointReason.FAULT)
-        if self.interactive:
-            self.paused = True
-            self.metrics.pause()
-            self.set_state(State.PAUSED, "out of memory: restart with a smaller batch (c) or quit")
-        else:
-            self._fault_stop(StopReason.OOM, f"out of memory at step {self.progress.step + 1} (batch {bs})")
-
     def _optimizer_step(self, loss: torch.Tensor) -> bool:
         """Clip and step; False when nan_policy skip dropped the step (the weights did not move)."""
         st, p, every = self.state, self.progress, self.cfg.monitor.layer_norms_every
         # sampled steps only, before clipping like the total norm; stays on the device until the flush
         sampled = self.layer_norms if every and (p.step + 1) % every == 0 else None
         norm, layers = clip_grads(st.optimizer, st.scaler, self.params, st.hot["grad_clip"], sampled)
-        if self.cfg.monitor.nan_policy == "skip":
-            # skip needs the verdict before the update: one host sync per step, by the user's choice
-            if not bool(torch.isfinite(loss) & torch.isfinite(norm)):
-                st.optimizer.zero_grad(set_to_none=True)
-                self._skip_step(float(loss), float(norm))
-                return False
-            if self._skips.count:
-                self._end_skip_streak()
+        if self.cfg.monitor.nan_policy == "skip" and faults.skipped(self, loss, norm):
+            return False
         lrs = st.schedule.current  # the LRs this step uses (host floats, no sync)
         amp_skipped = update_weights(st.optimizer, st.scaler)
         p.step += 1
@@ -550,33 +476,6 @@ class Trainer:
         # epochs are counted from 1 in everything people read (events, metrics.jsonl)
         self.metrics.record(p.step, p.epoch + 1, loss, norm, lrs, amp_skipped=amp_skipped, layer_norms=layers)
         return True
-
-    # ------------------------------------------------------------------ nan_policy skip
-    def _skip_step(self, loss: float, norm: float) -> None:
-        """One more step skipped: counted into the streak; too many in a row stop the run."""
-        what = f"loss ({loss:.4g})" if not math.isfinite(loss) else f"grad norm ({norm:.4g}) with a finite loss"
-        streak = self._skips
-        streak.add(self.progress.step + 1, what)
-        limit = self.cfg.monitor.max_skips
-        if streak.count < limit:
-            return
-        summary = streak.summary()
-        self._alert(AlertKind.NONFINITE, f"{summary}; stopping at monitor.max_skips={limit}",
-                    f"The weights are still those of step {self.progress.step}. Lower optim.lr, or look for "
-                    "broken samples in the data; a resume continues after the skipped batches.", **streak.fields())
-        streak.reset()
-        last, step = self.last_checkpoint, self.progress.step
-        if step > 0 and (last is None or last.step != step):
-            self.save_checkpoint(CheckpointReason.FAULT)  # the weights are finite: keep the work since the last one
-        self._fault_stop(StopReason.NONFINITE, f"{summary} (nan_policy=skip, monitor.max_skips={limit})")
-
-    def _end_skip_streak(self) -> None:
-        """A finite step after skipped ones (or the run's end): one line for the whole streak."""
-        streak = self._skips
-        if streak.count:
-            self._alert(AlertKind.NONFINITE, f"{streak.summary()}; nan_policy=skip, training went on", "",
-                        **streak.fields())
-            streak.reset()
 
     def _after_step(self) -> None:
         hot, step = self.state.hot, self.progress.step
@@ -675,7 +574,7 @@ class Trainer:
         """Between optimizer steps: act on a fault, apply commands; stay here while paused."""
         if self._nonfinite is not None:
             bad, self._nonfinite = self._nonfinite, None
-            self._on_nonfinite(bad)
+            faults.on_nonfinite(self, bad)
         if self._external_stop.is_set() and self.stop is not None:
             if self.status != State.STOPPING:
                 self.set_state(State.STOPPING, "a signal asked to stop" + ("; saving a checkpoint first"
@@ -691,23 +590,3 @@ class Trainer:
             cmd = self.channel.poll_command(timeout=0.1)
             if cmd is not None:
                 commands.apply(self, cmd)
-
-    def _fault_stop(self, reason: StopReason, message: str) -> None:
-        """The run cannot go on: stop at the next boundary, write no more, say why (exit code 3)."""
-        self.fault = self.fault or message
-        self.request_stop(Stop(reason, save=False))
-        self.log.event("stop", self.progress.step, reason=str(reason), message=message)
-
-    def _on_nonfinite(self, bad: str) -> None:
-        policy, step = self.cfg.monitor.nan_policy, self.progress.step
-        self._bad_values = bad
-        if policy == "stop":
-            # the weights are bad: keep the last good checkpoint, write none
-            self._fault_stop(StopReason.NONFINITE, f"{bad} (nan_policy=stop)")
-        elif policy == "pause" and not self.interactive:
-            self._fault_stop(StopReason.NONFINITE, f"{bad} (nan_policy=pause, and headless nobody can resume: stopped)")
-        elif policy == "pause":
-            self.paused = True
-            self.metrics.pause()
-            self.set_state(State.PAUSED, "non-finite values: lower the LR or load a checkpoint, then resume")
-            self.log.event("pause", step, reason="nonfinite")
