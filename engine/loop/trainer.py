@@ -1,19 +1,21 @@
 """The training loop: device-aware, steerable between optimizer steps, never stalling on telemetry.
 
-Lifecycle (after torchtune's recipes): setup -> train -> save_checkpoint -> cleanup. The
-Trainer holds its collaborators and calls them: the builders (build/), the checkpointed
-state (store/trainer_state.py), the per-step metrics (step_metrics.py), the command table
-(commands.py). It talks to the outside only through a Channel: it applies commands at step
-boundaries and emits events; it never waits on whoever reads them.
+Lifecycle (after torchtune's recipes): setup -> train -> save_checkpoint -> cleanup. Read top to
+bottom: `setup` builds the run's parts (build_run.py: data, model, optimizer, schedule, a restored
+checkpoint) and opens its directory, log and socket; `run` trains and ends the run; `_train` is the
+loop, each optimizer step made of micro-batches (step.py: forward/backward, clip, update) over the
+epoch's batches (loaders.py); between steps, `_boundary` applies commands (commands.py); evaluation
+is evaluate.py, the faults (NaN/inf, out of memory, a crash) faults.py, the per-step metrics
+step_metrics.py, the checkpointed state store/trainer_state.py. The Trainer talks to the outside only
+through a Channel: it applies commands at step boundaries and emits events; it never waits on whoever
+reads them.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 import time
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,46 +23,30 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from ..build.data import DataBundle, build_datasets, dataset_size, loader_workers, overfit, stream_batches
-from ..build.device import Placement, place
-from ..build.fit import Fit, fit_model
-from ..build.freeze import Transfer
-from ..build.loss import EvalSums
-from ..build.models import count_parameters
-from ..build.pretrained import normalization
-from ..build.optim import build_optimizer
-from ..build.sampler import EpochSampler
 from ..build.schedule import LRSchedule
 from ..config.hot import HotValues
-from ..config.plan import StepPlan, plan_steps
-from ..config.preflight import plan_findings, preflight
 from ..config.schema import Config
 from ..control import events as ev
 from ..control.channel import Channel
 from ..control.events import AlertKind, CheckpointReason, State
-from ..errors import ConfigError, UserError
-from ..store import checkpoint_file as ckpt
+from ..errors import UserError
 from ..store import trainer_state
 from ..store.run_lock import RunLock
 from ..store.runlog import RunLog, new_run_dir, write_config
-from ..store.trainer_state import TrainingState
-from . import commands, freezing, profile
-from .overfit import OverfitWatch, describe as describe_overfit
+from . import build_run, commands, faults, freezing, loaders, profile
+from . import evaluate as evaluation
+from .build_run import RunParts
 from .heap import frozen_heap
 from .layer_norms import LayerNorms
 from .progress import Progress, SkipStreak, Stop, StopReason
+from .step import clip_grads, forward_backward, update_weights
 from .step_metrics import StepMetrics
 from .telemetry import SystemSampler
 
 
-def _total_norm(params: list[torch.Tensor]) -> torch.Tensor:
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return torch.zeros(())
-    get_total_norm = getattr(torch.nn.utils, "get_total_norm", None)
-    if get_total_norm is not None:
-        return get_total_norm(grads, 2.0, foreach=None)
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+def _part(name: str) -> property:
+    """A Trainer attribute that is one of the run's built parts: None before setup."""
+    return property(lambda t: getattr(t.parts, name) if t.parts is not None else None)
 
 
 @dataclass(frozen=True)
@@ -101,13 +87,8 @@ class Trainer:
         self.stop: Stop | None = None
         self._external_stop = threading.Event()   # set by signal handlers (flag only)
         # built in setup()
-        self.placement: Placement | None = None
-        self.device: torch.device | None = None
-        self.bundle: DataBundle | None = None
-        self.fit: Fit | None = None       # the model with its loss and input rules
-        self.plan: StepPlan | None = None
-        self.state: TrainingState | None = None
-        self.params: list[torch.nn.Parameter] = []
+        self.parts: RunParts | None = None  # data, model, optimizer, schedule (build_run.py)
+        self.params: list[torch.nn.Parameter] = []  # the trainable ones: what clipping and the norm read
         self.run_dir: Path | None = None
         self.log: RunLog | None = None
         self.metrics: StepMetrics | None = None
@@ -115,18 +96,15 @@ class Trainer:
         self.profile: profile.StepProfile | None = None  # a torch.profiler window asked for (profile.py)
         self.val_loader: DataLoader | None = None
         self.sampler: SystemSampler | None = None
-        self.warm_note: str | None = None
-        self.warnings: list[str] = []  # setups that may be meant but likely are not (logged at the start)
-        self._move_batches = False     # on the CPU .to() is a no-op that still costs a dispatch
-        self._nonfinite: str | None = None  # set by a flush that saw NaN/inf; acted on at the boundary
-        self._skips = SkipStreak()          # nan_policy skip: the steps skipped in a row
         self._lock: RunLock | None = None   # this process trains the run directory (held until cleanup)
+        # faults (faults.py)
+        self._nonfinite: str | None = None  # set by a flush that saw NaN/inf; acted on at the boundary
+        self._bad_values: str | None = None  # the last non-finite values a flush saw
+        self._skips = SkipStreak()          # nan_policy skip: the steps skipped in a row
         # (step, epoch, batch_in_epoch) as the optimizer step under way began: a crash mid-step rolls back to it
         self._step_start: tuple[int, int, int] | None = None
-        self._last_eval_step = -1
         self._first_step = 0                 # the step this process began at (after a resume, not 0)
-        self._bad_values: str | None = None  # the last non-finite values a flush saw
-        self.overfit_watch: OverfitWatch | None = None  # train.overfit_batches: is the loss falling?
+        self._last_eval_step = -1
 
     # ------------------------------------------------------------------ views
     @property
@@ -139,7 +117,16 @@ class Trainer:
 
     @property
     def total_steps(self) -> int:
-        return self.plan.total_steps if self.plan else 0
+        return self.parts.plan.total_steps if self.parts is not None else 0
+
+    # the run's built parts (build_run.RunParts) under the names callers use; None before setup
+    plan = _part("plan")
+    placement = _part("placement")
+    device = _part("device")
+    bundle = _part("bundle")
+    fit = _part("fit")              # the model with its loss and input rules
+    state = _part("state")          # what a checkpoint captures (store/trainer_state.py)
+    warm_note = _part("warm_note")  # what a warm start carried over
 
     @property
     def model(self) -> torch.nn.Module:
@@ -166,180 +153,53 @@ class Trainer:
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
-        cfg = self.cfg
-        resume_obj = resume_path = None
+        """Build the run's parts, then open its directory, log and control socket, and announce it."""
+        cfg, p = self.cfg, self.progress
         if self.resume_dir is not None:
             self._lock = RunLock.acquire(self.resume_dir)  # first: a run trained by another live process is refused
-            resume_path, resume_obj = ckpt.find_latest(self.resume_dir, warn=self._warn)
-        warm_obj = None
-        if self.warm_start is not None:  # a checkpoint, or a run directory's newest good one
-            self.warm_start, warm_obj = trainer_state.warm_source(self.warm_start, warn=self._warn)
-        preflight(cfg, new_run=self.resume_dir is None)  # what `danlu check` and `danlu run` check
-        self._seed(cfg.run.seed, cfg.run.deterministic)
-        self.placement = place(cfg.run.device, cfg.run.precision)
-        self.device = self.placement.device
-        self._move_batches = self.device.type != "cpu"
-
-        self.bundle = build_datasets(cfg.data, cfg.run.seed, normalize=normalization(cfg.model))
-        if cfg.train.overfit_batches:
-            self.bundle = overfit(self.bundle, cfg.train.overfit_batches, cfg.data.batch_size)
-            self.bundle.notes.append(describe_overfit(cfg.train.overfit_batches, cfg.data.batch_size))
-            self.overfit_watch = OverfitWatch(start=cfg.schedule.warmup_steps)
-        try:
-            self.plan = plan_steps(dataset_size(self.bundle.train), cfg.data.batch_size, cfg.train.grad_accum,
-                                   cfg.train.epochs, cfg.train.max_steps)
-        except ValueError as e:
-            raise UserError(str(e)) from None
-        has_val = self.bundle.val is not None and dataset_size(self.bundle.val) != 0  # None: a stream
-        problems, self.warnings = plan_findings(cfg, self.plan, has_val)
-        if problems:
-            raise ConfigError(problems)
-        self.fit = fit_model(cfg, self.bundle, self.placement)  # lazy layers shaped and init applied
-        model = self.fit.model
-        optimizer = build_optimizer(model, cfg.optim)
-        self.state = TrainingState(
-            model=model, optimizer=optimizer,
-            schedule=LRSchedule(optimizer, cfg.schedule, self.plan.steps_per_epoch, self.plan.total_steps),
-            scaler=torch.amp.GradScaler(self.device.type) if self.placement.use_scaler else None,
-            progress=self.progress, hot=HotValues.from_config(cfg.to_dict()), config=cfg,
-            transfer=Transfer(model, cfg.optim.no_decay_bias_norm))
-
-        going_on = None  # a run that goes on from a checkpoint: its length and what changed
-        if warm_obj is not None:
-            # before the run directory exists: a checkpoint that does not fit leaves nothing behind
-            warm = trainer_state.warm_start(self.state, warm_obj, str(self.warm_start), self.plan)
-            self.warm_note, going_on = warm.note, warm.going_on
-            self.plan = going_on.plan
-            if cfg.run.parent is None:
-                cfg.run.parent = str(self.warm_start.resolve().parent.parent)
-            if cfg.run.parent_step is None:
-                cfg.run.parent_step = self.progress.step
-        if resume_obj is not None:  # the config's changes applied or refused (config/resume.py)
-            going_on = trainer_state.resume(self.state, resume_obj, str(resume_path), self.resume_dir, self.plan)
-            self.plan, self.run_dir = going_on.plan, self.resume_dir
-            self.last_checkpoint = LastCheckpoint(self.progress.step, resume_path, "resume", written=False)
-            if going_on.changed:  # a later resume reads the config this one runs with
+        self.parts = parts = build_run.build(cfg, p, resume_dir=self.resume_dir, warm_start=self.warm_start,
+                                             warn=self._warn)
+        if parts.warm_from is not None:
+            self.warm_start = parts.warm_from
+        if parts.resumed_from is not None:
+            self.run_dir = self.resume_dir
+            self.last_checkpoint = LastCheckpoint(p.step, parts.resumed_from, "resume", written=False)
+            if parts.going_on.changed:  # a later resume reads the config this one runs with
                 write_config(self.run_dir, cfg.to_yaml())
         else:
             self.run_dir = new_run_dir(cfg.run.out_dir, cfg.run.name)
             self._lock = RunLock.acquire(self.run_dir)
             write_config(self.run_dir, cfg.to_yaml())
-        self.state.model.to(self.device)
-        self.params = [p for p in self.state.model.parameters() if p.requires_grad]
+        model = self.state.model
+        model.to(self.device)
+        self.params = [q for q in model.parameters() if q.requires_grad]
         self.log = RunLog(self.run_dir)
         if cfg.monitor.layer_norms_every:
             # with model.freeze, the frozen layers too (0 until unfrozen): the names are fixed at the start
-            tracked = list(self.state.model.parameters()) if cfg.model.freeze else self.params
-            self.layer_norms = LayerNorms(self.state.model, tracked)
-        self.metrics = StepMetrics(self.log, self.emit, start_step=self.progress.step,
+            self.layer_norms = LayerNorms(model, list(model.parameters()) if cfg.model.freeze else self.params)
+        self.metrics = StepMetrics(self.log, self.emit, start_step=p.step,
                                    layer_names=self.layer_norms.names if self.layer_norms else None)
-        if resume_obj is not None:
-            self.log.event("resumed", self.progress.step, checkpoint=str(resume_path))
-        for event in going_on.events if going_on is not None else []:
-            self.log.event(event.pop("kind"), self.progress.step, **event)
-        if warm_obj is not None:
-            self.log.event("warm_start", self.progress.step, checkpoint=str(self.warm_start),
-                           parent=cfg.run.parent, parent_step=cfg.run.parent_step, restored=warm.restored,
-                           detail=self.warm_note)
-        self.log.set_state(state=State.RUNNING, step=self.progress.step, total_steps=self.plan.total_steps,
+        for kind, fields in parts.origin_events(cfg):
+            self.log.event(kind, p.step, **fields)
+        self.log.set_state(state=State.RUNNING, step=p.step, total_steps=parts.plan.total_steps,
                            pid=os.getpid(), name=cfg.run.name, stop_reason=None, fault=None, error=None)
         if self.control is not None:
             try:
                 self.control.open(self.run_dir, self.log, cfg.to_dict())
             except OSError as e:
                 self._warn(f"control socket not opened ({e}): `danlu ctl` and `danlu attach` cannot reach this run")
-
-        if self.bundle.val is not None and dataset_size(self.bundle.val) != 0:  # None: a stream
-            # its own generator: creating its iterator must not draw from the global RNG,
-            # or a resumed run (which evaluates at other moments) would diverge
-            self.val_loader = DataLoader(self.bundle.val, batch_size=cfg.data.batch_size * 2, shuffle=False,
-                                         num_workers=loader_workers(self.bundle.val, cfg.data.num_workers), pin_memory=self.device.type == "cuda",
-                                         persistent_workers=cfg.data.num_workers > 0,
-                                         generator=torch.Generator().manual_seed(cfg.run.seed))
-        self._first_step = self.progress.step
+        self.val_loader = loaders.val_loader(parts.bundle, cfg, pin_memory=self.device.type == "cuda")
+        self._first_step = p.step
         self.sampler = SystemSampler(self.device)
         self.sampler.start()
         self.profile = profile.from_config(self)
-
-        self.emit(ev.RunStarted(
-            run_dir=str(self.run_dir), device=self.placement.label, precision=self.placement.precision,
-            total_steps=self.plan.total_steps, steps_per_epoch=self.plan.steps_per_epoch, epochs=self.plan.epochs,
-            start_step=self.progress.step, batch_size=cfg.data.batch_size * cfg.train.grad_accum,
-            groups=[g.get("name", str(i)) for i, g in enumerate(self.optimizer.param_groups)],
-            schedule=self.schedule.describe(), grad_clip=self.hot["grad_clip"],
-            num_params=count_parameters(self.model), config=cfg.to_dict(),
-            trainable_params=count_parameters(self.model, trainable_only=True)))
-        if self.warm_note:
-            self._log("info", self.warm_note)
-        for note in going_on.notes if going_on is not None else []:
+        self.emit(parts.started(cfg, self.run_dir))
+        for note in parts.notes(cfg):
             self._log("info", note)
-        for note in cfg.notes + self.bundle.notes + self.fit.notes:
-            self._log("info", note)
-        for warning in self.warnings:
+        for warning in parts.warnings:
             self._warn(warning)
 
-    def _seed(self, seed: int, deterministic: bool) -> None:
-        import random
-        random.seed(seed)
-        torch.manual_seed(seed)
-        try:
-            import numpy as np
-            np.random.seed(seed)
-        except ImportError:
-            pass
-        if deterministic:
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-            torch.use_deterministic_algorithms(True, warn_only=True)
-            torch.backends.cudnn.benchmark = False
-        elif torch.cuda.is_available():
-            torch.backends.cudnn.benchmark = True
-
-    # ------------------------------------------------------------------ events
-    def emit(self, event: Any) -> None:
-        self.channel.emit(event)
-
-    def set_state(self, state: str, detail: str = "") -> None:
-        if state != self.status:
-            if self.log is not None and State.PAUSED in (state, self.status):  # `danlu ls` shows pauses
-                self.log.set_state(state=state, step=self.progress.step)
-            self.status = state
-            self.emit(ev.StatusChanged(state, self.progress.step, detail))
-
-    def _log(self, level: str, message: str) -> None:
-        self.emit(ev.LogLine(self.progress.step, level, message))
-
-    def _warn(self, message: str) -> None:
-        self.emit(ev.LogLine(self.progress.step, "warning", message))
-
-    def _alert(self, kind: str, message: str, details: str = "", **fields: Any) -> None:
-        """An Alert for the screen and one events.jsonl line (with `fields` for tools reading it)."""
-        if self.log is None:
-            self.emit(ev.Alert(self.progress.step, kind, message, details))
-            return
-        with self.log.lock:  # the line and its event together (RunLog's docstring says why)
-            self.log.event(kind, self.progress.step, message=message, details=details, **fields)
-            self.emit(ev.Alert(self.progress.step, kind, message, details))
-
-    # ------------------------------------------------------------------ control
-    def request_stop(self, stop: Stop | bool = True) -> None:
-        """Ask the loop to stop at the next step boundary. Thread-safe: signal handlers call it
-        (with a bool, `save`, for a signal)."""
-        if isinstance(stop, bool):
-            self._external_stop.set()
-            stop = Stop(StopReason.SIGNAL, stop)
-        self.stop = stop if self.stop is None else self.stop.merge(stop)
-
-    def pause(self) -> None:
-        """Hold at this step boundary (the caller announces the new state)."""
-        self.paused = True
-        self.flush()
-        self.metrics.pause()
-
-    def unpause(self) -> None:
-        self.paused = False
-        self.metrics.resume()
-
-    # ------------------------------------------------------------------ loop
+    # ------------------------------------------------------------------ the run
     def run(self) -> str:
         """Set up and train; returns the final state (finished, stopped, failed)."""
         try:
@@ -362,19 +222,13 @@ class Trainer:
                 self.profile.finish(self, "the run ended first")
                 self.profile = None
             self.flush()  # a stop leaves the loop between flushes: every step goes to metrics.jsonl
-            self._end_skip_streak()
-            if self._nonfinite is not None:  # seen after the last boundary: the run cannot end well
-                bad, self._nonfinite = self._nonfinite, None
-                self._bad_values = bad
-                self._fault_stop(StopReason.NONFINITE, f"{bad} (nan_policy={self.cfg.monitor.nan_policy})")
+            faults.at_run_end(self)
             stop = self.stop
             if stop is not None and stop.reason == StopReason.SIGNAL:
                 self.log.event("stop", self.progress.step, reason="signal", save=stop.save)
             if stop is None or stop.save:
                 self.save_checkpoint(CheckpointReason.LAST)
-            if self.fault is None and not trainer_state.weights_finite(self.state.model):
-                # stopped by hand while paused on NaN/inf: nothing could be saved, nothing succeeded
-                self.fault = "the weights hold NaN/inf" + (f" ({self._bad_values})" if self._bad_values else "")
+            faults.weights_fault(self)
             self.final_state = State.STOPPED if stop is not None or self.fault else State.FINISHED
             self.log.set_state(state=self.final_state, step=self.progress.step,
                                best_val_loss=self.progress.best_val_loss,
@@ -384,89 +238,24 @@ class Trainer:
             else:
                 self.set_state(self.final_state, f"{self.final_state} at step {self.progress.step}")
         except UserError as e:  # the user's data or code found wanting mid-run: the message, not a traceback
-            self.error = str(e)
-            self.final_state = State.FAILED
-            crash = self._save_crash_checkpoint()
-            if crash is not None:
-                e.args = (f"{e}\ncrash checkpoint saved: {crash} (step {self.progress.step}); after fixing "
-                          f"the cause, resume with: danlu run --resume {self.run_dir}",)
-            self.emit(ev.Alert(self.progress.step, AlertKind.BAD_INPUT, str(e)))
-            self.log.set_state(state=State.FAILED, step=self.progress.step, error=self.error)
-            self.set_state(State.FAILED, self.error)
+            faults.failed_on_input(self, e)
             raise
         except BaseException as e:  # noqa: BLE001 - report everything, re-raise nothing into the thread
-            tb = traceback.format_exc()
-            self.error = f"{type(e).__name__}: {e}"
-            self.final_state = State.FAILED
-            crash = self._save_crash_checkpoint()
-            note = ""
-            if crash is not None:
-                note = (f"; crash checkpoint saved: {crash}; after fixing the cause, resume with: "
-                        f"danlu run --resume {self.run_dir}")
-            self._alert(AlertKind.ERROR, f"the run failed at step {self.progress.step}: {self.error}{note}", tb)
-            if self.log is not None:
-                self.log.set_state(state=State.FAILED, step=self.progress.step, error=self.error)
-            self.set_state(State.FAILED, self.error)
+            faults.crashed(self, e)
         finally:
             self._cleanup()
         return self.final_state
 
-    def _save_crash_checkpoint(self) -> Path | None:
-        """After an exception mid-run: keep the work since the last checkpoint, if the weights are sound.
-
-        Named by the last completed optimizer step; the micro-batches of a step under way are
-        given back (as after out of memory), so a resume redoes that step whole. Never raises.
-        """
-        if self.state is None or self.log is None or self.run_dir is None:
-            return None
-        try:
-            p, begun = self.progress, self._step_start
-            if begun is not None and begun[:2] == (p.step, p.epoch):
-                p.batch_in_epoch = begun[2]
-            if p.step == self._first_step:
-                return None  # no optimizer step since the run began here: no work to keep
-            last = self.last_checkpoint
-            if last is not None and last.step == p.step and Path(last.path).is_file():
-                return None  # it holds this step already: nothing to add
-            return self.save_checkpoint(CheckpointReason.CRASH)
-        except BaseException as e:  # noqa: BLE001 - the first failure is the one to report
-            self._warn(f"crash checkpoint not written: {type(e).__name__}: {e}")
-            return None
-
-    def _cleanup(self) -> None:
-        if self.profile is not None:
-            self.profile.abandon()
-        if self.sampler is not None:
-            self.sampler.stop()
-        if self.control is not None:  # the last events reach the clients, then the socket goes
-            self.control.close(f"the run ended ({self.final_state})")
-        if self.log is not None:
-            self.log.flush()
-            self.log.close()
-        self.val_loader = None  # lets persistent workers exit
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
-
-    def _train_loader(self) -> Any:
-        cfg, p = self.cfg, self.progress
-        if self.bundle.stream:
-            return stream_batches(self.bundle.train, cfg.data.batch_size, cfg.data.num_workers,
-                                  self.device.type == "cuda", skip=p.batch_in_epoch, seed=cfg.run.seed)
-        sampler = EpochSampler(len(self.bundle.train), cfg.run.seed, p.epoch,
-                               start=p.batch_in_epoch * cfg.data.batch_size, shuffle=not cfg.train.overfit_batches)
-        g = torch.Generator()
-        g.manual_seed(cfg.run.seed * 7919 + p.epoch)  # worker seeds do not touch the global RNG
-        return DataLoader(self.bundle.train, batch_size=cfg.data.batch_size, sampler=sampler,
-                          num_workers=cfg.data.num_workers, pin_memory=self.device.type == "cuda",
-                          drop_last=True, generator=g)
-
+    # ------------------------------------------------------------------ the loop
     def _train(self) -> None:
-        p, accum = self.progress, self.cfg.train.grad_accum
-        total, micro_per_epoch = self.plan.total_steps, self.plan.micro_per_epoch
+        p, accum, parts, st = self.progress, self.cfg.train.grad_accum, self.parts, self.state
+        total, micro_per_epoch = parts.plan.total_steps, parts.plan.micro_per_epoch
+        fit, placement, device = parts.fit, parts.placement, parts.device
+        move_to = device if device.type != "cpu" else None  # on the CPU .to() is a no-op that costs a dispatch
         while p.step < total:
             micro, loss_acc = 0, None
-            batches = iter(self._train_loader())
+            batches = iter(loaders.train_batches(parts.bundle, self.cfg, p.epoch, p.batch_in_epoch,
+                                                 pin_memory=device.type == "cuda"))
             while True:
                 # a profile times the wait for each batch; without one this is the plain next()
                 batch = next(batches, profile.END) if self.profile is None else self.profile.fetch(batches)
@@ -485,9 +274,9 @@ class Trainer:
                     if self.profile is not None:
                         self.profile.step_begins(self, p.step + 1)
                 try:
-                    loss = self._forward_backward(x, y, accum)
+                    loss = forward_backward(st.model, fit, placement, st.scaler, x, y, accum, move_to)
                 except torch.OutOfMemoryError as e:
-                    self._on_oom(e, micro_done=micro)
+                    faults.on_oom(self, e, micro_done=micro)
                     micro, loss_acc = 0, None
                     if self.stop is not None:
                         return
@@ -516,105 +305,22 @@ class Trainer:
         if self.val_loader is not None and self._last_eval_step != p.step:
             self.evaluate()
 
-    def _forward_backward(self, x: torch.Tensor, y: torch.Tensor, accum: int) -> torch.Tensor:
-        if self._move_batches:
-            x = x.to(self.device, non_blocking=True)
-            y = y.to(self.device, non_blocking=True)
-        x = self.fit.inputs(x)
-        with self.placement.autocast():
-            loss = self.fit.loss(self.fit.output(self.state.model(x)), y)
-            if accum > 1:  # scaled before backward: accumulation averages (a /1 costs a kernel and a grad node)
-                loss = loss / accum
-        if self.state.scaler is not None:
-            self.state.scaler.scale(loss).backward()
-        else:
-            loss.backward()
-        return loss
-
-    def _on_oom(self, err: BaseException, micro_done: int) -> None:
-        """Out of memory mid-step: drop the partial step, keep the last good state, pause or stop."""
-        self.state.optimizer.zero_grad(set_to_none=True)
-        self.progress.batch_in_epoch -= micro_done  # redo this step's micro-batches after a resume
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
-        bs = self.cfg.data.batch_size
-        self._alert(AlertKind.OOM,
-                    f"out of memory at step {self.progress.step + 1} (batch {bs}): {str(err).splitlines()[0][:200]}",
-                    f"Try a smaller batch with the same effective size: data.batch_size={max(1, bs // 2)} "
-                    f"train.grad_accum={self.cfg.train.grad_accum * 2}, or run.precision=bf16/fp16.")
-        self.save_checkpoint(CheckpointReason.FAULT)
-        if self.interactive:
-            self.paused = True
-            self.metrics.pause()
-            self.set_state(State.PAUSED, "out of memory: restart with a smaller batch (c) or quit")
-        else:
-            self._fault_stop(StopReason.OOM, f"out of memory at step {self.progress.step + 1} (batch {bs})")
-
     def _optimizer_step(self, loss: torch.Tensor) -> bool:
         """Clip and step; False when nan_policy skip dropped the step (the weights did not move)."""
-        st = self.state
-        if st.scaler is not None:
-            st.scaler.unscale_(st.optimizer)
-        every = self.cfg.monitor.layer_norms_every
+        st, p, every = self.state, self.progress, self.cfg.monitor.layer_norms_every
         # sampled steps only, before clipping like the total norm; stays on the device until the flush
-        layers = self.layer_norms.compute() if every and (self.progress.step + 1) % every == 0 else None
-        clip = st.hot["grad_clip"]
-        if clip is not None:
-            norm = torch.nn.utils.clip_grad_norm_(self.params, clip, foreach=None)
-        else:
-            norm = _total_norm(self.params)
-        if self.cfg.monitor.nan_policy == "skip":
-            # skip needs the verdict before the update: one host sync per step, by the user's choice
-            if not bool(torch.isfinite(loss) & torch.isfinite(norm)):
-                st.optimizer.zero_grad(set_to_none=True)
-                self._skip_step(float(loss), float(norm))
-                return False
-            if self._skips.count:
-                self._end_skip_streak()
+        sampled = self.layer_norms if every and (p.step + 1) % every == 0 else None
+        norm, layers = clip_grads(st.optimizer, st.scaler, self.params, st.hot["grad_clip"], sampled)
+        if self.cfg.monitor.nan_policy == "skip" and faults.skipped(self, loss, norm):
+            return False
         lrs = st.schedule.current  # the LRs this step uses (host floats, no sync)
-        skipped = False
-        if st.scaler is not None:
-            before = st.scaler.get_scale()
-            st.scaler.step(st.optimizer)  # syncs by itself to check for inf/NaN
-            st.scaler.update()
-            skipped = st.scaler.get_scale() < before  # the scale only drops when a step was skipped
-        else:
-            st.optimizer.step()
-        st.optimizer.zero_grad(set_to_none=True)
-        self.progress.step += 1
-        if not skipped:  # an fp16 step the GradScaler skipped did not move the weights: nor the schedule
+        amp_skipped = update_weights(st.optimizer, st.scaler)
+        p.step += 1
+        if not amp_skipped:  # an fp16 step the GradScaler skipped did not move the weights: nor the schedule
             st.schedule.on_step()
         # epochs are counted from 1 in everything people read (events, metrics.jsonl)
-        self.metrics.record(self.progress.step, self.progress.epoch + 1, loss, norm, lrs, amp_skipped=skipped,
-                            layer_norms=layers)
+        self.metrics.record(p.step, p.epoch + 1, loss, norm, lrs, amp_skipped=amp_skipped, layer_norms=layers)
         return True
-
-    # ------------------------------------------------------------------ nan_policy skip
-    def _skip_step(self, loss: float, norm: float) -> None:
-        """One more step skipped: counted into the streak; too many in a row stop the run."""
-        what = f"loss ({loss:.4g})" if not math.isfinite(loss) else f"grad norm ({norm:.4g}) with a finite loss"
-        streak = self._skips
-        streak.add(self.progress.step + 1, what)
-        limit = self.cfg.monitor.max_skips
-        if streak.count < limit:
-            return
-        summary = streak.summary()
-        self._alert(AlertKind.NONFINITE, f"{summary}; stopping at monitor.max_skips={limit}",
-                    f"The weights are still those of step {self.progress.step}. Lower optim.lr, or look for "
-                    "broken samples in the data; a resume continues after the skipped batches.", **streak.fields())
-        streak.reset()
-        last, step = self.last_checkpoint, self.progress.step
-        if step > 0 and (last is None or last.step != step):
-            self.save_checkpoint(CheckpointReason.FAULT)  # the weights are finite: keep the work since the last one
-        self._fault_stop(StopReason.NONFINITE, f"{summary} (nan_policy=skip, monitor.max_skips={limit})")
-
-    def _end_skip_streak(self) -> None:
-        """A finite step after skipped ones (or the run's end): one line for the whole streak."""
-        streak = self._skips
-        if streak.count:
-            self._alert(AlertKind.NONFINITE, f"{streak.summary()}; nan_policy=skip, training went on", "",
-                        **streak.fields())
-            streak.reset()
 
     def _after_step(self) -> None:
         hot, step = self.state.hot, self.progress.step
@@ -638,7 +344,28 @@ class Trainer:
         if not hot["checkpoint_every"] and p.step < self.plan.total_steps:
             self.save_checkpoint(CheckpointReason.PERIODIC)
 
-    # ------------------------------------------------------------------ metrics
+    # ------------------------------------------------------------------ between steps
+    def _boundary(self) -> None:
+        """Between optimizer steps: act on a fault, apply commands; stay here while paused."""
+        if self._nonfinite is not None:
+            bad, self._nonfinite = self._nonfinite, None
+            faults.on_nonfinite(self, bad)
+        if self._external_stop.is_set() and self.stop is not None:
+            if self.status != State.STOPPING:
+                self.set_state(State.STOPPING, "a signal asked to stop" + ("; saving a checkpoint first"
+                                                                           if self.stop.save else ""))
+            return
+        while True:
+            cmd = self.channel.poll_command()
+            while cmd is not None:
+                commands.apply(self, cmd)
+                cmd = self.channel.poll_command()
+            if not self.paused or self.stop is not None:
+                return
+            cmd = self.channel.poll_command(timeout=0.1)
+            if cmd is not None:
+                commands.apply(self, cmd)
+
     def flush(self) -> None:
         """Report the buffered steps (one host transfer); a non-finite value is acted on at the boundary."""
         cfg = self.cfg
@@ -649,12 +376,12 @@ class Trainer:
         if bad is not None:
             self._alert(AlertKind.NONFINITE, bad, f"nan_policy={cfg.monitor.nan_policy}")
             self._nonfinite = bad
-        if self.overfit_watch is not None:
-            verdict = self.overfit_watch.observe(*self.metrics.flushed)
+        watch = self.parts.overfit_watch
+        if watch is not None:
+            verdict = watch.observe(*self.metrics.flushed)
             if verdict:
                 self._alert(AlertKind.NOT_OVERFITTING, verdict)
 
-    # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
     def evaluate(self) -> dict[str, float] | None:
         """Validation loss and accuracy (None for losses without one) now; None without a validation set."""
@@ -663,17 +390,8 @@ class Trainer:
         self.flush()
         prev = self.status
         self.set_state(State.EVALUATING)
-        model, p = self.state.model, self.progress
-        was_training = model.training
-        model.eval()
-        sums = EvalSums(self.fit.loss, self.device)
-        for x, y in self.val_loader:
-            x = self.fit.inputs(x.to(self.device, non_blocking=True))
-            y = y.to(self.device, non_blocking=True)
-            with self.placement.autocast():
-                sums.add(self.fit.output(model(x)), y)
-        model.train(was_training)
-        val_loss, val_acc = sums.result()  # val_acc is None where the loss has no accuracy
+        p = self.progress
+        val_loss, val_acc = evaluation.evaluate(self.state.model, self.val_loader, self.fit, self.placement)
         is_best = val_loss < p.best_val_loss
         if is_best:
             p.best_val_loss = val_loss
@@ -690,7 +408,6 @@ class Trainer:
             self.save_checkpoint(CheckpointReason.BEST)
         return {"val_loss": val_loss, "val_acc": val_acc}
 
-    # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, reason: str) -> Path | None:
         """Write a checkpoint atomically; a failure raises an alert and training goes on."""
         self.flush()
@@ -717,44 +434,62 @@ class Trainer:
         self.set_state(prev)
         return path
 
-    # ------------------------------------------------------------------ between steps
-    def _boundary(self) -> None:
-        """Between optimizer steps: act on a fault, apply commands; stay here while paused."""
-        if self._nonfinite is not None:
-            bad, self._nonfinite = self._nonfinite, None
-            self._on_nonfinite(bad)
-        if self._external_stop.is_set() and self.stop is not None:
-            if self.status != State.STOPPING:
-                self.set_state(State.STOPPING, "a signal asked to stop" + ("; saving a checkpoint first"
-                                                                           if self.stop.save else ""))
+    def _cleanup(self) -> None:
+        if self.profile is not None:
+            self.profile.abandon()
+        if self.sampler is not None:
+            self.sampler.stop()
+        if self.control is not None:  # the last events reach the clients, then the socket goes
+            self.control.close(f"the run ended ({self.final_state})")
+        if self.log is not None:
+            self.log.flush()
+            self.log.close()
+        self.val_loader = None  # lets persistent workers exit
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    # ------------------------------------------------------------------ control
+    def request_stop(self, stop: Stop | bool = True) -> None:
+        """Ask the loop to stop at the next step boundary. Thread-safe: signal handlers call it
+        (with a bool, `save`, for a signal)."""
+        if isinstance(stop, bool):
+            self._external_stop.set()
+            stop = Stop(StopReason.SIGNAL, stop)
+        self.stop = stop if self.stop is None else self.stop.merge(stop)
+
+    def pause(self) -> None:
+        """Hold at this step boundary (the caller announces the new state)."""
+        self.paused = True
+        self.flush()
+        self.metrics.pause()
+
+    def unpause(self) -> None:
+        self.paused = False
+        self.metrics.resume()
+
+    # ------------------------------------------------------------------ events
+    def emit(self, event: Any) -> None:
+        self.channel.emit(event)
+
+    def set_state(self, state: str, detail: str = "") -> None:
+        if state != self.status:
+            if self.log is not None and State.PAUSED in (state, self.status):  # `danlu ls` shows pauses
+                self.log.set_state(state=state, step=self.progress.step)
+            self.status = state
+            self.emit(ev.StatusChanged(state, self.progress.step, detail))
+
+    def _log(self, level: str, message: str) -> None:
+        self.emit(ev.LogLine(self.progress.step, level, message))
+
+    def _warn(self, message: str) -> None:
+        self.emit(ev.LogLine(self.progress.step, "warning", message))
+
+    def _alert(self, kind: str, message: str, details: str = "", **fields: Any) -> None:
+        """An Alert for the screen and one events.jsonl line (with `fields` for tools reading it)."""
+        if self.log is None:
+            self.emit(ev.Alert(self.progress.step, kind, message, details))
             return
-        while True:
-            cmd = self.channel.poll_command()
-            while cmd is not None:
-                commands.apply(self, cmd)
-                cmd = self.channel.poll_command()
-            if not self.paused or self.stop is not None:
-                return
-            cmd = self.channel.poll_command(timeout=0.1)
-            if cmd is not None:
-                commands.apply(self, cmd)
-
-    def _fault_stop(self, reason: StopReason, message: str) -> None:
-        """The run cannot go on: stop at the next boundary, write no more, say why (exit code 3)."""
-        self.fault = self.fault or message
-        self.request_stop(Stop(reason, save=False))
-        self.log.event("stop", self.progress.step, reason=str(reason), message=message)
-
-    def _on_nonfinite(self, bad: str) -> None:
-        policy, step = self.cfg.monitor.nan_policy, self.progress.step
-        self._bad_values = bad
-        if policy == "stop":
-            # the weights are bad: keep the last good checkpoint, write none
-            self._fault_stop(StopReason.NONFINITE, f"{bad} (nan_policy=stop)")
-        elif policy == "pause" and not self.interactive:
-            self._fault_stop(StopReason.NONFINITE, f"{bad} (nan_policy=pause, and headless nobody can resume: stopped)")
-        elif policy == "pause":
-            self.paused = True
-            self.metrics.pause()
-            self.set_state(State.PAUSED, "non-finite values: lower the LR or load a checkpoint, then resume")
-            self.log.event("pause", step, reason="nonfinite")
+        with self.log.lock:  # the line and its event together (RunLog's docstring says why)
+            self.log.event(kind, self.progress.step, message=message, details=details, **fields)
+            self.emit(ev.Alert(self.progress.step, kind, message, details))
