@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from pathlib import Path
 
 import pytest
+
+# One torch thread per test process (and the danlu processes the tests start, which inherit it). The
+# models here are tiny, so extra intra-op threads only add hand-offs, and under `-n 2` on two cores
+# each worker's threads would fight the other's: test_trainer.py took 30 s of CPU with one thread
+# and 46-106 s with torch's default. A user's run keeps torch's default; nothing here tests speed.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+if "torch" in sys.modules:  # a plugin imported torch before us: the variable is read only at start
+    sys.modules["torch"].set_num_threads(1)
 
 TINY = {
     "run": {"name": "t", "seed": 0, "deterministic": True, "device": "cpu", "precision": "fp32"},
