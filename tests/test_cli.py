@@ -149,3 +149,32 @@ def test_headless_fault_exit_codes_and_closing_words(tiny_config, fault, code, w
     closing = out.getvalue().rstrip().splitlines()[-3:]
     assert closing == [words, saved.format(ck=run / "checkpoints"),
                        f"after fixing the cause, resume with: danlu run --resume {run}"], out.getvalue()
+
+
+CONFIG = str(REPO / "configs" / "default.yaml")
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", CONFIG, "--headless", "train.max_steps=5", "optim.lr=1e-3"],       # overrides after an option
+    ["run", "train.max_steps=5", "--headless", CONFIG, "optim.lr=1e-3"],       # the config after one
+    ["run", CONFIG, "train.max_steps=5", "--headless", "optim.lr=1e-3"],
+    ["check", CONFIG, "train.max_steps=5", "optim.lr=1e-3"],
+    ["check", "train.max_steps=5", "optim.lr=1e-3", CONFIG],
+    ["lr-find", CONFIG, "--steps", "20", "train.max_steps=5", "optim.lr=1e-3"],
+    ["lr-find", "train.max_steps=5", "--steps", "20", "optim.lr=1e-3", CONFIG],
+])
+def test_overrides_are_the_same_wherever_they_stand_among_the_options(argv):
+    from danlu.tui.cli.main import build_parser, parse_args, split_words
+    args = parse_args(build_parser(), argv)
+    assert split_words(args.words) == (CONFIG, ["train.max_steps=5", "optim.lr=1e-3"])
+    assert getattr(args, "headless", True) and getattr(args, "steps", 20) == 20
+
+
+def test_an_unknown_option_is_refused_by_its_command_with_a_did_you_mean(capsys):
+    from danlu.tui.cli.main import build_parser, parse_args
+    with pytest.raises(SystemExit) as e:
+        parse_args(build_parser(), ["run", CONFIG, "--headles", "train.max_steps=5", "--detatch"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: danlu run" in err and "unrecognized arguments: --detatch (did you mean --detach?)" in err
+

@@ -86,20 +86,59 @@ def build_parser() -> argparse.ArgumentParser:
 _DOTTED_KEY = re.compile(r"^[A-Za-z_]\w*(\.\w+)+$")
 
 
+def _is_override(word: str) -> bool:
+    """key=value, or a bare dotted key like `optim.lr` that lost its value (the override parser explains)."""
+    return "=" in word or (_DOTTED_KEY.match(word) is not None and not word.endswith((".yaml", ".yml"))
+                           and not os.path.exists(word))
+
+
 def split_words(words: list[str]) -> tuple[str | None, list[str]]:
-    """The first word is the config unless it is an override (key=value, or a bare dotted key
-    like `optim.lr` that lost its value, which the override parser then explains)."""
-    if not words or "=" in words[0]:
+    """The config and the overrides. The config is the first word unless that is an override; a
+    config file named after overrides (`optim.lr=1e-3 configs/my.yaml`) is found there too."""
+    if not words:
         return None, words
-    first = words[0]
-    if (_DOTTED_KEY.match(first) and not first.endswith((".yaml", ".yml"))
-            and not os.path.exists(first)):
-        return None, words
-    return first, words[1:]
+    if not _is_override(words[0]):
+        return words[0], words[1:]
+    for i, word in enumerate(words):
+        if not _is_override(word) and (word.endswith((".yaml", ".yml")) or os.path.isfile(word)):
+            return word, words[:i] + words[i + 1:]
+    return None, words
+
+
+# The commands whose free words are [CONFIG] [key=value ...]: they may stand before or after options.
+WORD_COMMANDS = ("run", "check", "lr-find")
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """parse_args, except that overrides written after an option (`run CONFIG --headless
+    train.max_steps=5`) join the others instead of being 'unrecognized arguments'."""
+    args, extra = parser.parse_known_args(argv)
+    if not extra:
+        return args
+    sub = _subparser(parser, getattr(args, "command", None))
+    if args.command in WORD_COMMANDS and not any(w.startswith("-") for w in extra):
+        args.words = list(args.words) + extra
+        return args
+    unknown = [w for w in extra if w.startswith("-")] if args.command in WORD_COMMANDS else extra
+    message = f"unrecognized arguments: {' '.join(unknown)}"
+    options = [o for a in (sub or parser)._actions for o in a.option_strings if o.startswith("--")]
+    import difflib
+    close = difflib.get_close_matches(unknown[0].split("=", 1)[0], options, n=1, cutoff=0.6)
+    if close:
+        message += f" (did you mean {close[0]}?)"
+    (sub or parser).error(message)
+    raise AssertionError("unreachable")  # error() exits
+
+
+def _subparser(parser: argparse.ArgumentParser, command: str | None) -> argparse.ArgumentParser | None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices.get(command)
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     try:
         return _dispatch(args)
     except KeyboardInterrupt:
