@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -178,3 +179,19 @@ def test_an_unknown_option_is_refused_by_its_command_with_a_did_you_mean(capsys)
     err = capsys.readouterr().err
     assert "usage: danlu run" in err and "unrecognized arguments: --detatch (did you mean --detach?)" in err
 
+
+def test_check_with_overrides_after_the_config_and_a_reader_that_has_gone(tmp_path):
+    out = danlu("check", CONFIG, "train.max_steps=5")
+    assert out.returncode == 0 and "max_steps: 5" in out.stdout, out.stderr
+    # `danlu ls | head -1`, `danlu check | true`: the reader closes the pipe; no traceback, exit 141
+    (tmp_path / "runs" / "a-1").mkdir(parents=True)
+    (tmp_path / "runs" / "a-1" / "state.json").write_text('{"state": "finished", "step": 5}')
+    for argv in (["ls"], ["check", CONFIG]):
+        r, w = os.pipe()
+        os.close(r)
+        try:
+            res = subprocess.run([sys.executable, "-m", "danlu.tui.cli.main", *argv], stdout=w,
+                                 stderr=subprocess.PIPE, text=True, cwd=tmp_path, timeout=120)
+        finally:
+            os.close(w)
+        assert res.returncode == 141 and res.stderr == "", (argv, res.stderr)

@@ -140,7 +140,11 @@ def _subparser(parser: argparse.ArgumentParser, command: str | None) -> argparse
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(build_parser(), argv)
     try:
-        return _dispatch(args)
+        code = _dispatch(args)
+        sys.stdout.flush()  # a reader that has gone (`danlu ls | head -1`) shows here, not at exit
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
@@ -150,6 +154,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"danlu: {e}", file=sys.stderr)
             return e.exit_code
         raise
+
+
+# The exit status of a process killed by SIGPIPE (128 + 13), what `ls | head -1` tools give.
+EXIT_PIPE = 141
+
+
+def _reader_gone() -> int:
+    """Stdout's reader has closed the pipe: nothing more to say, and no traceback for it."""
+    try:  # what is still buffered goes nowhere, instead of failing again at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return EXIT_PIPE
 
 
 def _dispatch(args: argparse.Namespace) -> int:
