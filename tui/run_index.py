@@ -148,12 +148,15 @@ def read_run(d: Path, alive: Callable[[int], bool] = pid_alive) -> RunEntry | No
                     num("updated", float), pid)
 
 
-def scan_runs(root: Path, alive: Callable[[int], bool] = pid_alive, limit: int = 200) -> list[RunEntry]:
-    """Run directories under `root`, most recently updated first."""
+def scan_runs(root: Path, alive: Callable[[int], bool] = pid_alive, limit: int = 200,
+              live_first: bool = False) -> list[RunEntry]:
+    """Run directories under `root`, most recently updated first (`live_first`: the live ones before all others)."""
     if not root.is_dir():
         return []
     runs = [r for d in root.iterdir() if d.is_dir() for r in [read_run(d, alive)] if r is not None]
     runs.sort(key=lambda r: (r.updated or 0.0, r.name), reverse=True)
+    if live_first:
+        runs.sort(key=lambda r: r.state not in LIVE_STATES)  # stable: each part stays newest first
     return runs[:limit]
 
 
