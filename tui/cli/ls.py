@@ -42,7 +42,8 @@ def table(rows: list[tuple[str, ...]]) -> str:
 def ls(folder: str | None) -> int:
     root = Path(folder or "runs")
     if not root.is_dir():
-        raise UserError(f"no folder {root}: give the folder that holds your runs (run.out_dir)")
+        raise UserError(f"no folder {root.absolute()}: give the folder that holds your runs (run.out_dir), "
+                        "e.g. danlu ls path/to/runs")
     runs = scan_runs(root)
     if not runs:
         print(f"no runs under {root}/")

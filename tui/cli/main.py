@@ -73,9 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
                                      "or not live)",
                          description="One command to a live run over its control socket. RUN is a run directory "
                                      "or a name prefix under ./runs. Prints the engine's answer.")
-    ctl.add_argument("run", metavar="RUN")
-    ctl.add_argument("action", metavar="ACTION", help="pause | resume | save | stop | eval | lr VALUE | set KEY=VALUE | "
-                                                          "profile [N] | freeze REGEX | unfreeze REGEX [LR_MULT]")
+    # optional here so that a missing one gets ctl's own usage line, with the actions (tui/cli/ctl.py)
+    ctl.add_argument("run", nargs="?", metavar="RUN")
+    ctl.add_argument("action", nargs="?", metavar="ACTION", help="pause | resume | save | stop | eval | lr VALUE | "
+                                                                 "set KEY=VALUE | profile [N] | freeze REGEX | "
+                                                                 "unfreeze REGEX [LR_MULT]")
     ctl.add_argument("values", nargs="*", metavar="VALUE")
 
     ls = sub.add_parser("ls", help="list runs as a plain table (state, step, loss, pid)")
