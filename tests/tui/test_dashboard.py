@@ -299,6 +299,18 @@ async def test_after_the_end_the_live_keys_leave_the_footer_and_say_the_run_has_
 
 
 @pytest.mark.asyncio
+async def test_the_status_line_of_an_ended_run_stays_one_row_at_80_columns(channel):
+    ended_run(channel)
+    app = create_app(channel)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.pump.state.final, what="final state")
+        await pilot.pause(0.1)
+        status = app.screen.query_one(StatusLine)
+        assert status.region.height == 1
+        assert rendered(status).startswith("● FINISHED  press q to quit ·  at step 400  runs/demo-20250101-000000")
+
+
+@pytest.mark.asyncio
 async def test_unmount_stops_an_engine_left_running(channel):
     engine = FakeEngine(channel)
     app = create_app(channel, engine.start)
