@@ -299,6 +299,24 @@ async def test_after_the_end_the_live_keys_leave_the_footer_and_say_the_run_has_
 
 
 @pytest.mark.asyncio
+async def test_a_stop_is_logged_once_not_as_answer_state_and_state_again(channel):
+    """danlu ctl RUN stop, seen from an attached dashboard: the answer, the state, the save's return to it."""
+    emit_run(channel, steps=200)
+    channel.emit(ev.CommandApplied(7, "stop", 200, detail="saving and stopping"))
+    channel.emit(ev.StatusChanged("stopping", 200))
+    channel.emit(ev.StatusChanged("saving", 200))
+    channel.emit(ev.CheckpointSaved(200, "runs/demo-20250101-000000/checkpoints/last.pt", "last"))
+    channel.emit(ev.StatusChanged("stopping", 200))
+    channel.emit(ev.StatusChanged("stopped", 200, "stopped at step 200"))
+    app = create_app(channel)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.pump.state.final, what="final state")
+        await pilot.pause(0.1)
+        log = [line for line in app.screen.query_one(EventLog).lines_text if line.startswith("step 200")]
+        assert log == ["step 200: stopping", "step 200: saved checkpoints/last.pt (last)", "step 200: stopped"]
+
+
+@pytest.mark.asyncio
 async def test_the_status_line_of_an_ended_run_stays_one_row_at_80_columns(channel):
     ended_run(channel)
     app = create_app(channel)
