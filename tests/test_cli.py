@@ -195,3 +195,16 @@ def test_check_with_overrides_after_the_config_and_a_reader_that_has_gone(tmp_pa
         finally:
             os.close(w)
         assert res.returncode == 141 and res.stderr == "", (argv, res.stderr)
+
+
+@pytest.mark.parametrize("command,usage", [
+    ("run", "usage: danlu run [CONFIG] [key=value ...] [--headless]"),
+    ("check", "usage: danlu check [CONFIG] [key=value ...]\n"),
+    ("lr-find", "usage: danlu lr-find [CONFIG] [key=value ...] [--start START]"),
+    ("ctl", "usage: danlu ctl RUN ACTION [VALUE ...]\n"),
+])
+def test_usage_lines_say_config_then_overrides_once(command, usage):
+    """argparse wrote '[[CONFIG] [key=value ...] ...]' for the words, and '[RUN] [ACTION]' for ctl."""
+    from danlu.tui.cli.main import _subparser, build_parser
+    text = _subparser(build_parser(), command).format_usage()
+    assert text.startswith(usage) and "...]  ...]" not in text and "[[" not in text

@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="train a config with the live dashboard (or --headless)",
+                         usage="%(prog)s [CONFIG] [key=value ...] [--headless] [--detach]\n"
+                               "                 [--resume RUN_DIR | --warm-start RUN_OR_CHECKPOINT]",
                          description="Train CONFIG (default: the packaged configs/default.yaml). "
                                      "Extra key=value words override config keys, e.g. optim.lr=3e-4.")
     run.add_argument("words", nargs="*", metavar="[CONFIG] [key=value ...]")
@@ -53,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="start a new run from a run's newest good checkpoint (or a checkpoint file): "
                             "its config (or CONFIG) plus the overrides; any change allowed")
 
-    check = sub.add_parser("check", help="validate a config and print it resolved")
+    check = sub.add_parser("check", help="validate a config and print it resolved",
+                           usage="%(prog)s [CONFIG] [key=value ...]")
     check.add_argument("words", nargs="*", metavar="[CONFIG] [key=value ...]")
 
     att = sub.add_parser("attach", help="open the dashboard of a live run (started elsewhere, or detached)",
@@ -70,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_lr_find(sub)
 
     ctl = sub.add_parser("ctl", help="send one command to a live run (exit 0 applied, 1 rejected, 2 bad input "
-                                     "or not live)",
+                                     "or not live)", usage="%(prog)s RUN ACTION [VALUE ...]",
                          description="One command to a live run over its control socket. RUN is a run directory "
                                      "or a name prefix under ./runs. Prints the engine's answer.")
     # optional here so that a missing one gets ctl's own usage line, with the actions (tui/cli/ctl.py)
