@@ -280,6 +280,18 @@ async def test_after_the_end_one_toast_and_quit_asks_only_quit_or_cancel(channel
 
 
 @pytest.mark.asyncio
+async def test_the_end_toast_of_a_fault_says_its_step_once(channel):
+    emit_run(channel, steps=200)
+    channel.emit(ev.StatusChanged("stopped", 200, "stopped on a fault at step 200: non-finite loss (nan)"))
+    app = create_app(channel)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.pump.state.final, what="final state")
+        await pilot.pause(0.1)
+        assert [t for t in app.toasts if t.startswith("run ")] == [
+            "run stopped at step 200: on a fault: non-finite loss (nan)"]
+
+
+@pytest.mark.asyncio
 async def test_after_the_end_the_live_keys_leave_the_footer_and_say_the_run_has_ended(channel):
     ended_run(channel)
     app = create_app(channel, can_detach=True)

@@ -217,9 +217,10 @@ class DashboardScreen(Screen):
             notify(f"step {e.step}: {e.message}", title=e.kind,
                    severity="warning" if e.kind in (ev.AlertKind.SPIKE, ev.AlertKind.NONFINITE) else "error")
         elif isinstance(e, ev.StatusChanged) and e.state in ev.FINAL_STATES:
-            detail = state_detail(e.state, e.detail)  # "finished at step 40" says what the toast says
-            if detail.startswith(f"at step {e.step}"):
-                detail = detail[len(f"at step {e.step}"):].strip(" :—-")
+            # the toast names the state and the step: "finished at step 40" and "stopped on a fault at
+            # step 7: ..." would say them twice
+            detail = state_detail(e.state, e.detail).replace(f"at step {e.step}", "").strip(" :—-")
+            detail = detail.replace("  ", " ").replace(" :", ":")
             saved, self._last_saved = self._last_saved, None
             notify(f"run {e.state} at step {e.step}" + (f": {detail}" if detail else "")
                    + (f"; saved {saved}" if saved else ""),
