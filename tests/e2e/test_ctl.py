@@ -98,6 +98,8 @@ def test_ctl_messages_say_what_to_type_and_where_it_looked(tmp_path):
     assert swapped.returncode == 2 and "danlu ctl default pause" in swapped.stderr
     bad = danlu("ctl", "default", "lr", "abc", cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr.startswith("danlu ctl lr: 'abc' is not a number")
+    zero = danlu("ctl", "default", "lr", "0", cwd=tmp_path)
+    assert "pause instead: danlu ctl RUN pause" in zero.stderr and "(space)" not in zero.stderr  # no dashboard key
     alias = danlu("ctl", "default", "set", "wd=0.1", cwd=tmp_path)
     assert alias.returncode == 2 and "did you mean weight_decay?" in alias.stderr
     for res in (typo, bad, alias):

@@ -111,8 +111,9 @@ def build_command(action: str, values: list[str], current_lrs: list[float] | Non
             if action == "freeze":
                 return ev.freeze(values[0])
             return ev.unfreeze(values[0], _positive(values[1]) if len(values) == 2 else 1.0)
-    except BadInput as e:
-        raise ActionError(action, str(e)) from None
+    except BadInput as e:  # the words are the dialogs' too: their keys become ctl's commands here
+        raise ActionError(action, str(e).replace("pause instead (space)", "pause instead: danlu ctl RUN pause")) \
+            from None
     raise unknown_action(action)
 
 
