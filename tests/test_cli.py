@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -149,3 +150,61 @@ def test_headless_fault_exit_codes_and_closing_words(tiny_config, fault, code, w
     closing = out.getvalue().rstrip().splitlines()[-3:]
     assert closing == [words, saved.format(ck=run / "checkpoints"),
                        f"after fixing the cause, resume with: danlu run --resume {run}"], out.getvalue()
+
+
+CONFIG = str(REPO / "configs" / "default.yaml")
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", CONFIG, "--headless", "train.max_steps=5", "optim.lr=1e-3"],       # overrides after an option
+    ["run", "train.max_steps=5", "--headless", CONFIG, "optim.lr=1e-3"],       # the config after one
+    ["run", CONFIG, "train.max_steps=5", "--headless", "optim.lr=1e-3"],
+    ["check", CONFIG, "train.max_steps=5", "optim.lr=1e-3"],
+    ["check", "train.max_steps=5", "optim.lr=1e-3", CONFIG],
+    ["lr-find", CONFIG, "--steps", "20", "train.max_steps=5", "optim.lr=1e-3"],
+    ["lr-find", "train.max_steps=5", "--steps", "20", "optim.lr=1e-3", CONFIG],
+])
+def test_overrides_are_the_same_wherever_they_stand_among_the_options(argv):
+    from danlu.tui.cli.main import build_parser, parse_args, split_words
+    args = parse_args(build_parser(), argv)
+    assert split_words(args.words) == (CONFIG, ["train.max_steps=5", "optim.lr=1e-3"])
+    assert getattr(args, "headless", True) and getattr(args, "steps", 20) == 20
+
+
+def test_an_unknown_option_is_refused_by_its_command_with_a_did_you_mean(capsys):
+    from danlu.tui.cli.main import build_parser, parse_args
+    with pytest.raises(SystemExit) as e:
+        parse_args(build_parser(), ["run", CONFIG, "--headles", "train.max_steps=5", "--detatch"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: danlu run" in err and "unrecognized arguments: --detatch (did you mean --detach?)" in err
+
+
+def test_check_with_overrides_after_the_config_and_a_reader_that_has_gone(tmp_path):
+    out = danlu("check", CONFIG, "train.max_steps=5")
+    assert out.returncode == 0 and "max_steps: 5" in out.stdout, out.stderr
+    # `danlu ls | head -1`, `danlu check | true`: the reader closes the pipe; no traceback, exit 141
+    (tmp_path / "runs" / "a-1").mkdir(parents=True)
+    (tmp_path / "runs" / "a-1" / "state.json").write_text('{"state": "finished", "step": 5}')
+    for argv in (["ls"], ["check", CONFIG]):
+        r, w = os.pipe()
+        os.close(r)
+        try:
+            res = subprocess.run([sys.executable, "-m", "danlu.tui.cli.main", *argv], stdout=w,
+                                 stderr=subprocess.PIPE, text=True, cwd=tmp_path, timeout=120)
+        finally:
+            os.close(w)
+        assert res.returncode == 141 and res.stderr == "", (argv, res.stderr)
+
+
+@pytest.mark.parametrize("command,usage", [
+    ("run", "usage: danlu run [CONFIG] [key=value ...] [--headless]"),
+    ("check", "usage: danlu check [CONFIG] [key=value ...]\n"),
+    ("lr-find", "usage: danlu lr-find [CONFIG] [key=value ...] [--start START]"),
+    ("ctl", "usage: danlu ctl RUN ACTION [VALUE ...]\n"),
+])
+def test_usage_lines_say_config_then_overrides_once(command, usage):
+    """argparse wrote '[[CONFIG] [key=value ...] ...]' for the words, and '[RUN] [ACTION]' for ctl."""
+    from danlu.tui.cli.main import _subparser, build_parser
+    text = _subparser(build_parser(), command).format_usage()
+    assert text.startswith(usage) and "...]  ...]" not in text and "[[" not in text

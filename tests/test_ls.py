@@ -29,3 +29,12 @@ def test_ls_shows_state_step_loss_and_a_dead_running_run_as_crashed(tmp_path, ca
     assert rows["live-1"][-1] == str(os.getpid())
     assert rows["dead-1"][1] == "crashed"
     assert rows["done-1"][1:5] == ["finished", "100/100", "0.5", "0.25"]
+
+
+def test_ls_ages_a_live_run_by_its_last_metrics_line(tmp_path, capsys):
+    """state.json changes at state changes and checkpoints; a live run writes metrics.jsonl every second or two."""
+    d = _run(tmp_path, "live-1", "running", os.getpid(), step=3, losses=[2.0, 1.5, 1.25, 1.125])
+    state = json.loads((d / "state.json").read_text())
+    (d / "state.json").write_text(json.dumps({**state, "updated": time.time() - 3600}))
+    assert ls(str(tmp_path)) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[1:6] == ["running", "4/100", "1.125", "-", "0s"]

@@ -58,8 +58,11 @@ def resolve(target: str | None, root: Path) -> Path | None:
             root, target = p.parent, p.name
         matches = [r for r in scan_runs(root) if r.name.startswith(target)] if root.is_dir() else []
         if not matches:
-            raise UserError(f"no run directory {target!r}, and no run under {root}/ whose name starts with it. "
-                            f"`danlu ls {root}` lists the runs.")
+            if not root.is_dir():
+                raise UserError(f"no run directory {target!r}, and no folder {root.absolute()} to look for a run "
+                                "name in. Give a run directory, or --runs FOLDER.")
+            raise UserError(f"no run directory {target!r}, and no run in {root.absolute()} whose name starts with "
+                            f"it. `danlu ls {root}` lists the runs.")
         live = [r for r in matches if r.state in LIVE_STATES]
         if len(matches) == 1 or len(live) == 1:
             return (live or matches)[0].dir
@@ -67,7 +70,8 @@ def resolve(target: str | None, root: Path) -> Path | None:
         raise UserError(f"{target!r} matches several runs ({names}); give more of the name or the directory.")
     live = live_runs(root)
     if not live:
-        raise UserError(f"no live run under {root}/. Start one with `danlu run`, or name one: danlu attach RUN_DIR.")
+        where = root.absolute() if root.is_dir() else f"{root.absolute()} (no such folder; --runs FOLDER looks elsewhere)"
+        raise UserError(f"no live run in {where}. Start one with `danlu run`, or name one: danlu attach RUN_DIR.")
     if len(live) == 1:
         return live[0].dir
     return None

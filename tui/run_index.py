@@ -6,8 +6,9 @@ No textual, no torch.
 from __future__ import annotations
 
 import json
+import math
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -147,13 +148,56 @@ def read_run(d: Path, alive: Callable[[int], bool] = pid_alive) -> RunEntry | No
                     num("updated", float), pid)
 
 
-def scan_runs(root: Path, alive: Callable[[int], bool] = pid_alive, limit: int = 200) -> list[RunEntry]:
-    """Run directories under `root`, most recently updated first."""
+def scan_runs(root: Path, alive: Callable[[int], bool] = pid_alive, limit: int = 200,
+              live_first: bool = False) -> list[RunEntry]:
+    """Run directories under `root`, most recently updated first (`live_first`: the live ones before all others)."""
     if not root.is_dir():
         return []
     runs = [r for d in root.iterdir() if d.is_dir() for r in [read_run(d, alive)] if r is not None]
     runs.sort(key=lambda r: (r.updated or 0.0, r.name), reverse=True)
+    if live_first:
+        runs.sort(key=lambda r: r.state not in LIVE_STATES)  # stable: each part stays newest first
     return runs[:limit]
+
+
+TAIL_BYTES = 16384  # the last training line is in metrics.jsonl's last few kilobytes
+
+
+def last_train(run_dir: Path) -> tuple[int | None, float | None]:
+    """The newest training record's step and loss in metrics.jsonl (read from its end)."""
+    try:
+        with open(run_dir / "metrics.jsonl", "rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - TAIL_BYTES))
+            lines = f.read().splitlines()
+    except OSError:
+        return None, None
+    for line in reversed(lines):
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue  # the first, cut line of the tail, or one cut by a crash
+        if isinstance(rec, dict) and "loss" in rec:
+            loss, step = rec["loss"], rec.get("step")
+            return (step if isinstance(step, int) else None,
+                    float(loss) if isinstance(loss, (int, float)) else math.nan)
+    return None, None
+
+
+def fresh(r: RunEntry) -> RunEntry:
+    """A live run with the step and time of its newest metrics.jsonl line: state.json is written at
+    state changes and checkpoints only, metrics.jsonl within a second or two of every step."""
+    if r.state not in LIVE_STATES:
+        return r
+    step, _loss = last_train(r.dir)
+    try:
+        mtime = (r.dir / "metrics.jsonl").stat().st_mtime
+    except OSError:
+        mtime = None
+    steps = [s for s in (step, r.step) if s is not None]
+    times = [t for t in (mtime, r.updated) if t is not None]
+    return replace(r, step=max(steps) if steps else None, updated=max(times) if times else None)
 
 
 def age(seconds: float | None) -> str:

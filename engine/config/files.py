@@ -5,15 +5,17 @@ command-line overrides (`optim.lr=3e-4`). The schema and validation are in confi
 from __future__ import annotations
 
 import copy
+import difflib
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .schema import FIELDS, OPTIM_FIELDS, PACKAGED_CONFIGS, SCHEDULE_FIELDS, SECTIONS, Config, from_dict
+from .schema import ALIASES, FIELDS, OPTIM_FIELDS, PACKAGED_CONFIGS, SCHEDULE_FIELDS, SECTIONS, Config, from_dict
 from ..errors import ConfigError, UserError
 from . import resume
-from .knobs import switch_drops
+from .knobs import BUILTIN_DATA_ARGS, BUILTIN_MODEL_ARGS, OPTIMIZERS, SCHEDULERS, switch_drops
 
 
 class DuplicateKey(yaml.YAMLError):
@@ -101,19 +103,93 @@ def find_config(path: str | None) -> Path:
                     f"packaged configs: {shipped}.")
 
 
-def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
-    """'optim.lr=3e-4' pairs, values parsed as YAML scalars."""
+_PLAIN_KEY = re.compile(r"^[A-Za-z_]\w*(\.\w+)*$")
+
+
+def parse_overrides(items: list[str], raw: dict | None = None) -> list[tuple[str, Any]]:
+    """'optim.lr=3e-4' pairs, values parsed as YAML scalars.
+
+    A key that is not a plain dotted name (`optim\\.lr`, `.*lr`), or whose first part is no section
+    (`lr`, `max_steps`), is refused with the config keys it most likely meant (`raw`: the config
+    file's own keys count too)."""
     out = []
     for item in items:
         if "=" not in item:
             raise UserError(f"override {item!r} is not key=value. Write it like optim.lr=3e-4.")
         key, _, text = item.partition("=")
         key = key.strip()
-        if not key or any(not part for part in key.split(".")):
-            raise UserError(f"override {item!r}: the key must be dotted like optim.lr")
+        if not _PLAIN_KEY.match(key):
+            raise UserError(f"override '{item}': '{key}' is not a config key; keys are plain dotted names like "
+                            f"optim.lr (no patterns, escapes or spaces).{_advice(key, raw)}")
+        if key.split(".")[0] not in SECTIONS:
+            raise UserError(f"override {item!r}: a key starts with its section ({', '.join(SECTIONS)})."
+                            f"{_advice(key, raw)}")
+        if text.startswith("="):
+            raise UserError(f"override {item!r}: one '=' between the key and the value, like {key}=3")
         value = parse_yaml(text, source=f"override {key}") if text.strip() else None
         out.append((key, value))
     return out
+
+
+def known_keys(raw: dict | None = None) -> list[str]:
+    """Every dotted key a config can hold (the schema's, every optimizer's and scheduler's, the
+    built-in models' and datasets' args) and the keys `raw` (a config file) holds."""
+    keys: dict[str, None] = {}
+    for section in SECTIONS:
+        fields = OPTIM_FIELDS if section == "optim" else SCHEDULE_FIELDS if section == "schedule" else FIELDS[section]
+        keys.update((f"{section}.{k}", None) for k in fields)
+    for section, table in (("optim", OPTIMIZERS), ("schedule", SCHEDULERS)):
+        for _cls, _default, knobs in table.values():
+            keys.update((f"{section}.{k}", None) for k in knobs)
+    for section, table in (("model", BUILTIN_MODEL_ARGS), ("data", BUILTIN_DATA_ARGS)):
+        for args in table.values():
+            keys.update((f"{section}.args.{k}", None) for k in args)
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if isinstance(k, str):
+                    keys[f"{prefix}{k}"] = None
+                    walk(f"{prefix}{k}.", v)
+    walk("", raw if isinstance(raw, dict) else {})
+    return [k for k in keys if "." in k]
+
+
+def suggest_keys(key: str, known: list[str]) -> list[str]:
+    """The known keys `key` most likely means: `optim\\.lr` and `.*lr` -> optim.lr, `lr` -> optim.lr,
+    `max_step` -> train.max_steps, `Optim.LR` -> optim.lr."""
+    plain = re.sub(r"\.+", ".", re.sub(r"[^\w.]", ".", key)).strip(".").lower()
+    if not plain:
+        return []
+    lower = {k.lower(): k for k in known}
+    if plain in lower:
+        return [lower[plain]]
+    leaf = plain.rsplit(".", 1)[-1]
+    leaf = ALIASES.get(leaf, leaf)
+    section = plain.split(".")[0]
+    same = [k for k in known if k.rsplit(".", 1)[-1].lower() == leaf]
+    if same:
+        return sorted(same, key=lambda k: (k.split(".")[0] != section, len(k)))[:3]
+    close = difflib.get_close_matches(plain, list(lower), n=3, cutoff=0.6)
+    if not close:  # the leaf alone: `max_step` -> train.max_steps
+        leaves: dict[str, list[str]] = {}
+        for k in lower:
+            leaves.setdefault(k.rsplit(".", 1)[-1], []).append(k)
+        close = [k for near in difflib.get_close_matches(leaf, list(leaves), n=2, cutoff=0.75) for k in leaves[near]]
+    return [lower[k] for k in close[:3]]
+
+
+def _advice(key: str, raw: dict | None) -> str:
+    known = known_keys(raw)
+    section = re.sub(r"\W", "", key.split(".")[0]).lower()
+    if section in SECTIONS and not re.search(r"\w", key[len(key.split(".")[0]):]):  # `optim.*`: which key?
+        under = [k for k in known if k.startswith(f"{section}.") and k.count(".") == 1]
+        return f" The keys of {section} include: {', '.join(k.split('.', 1)[1] for k in under[:12])}" + \
+            (" ..." if len(under) > 12 else "") + "; `danlu check CONFIG` prints the config's."
+    near = suggest_keys(key, known)
+    if near:
+        return f" Did you mean {' or '.join(near)}?"
+    return " `danlu check CONFIG` prints every key of the config."
 
 
 # The sections whose kind (`name`) decides which other keys apply, and where those keys live.
@@ -181,7 +257,7 @@ def load_config(path: str | None = None, overrides: list[str] | None = None) -> 
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError([f"the file must hold a mapping of sections ({', '.join(SECTIONS)})"], str(file))
-    notes = apply_overrides(raw, parse_overrides(overrides or []))
+    notes = apply_overrides(raw, parse_overrides(overrides or [], raw))
     cfg = from_dict(raw, source=str(file))
     cfg.notes = notes
     return cfg
@@ -197,7 +273,7 @@ def config_for_resume(run_dir: str | Path, overrides: list[str] | None = None) -
         raise UserError(f"resume: {run_dir} has no config.yaml, so it is not a danlu run directory.")
     raw = parse_yaml(p.read_text(), str(p)) or {}
     before = from_dict(copy.deepcopy(raw), source=str(p)).to_dict()
-    pairs = parse_overrides(overrides or [])
+    pairs = parse_overrides(overrides or [], raw)
     notes = apply_overrides(raw, pairs)
     cfg = from_dict(raw, source=str(p))
     # refused before anything runs (no torch, nothing written): what would make it another run
@@ -231,7 +307,7 @@ def config_for_warm_start(source: str | Path, path: str | None, overrides: list[
         if isinstance(raw.get("run"), dict):
             for k in ("parent", "parent_step"):
                 raw["run"].pop(k, None)
-        notes = apply_overrides(raw, parse_overrides(overrides or []))
+        notes = apply_overrides(raw, parse_overrides(overrides or [], raw))
         cfg = from_dict(raw, source=str(p))
         cfg.notes = notes
     cfg.run.parent = cfg.run.parent_step = None  # the Trainer names the run it starts from

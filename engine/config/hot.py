@@ -59,10 +59,25 @@ TRAINER_VALUES: tuple[str, ...] = tuple(n for n, h in HOT.items() if h.applied_b
 BY_PATH: dict[str, Hot] = {h.path: h for h in HOT.values()}
 
 
+def suggest(name: str) -> str | None:
+    """The hot setting a mistyped or other-tool name means (`wd`, `learning_rate`, `weight_decy`), or None."""
+    import difflib
+    from .schema import ALIASES
+    leaf = name.rsplit(".", 1)[-1].lower()
+    leaf = ALIASES.get(leaf, leaf)
+    if leaf in HOT and leaf != name:
+        return leaf
+    near = difflib.get_close_matches(leaf, list(HOT), n=1, cutoff=0.75)
+    return near[0] if near else None
+
+
 def check(name: str, value: Any) -> Any:
     """`value` typed and within the setting's bounds, or ValueError saying what is allowed."""
     h = HOT.get(name)
     if h is None:
+        near = suggest(name)
+        if near is not None:
+            raise ValueError(f"no hot setting {name!r}; did you mean {near}? Hot settings: {', '.join(HOT)}")
         raise ValueError(f"{name!r} cannot change mid-run; hot settings are: {', '.join(HOT)}. "
                          "Change others in the config and restart from a checkpoint.")
     if value is None and not h.knob.optional:

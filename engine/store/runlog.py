@@ -58,6 +58,12 @@ def write_config(run_dir: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+# metrics.jsonl is buffered (a write per step would cost the training loop), but what is written
+# reaches the disk within this many seconds, so that `danlu ls` and other readers of the file see a
+# live run's step: one write call a second at most, whatever the step rate.
+DISK_FLUSH_S = 1.0
+
+
 class RunLog:
     """Appends JSON lines to metrics.jsonl and events.jsonl; keeps state.json current.
 
@@ -72,6 +78,7 @@ class RunLog:
         self.lock = threading.RLock()
         self._metrics = open(self.dir / "metrics.jsonl", "a", buffering=1 << 16)
         self._events = open(self.dir / "events.jsonl", "a", buffering=1)
+        self._flushed_at = time.monotonic()
         self.state: dict[str, Any] = {}
         p = self.dir / "state.json"
         if p.exists():
@@ -83,6 +90,7 @@ class RunLog:
     def metric(self, record: dict[str, Any]) -> None:
         with self.lock:
             self._metrics.write(_json_line(record) + "\n")
+            self._flush_if_due()
 
     def train_steps(self, steps: list[int], epochs: list[int], losses: list[float], lrs: list[list[float]],
                     norms: list[float], amp_skipped: set[int]) -> None:
@@ -107,10 +115,18 @@ class RunLog:
         if lines:
             with self.lock:
                 self._metrics.write("\n".join(lines) + "\n")
+                self._flush_if_due()
+
+    def _flush_if_due(self) -> None:
+        now = time.monotonic()
+        if now - self._flushed_at >= DISK_FLUSH_S:
+            self._metrics.flush()
+            self._flushed_at = now
 
     def flush(self) -> None:
         with self.lock:
             self._metrics.flush()
+            self._flushed_at = time.monotonic()
 
     def event(self, kind: str, step: int, **details: Any) -> None:
         rec = {"step": step, "time": round(time.time(), 3), "kind": kind, **details}
@@ -131,6 +147,9 @@ class RunLog:
 
     def set_state(self, **values: Any) -> None:
         """state.json: what a launcher lists (state, step, best val loss, pid)."""
+        with self.lock:  # a pause or an end: the steps before it are on disk for readers too
+            if not self._metrics.closed:
+                self.flush()
         self.state.update(values)
         self.state["updated"] = round(time.time(), 3)
         tmp = self.dir / "state.json.tmp"

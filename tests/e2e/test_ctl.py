@@ -76,7 +76,7 @@ def test_ctl_refuses_bad_values_before_sending_and_rejected_exits_1(tmp_path):
         bad = danlu("ctl", "nothing-here", *words, cwd=tmp_path)
         assert bad.returncode == 2 and said in bad.stderr, (words, bad.stderr)
     missing = danlu("ctl", "nothing-here", "pause", cwd=tmp_path)
-    assert missing.returncode == 2 and "no run 'nothing-here'" in missing.stderr
+    assert missing.returncode == 2 and "no run 'nothing-here'" in missing.stderr, missing.stderr
     runs = tmp_path / "runs"
     assert danlu("run", "--detach", f"run.out_dir={runs}", *SMALL, cwd=tmp_path).returncode == 0
     run_dir = Path(glob.glob(f"{runs}/default-*")[0])
@@ -85,6 +85,30 @@ def test_ctl_refuses_bad_values_before_sending_and_rejected_exits_1(tmp_path):
         assert res.returncode == 1 and res.stdout.startswith("rejected at step ") and "not paused" in res.stdout
     finally:
         assert danlu("ctl", str(run_dir), "stop").returncode == 0
+
+
+def test_ctl_messages_say_what_to_type_and_where_it_looked(tmp_path):
+    """No run needed: usage, did-you-mean, one prefix per line, the folder named."""
+    bare = danlu("ctl", "default", cwd=tmp_path)
+    assert bare.returncode == 2 and bare.stderr.startswith("usage: danlu ctl RUN ACTION [VALUE ...]\n")
+    assert "actions: pause | resume | save | stop | eval | lr VALUE" in bare.stderr
+    typo = danlu("ctl", "default", "paus", cwd=tmp_path)
+    assert typo.returncode == 2 and "unknown action 'paus'; did you mean pause?" in typo.stderr
+    swapped = danlu("ctl", "pause", "default", cwd=tmp_path)
+    assert swapped.returncode == 2 and "danlu ctl default pause" in swapped.stderr
+    bad = danlu("ctl", "default", "lr", "abc", cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.startswith("danlu ctl lr: 'abc' is not a number")
+    zero = danlu("ctl", "default", "lr", "0", cwd=tmp_path)
+    assert "pause instead: danlu ctl RUN pause" in zero.stderr and "(space)" not in zero.stderr  # no dashboard key
+    alias = danlu("ctl", "default", "set", "wd=0.1", cwd=tmp_path)
+    assert alias.returncode == 2 and "did you mean weight_decay?" in alias.stderr
+    for res in (typo, bad, alias):
+        assert res.stderr.count("danlu") == 1 and " ctl lr: ctl" not in res.stderr, res.stderr
+    nowhere = danlu("ctl", "default", "pause", cwd=tmp_path)
+    assert nowhere.returncode == 2 and f"there is no folder {tmp_path / 'runs'}" in nowhere.stderr
+    (tmp_path / "runs").mkdir()
+    missing = danlu("ctl", "default", "pause", cwd=tmp_path)
+    assert missing.returncode == 2 and f"no run 'default' in {tmp_path / 'runs'}" in missing.stderr
 
 
 def test_detach_with_a_bad_config_exits_2_and_leaves_nothing(tmp_path):

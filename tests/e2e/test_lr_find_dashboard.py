@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import Button, Input, Static
 
+from danlu.tui.format import nbytes
 from danlu.tui.screens.lr_find_dialog import LrFindDialog
 
 from ..tui.conftest import click, wait_for
@@ -28,7 +29,8 @@ async def test_f_runs_the_range_test_on_a_copy_and_apply_sets_the_runs_lr(tiny_c
         start = dialog.query_one("#lrf-start", Button)
         await wait_for(pilot, lambda: not start.disabled, timeout=T, what="the memory check")
         n = sum(p.numel() for p in trainer.model.parameters())
-        assert f"{n * 4 / (1 << 20):.1f} MiB" in str(dialog.query_one("#lrf-memory", Static).render())  # weights
+        memory = str(dialog.query_one("#lrf-memory", Static).render())
+        assert f"grads {nbytes(n * 4)}" in memory and " 0.0 MiB" not in memory  # fp32 grads: 4 bytes a parameter
         dialog.query_one("#lrf-sweep", Input).value = "1e-4 3 24"
         await click(pilot, "#lrf-start")
         apply = dialog.query_one("#lrf-apply", Button)

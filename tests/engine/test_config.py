@@ -86,6 +86,28 @@ def test_overrides_parse_yaml_scalars():
         parse_overrides(["optim.lr"])
 
 
+@pytest.mark.parametrize("word,advice", [
+    ("optim\\.lr=1e-3", "Did you mean optim.lr?"),        # a regex-style escape
+    (".*lr=1e-3", "Did you mean optim.lr?"),              # a pattern
+    ("optim[lr]=1e-3", "Did you mean optim.lr?"),
+    ("lr=1e-3", "Did you mean optim.lr?"),                # no section
+    ("max_step=5", "Did you mean train.max_steps?"),      # no section and a typo
+    ("Optim.lr=1e-3", "Did you mean optim.lr?"),
+    ("bs=32", "Did you mean data.batch_size?"),           # an alias people write
+    ("model.args.widht=8", None),                         # the schema's own advice (below)
+    ("optim.*=1", "The keys of optim include: name, lr"),
+    ("train.max_steps==5", "one '=' between the key and the value"),
+])
+def test_a_mistyped_or_pattern_override_key_gets_advice(word, advice):
+    if advice is None:
+        with pytest.raises(ConfigError, match="it takes width"):
+            load_config(None, [word])
+        return
+    with pytest.raises(UserError) as e:
+        load_config(None, [word])
+    assert advice in str(e.value)
+
+
 def test_one_set_of_bounds_for_each_hot_setting():
     # the config, a command-line override, the dialogs and the engine refuse the same values
     from danlu.engine.build.optim import build_optimizer

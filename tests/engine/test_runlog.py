@@ -41,3 +41,32 @@ def test_train_steps_lines_parse_to_the_values_written(tmp_path_factory, rows):
         # every line is strict JSON (no NaN/Infinity tokens) and round-trips the floats exactly
         got = json.loads(line, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
         assert got == _expected(s, e, loss, lr, norm, s in amp)
+
+
+def test_metrics_reach_the_disk_within_a_second_or_two_and_at_a_state_change(tmp_path, monkeypatch):
+    """`danlu ls` reads a live run's step from metrics.jsonl: the buffer must not hold it for long."""
+    import time
+    from types import SimpleNamespace
+
+    from danlu.engine.store import runlog
+
+    clock = [1000.0]
+    monkeypatch.setattr(runlog, "time", SimpleNamespace(monotonic=lambda: clock[0], time=time.time))
+    log = RunLog(tmp_path)
+    path = tmp_path / "metrics.jsonl"
+
+    def step(s):
+        log.train_steps([s], [0], [1.0], [[0.1]], [1.0], set())
+
+    step(1)
+    clock[0] += 0.5
+    step(2)
+    assert path.stat().st_size == 0  # buffered: a write per flush of the trainer would cost the loop
+    clock[0] += runlog.DISK_FLUSH_S
+    step(3)
+    assert [json.loads(x)["step"] for x in path.read_text().splitlines()] == [1, 2, 3]
+    step(4)
+    assert len(path.read_text().splitlines()) == 3
+    log.set_state(state="paused", step=4)  # a pause: no more writes for a while, the last steps go out now
+    assert len(path.read_text().splitlines()) == 4
+    log.close()

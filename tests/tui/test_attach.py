@@ -25,7 +25,7 @@ def test_a_stale_socket_is_recognised_and_removed(short_tmp):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.bind(str(path))
     s.close()  # the socket file stays; nobody listens
-    with pytest.raises(UserError, match="no live run under"):
+    with pytest.raises(UserError, match="no live run in"):
         resolve(None, tmp_path)
     assert not path.exists()
 
@@ -36,8 +36,15 @@ def test_a_name_prefix_or_a_folder_names_the_run(tmp_path):
     assert resolve("adam", tmp_path) == d
     assert resolve(str(tmp_path / "adam"), tmp_path / "elsewhere") == d
     assert resolve(str(d), tmp_path) == d
-    with pytest.raises(UserError, match="no run directory 'rms'"):
+    with pytest.raises(UserError, match="no run directory 'rms'") as e:
         resolve("rms", tmp_path)
+    assert f"no run in {tmp_path.absolute()} whose name" in str(e.value)  # where it looked, in full
+    with pytest.raises(UserError) as e:
+        resolve("rms", tmp_path / "nowhere")
+    assert f"no folder {tmp_path / 'nowhere'} to look for a run name in" in str(e.value)
+    with pytest.raises(UserError) as e:
+        resolve(None, tmp_path / "nowhere")
+    assert f"no live run in {tmp_path / 'nowhere'} (no such folder" in str(e.value)
 
 
 def _hello(run_dir) -> dict:

@@ -255,6 +255,91 @@ async def test_final_state_stays_displayed(channel, final):
         assert drain_commands(channel) == []
 
 
+def ended_run(channel, detail: str = "finished at step 400") -> None:
+    """A run that ended as the engine ends one: its last checkpoint, then the final status."""
+    emit_run(channel, steps=400)
+    channel.emit(ev.CheckpointSaved(400, "runs/demo-20250101-000000/checkpoints/last.pt", "last"))
+    channel.emit(ev.StatusChanged("finished", 400, detail))
+
+
+@pytest.mark.asyncio
+async def test_after_the_end_one_toast_and_quit_asks_only_quit_or_cancel(channel):
+    ended_run(channel)
+    app = create_app(channel)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.pump.state.final, what="final state")
+        await pilot.pause(0.1)
+        end = [t for t in app.toasts if "finished" in t or "checkpoint" in t]
+        assert end == ["run finished at step 400; saved checkpoints/last.pt"]  # once, the state said once
+        await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, QuitDialog), what="quit dialog")
+        assert [b.id for b in app.screen.query("Button")] == ["quit-save", "quit-cancel"]
+        assert str(app.screen.query_one("#quit-save").label) == "Quit"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: not app.is_running, what="app exit")
+
+
+@pytest.mark.asyncio
+async def test_the_end_toast_of_a_fault_says_its_step_once(channel):
+    emit_run(channel, steps=200)
+    channel.emit(ev.StatusChanged("stopped", 200, "stopped on a fault at step 200: non-finite loss (nan)"))
+    app = create_app(channel)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.pump.state.final, what="final state")
+        await pilot.pause(0.1)
+        assert [t for t in app.toasts if t.startswith("run ")] == [
+            "run stopped at step 200: on a fault: non-finite loss (nan)"]
+
+
+@pytest.mark.asyncio
+async def test_after_the_end_the_live_keys_leave_the_footer_and_say_the_run_has_ended(channel):
+    ended_run(channel)
+    app = create_app(channel, can_detach=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.pump.state.final, what="final state")
+        await wait_for(pilot, lambda: footer_state(app)[1] == ["g", "q", "ctrl+p"], what="the footer without them")
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert not any(t.startswith(("Pause", "LR", "Save ckpt", "Eval", "Freeze", "Profile", "Detach")) for t in titles)
+        assert any(t.startswith("Log scale") for t in titles)
+        for key in ("space", "l", "h", "s", "e", "f", "z", "p", "c", "d"):
+            app.toasts.clear()
+            await pilot.press(key)
+            await pilot.pause(0.05)
+            assert app.screen.id == "dashboard", key  # no dialog that cannot work (f, z, p, l, h, c)
+            assert app.toasts and app.toasts[-1].startswith("the run has finished"), (key, list(app.toasts))
+        assert drain_commands(channel) == []
+
+
+@pytest.mark.asyncio
+async def test_a_stop_is_logged_once_not_as_answer_state_and_state_again(channel):
+    """danlu ctl RUN stop, seen from an attached dashboard: the answer, the state, the save's return to it."""
+    emit_run(channel, steps=200)
+    channel.emit(ev.CommandApplied(7, "stop", 200, detail="saving and stopping"))
+    channel.emit(ev.StatusChanged("stopping", 200))
+    channel.emit(ev.StatusChanged("saving", 200))
+    channel.emit(ev.CheckpointSaved(200, "runs/demo-20250101-000000/checkpoints/last.pt", "last"))
+    channel.emit(ev.StatusChanged("stopping", 200))
+    channel.emit(ev.StatusChanged("stopped", 200, "stopped at step 200"))
+    app = create_app(channel)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.pump.state.final, what="final state")
+        await pilot.pause(0.1)
+        log = [line for line in app.screen.query_one(EventLog).lines_text if line.startswith("step 200")]
+        assert log == ["step 200: stopping", "step 200: saved checkpoints/last.pt (last)", "step 200: stopped"]
+
+
+@pytest.mark.asyncio
+async def test_the_status_line_of_an_ended_run_stays_one_row_at_80_columns(channel):
+    ended_run(channel)
+    app = create_app(channel)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.pump.state.final, what="final state")
+        await pilot.pause(0.1)
+        status = app.screen.query_one(StatusLine)
+        assert status.region.height == 1
+        assert rendered(status).startswith("● FINISHED  press q to quit ·  at step 400  runs/demo-20250101-000000")
+
+
 @pytest.mark.asyncio
 async def test_unmount_stops_an_engine_left_running(channel):
     engine = FakeEngine(channel)

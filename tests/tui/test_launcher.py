@@ -86,6 +86,32 @@ async def test_launcher_lists_and_refreshes(workdir):
         assert _rows(runs)[0][0] == "new-20260101-020000"
 
 
+async def test_live_runs_come_first_and_the_title_says_what_enter_does(workdir):
+    # paused for days: its state.json is older than every finished run's, and it is still the one to attach to
+    make_run(workdir, "old-live-20250101-000000", state="paused", step=9, total_steps=400,
+             updated=NOW - 5 * 86400, pid=LIVE_PID)
+    app = create_launcher_app(workdir, clock=lambda: NOW, alive=alive)
+    async with app.run_test(size=(100, 30)) as pilot:
+        runs = app.screen.query_one("#runs")
+        await wait_for(pilot, lambda: runs.row_count == 4, what="runs listed")
+        assert [r[0] for r in _rows(runs)] == ["sgd-20260101-010000", "old-live-20250101-000000",
+                                              "baseline-20260101-000000", "sgd-20251231-230000"]
+        title = str(app.screen.query_one("#launcher-title").render())
+        assert "Enter: run, attach or resume" in title
+
+
+async def test_a_live_runs_step_comes_from_its_metrics_not_its_last_checkpoint(workdir):
+    """state.json holds the step of the last state change or checkpoint; metrics.jsonl every step."""
+    d = workdir / "runs" / "sgd-20260101-010000"
+    (d / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "loss": 1.0}) + "\n" for s in range(1, 158)))
+    app = create_launcher_app(workdir, clock=lambda: NOW, alive=alive)
+    async with app.run_test(size=(100, 30)) as pilot:
+        runs = app.screen.query_one("#runs")
+        await wait_for(pilot, lambda: runs.row_count == 3, what="runs listed")
+        assert _rows(runs)[0][:3] == ["sgd-20260101-010000", "running", "157/400"]
+        assert _rows(runs)[1][2] == "336/336"  # a finished run: as its state.json says
+
+
 async def test_enter_runs_a_config(workdir):
     app = create_launcher_app(workdir, clock=lambda: NOW, alive=alive)
     async with app.run_test(size=(100, 30)) as pilot:

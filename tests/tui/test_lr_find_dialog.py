@@ -10,7 +10,7 @@ from textual.widgets import Button, Static
 
 from danlu.engine.control import events as ev
 from danlu.tui.app import create_app
-from danlu.tui.screens.lr_find_dialog import LrFindDialog, parse_sweep
+from danlu.tui.screens.lr_find_dialog import LrFindDialog, memory_text, parse_sweep
 
 from .conftest import click, drain_commands, wait_for
 from .fake_engine import emit_run
@@ -101,3 +101,13 @@ def test_the_sweep_field_is_checked(text, ok):
     else:
         with pytest.raises(ValueError, match="START"):
             parse_sweep(text)
+
+
+def test_small_memory_is_stated_in_kib_not_as_zero_mib():
+    """A 15k-parameter model: 60 KiB of weights, not '0.0 MiB'; large sizes stay in MiB and GiB."""
+    text = memory_text({"weights": 62_400, "grads": 62_400, "optimizer": 124_800, "total": 249_600,
+                        "free": 3 * (1 << 30), "device": "cpu", "fits": True})
+    assert "0.0 MiB" not in text
+    assert "weights 60.9 KiB + grads 60.9 KiB + optimizer state 121.9 KiB = [b]243.8 KiB[/b]" in text
+    assert "free on cpu: 3.00 GiB" in text
+    assert "unknown" in memory_text({"weights": None, "fits": False})

@@ -32,14 +32,46 @@ def find_run(word: str, root: Path | None = None) -> Path:
     root = root or Path("runs")
     if "/" in word:  # runs/defa: a prefix inside that folder
         root, word = p.parent, p.name
-    matches = sorted(d for d in root.glob(f"{glob_escape(word)}*") if d.is_dir()) if root.is_dir() and word else []
+    where = root.absolute()
+    if not root.is_dir():
+        if p.is_dir():
+            raise UserError(f"{p.absolute()} is not a run directory (no state.json or config.yaml in it)")
+        raise UserError(f"no run {word!r}: there is no folder {where}. Give a run directory, or run this where "
+                        "./runs is (`danlu ls FOLDER` lists the runs in another folder)")
+    matches = sorted(d for d in root.glob(f"{glob_escape(word)}*") if d.is_dir()) if word else []
     if len(matches) == 1:
         return matches[0]
     if not matches:
-        raise UserError(f"no run {word!r}: give a run directory, or a name prefix of a run under {root}/ "
-                        "(`danlu ls` lists them)")
+        if Path(word).is_dir() and "/" not in word:
+            raise UserError(f"{Path(word).absolute()} is not a run directory (no state.json or config.yaml in it), "
+                            f"and no run in {where} has a name starting with {word!r}")
+        raise UserError(f"no run {word!r} in {where}: give a run directory, or the start of a run's name "
+                        f"there (`danlu ls {root}` lists them)")
     names = ", ".join(m.name for m in matches[:6]) + (" ..." if len(matches) > 6 else "")
-    raise UserError(f"{word!r} matches {len(matches)} runs under {root}/ ({names}): give more of the name")
+    raise UserError(f"{word!r} matches {len(matches)} runs in {where} ({names}): give more of the name")
+
+
+USAGE = "usage: danlu ctl RUN ACTION [VALUE ...]"
+ACTIONS_HELP = ("pause | resume | save | stop | eval | lr VALUE | set KEY=VALUE | profile [N] | freeze REGEX | "
+                "unfreeze REGEX [LR_MULT]")
+
+
+class ActionError(UserError):
+    """Bad words for one action: said as `danlu ctl ACTION: ...`."""
+
+    def __init__(self, action: str, message: str):
+        super().__init__(message)
+        self.action = action
+
+
+def unknown_action(action: str, run: str | None = None) -> UserError:
+    """An action that is none of ACTIONS: the nearest one, or RUN and ACTION the wrong way round."""
+    import difflib
+    if run is not None and run in ACTIONS:
+        return UserError(f"unknown action {action!r}: RUN comes first, then the action: danlu ctl {action} {run}")
+    near = difflib.get_close_matches(action.lower(), ACTIONS, n=1, cutoff=0.5)
+    hint = f"did you mean {near[0]}? " if near else ""
+    return UserError(f"unknown action {action!r}; {hint}actions: {', '.join(ACTIONS)}")
 
 
 def build_command(action: str, values: list[str], current_lrs: list[float] | None = None) -> ev.Command:
@@ -79,9 +111,10 @@ def build_command(action: str, values: list[str], current_lrs: list[float] | Non
             if action == "freeze":
                 return ev.freeze(values[0])
             return ev.unfreeze(values[0], _positive(values[1]) if len(values) == 2 else 1.0)
-    except BadInput as e:
-        raise UserError(f"ctl {action}: {e}") from None
-    raise UserError(f"unknown action {action!r}; actions: {', '.join(ACTIONS)}")
+    except BadInput as e:  # the words are the dialogs' too: their keys become ctl's commands here
+        raise ActionError(action, str(e).replace("pause instead (space)", "pause instead: danlu ctl RUN pause")) \
+            from None
+    raise unknown_action(action)
 
 
 def _whole(text: str, what: str, lo: int, hi: int) -> int:
@@ -124,7 +157,7 @@ def answer_text(a: ev.CommandApplied | ev.CommandRejected, cmd: ev.Command, run_
 
 def ctl(run: str, action: str, values: list[str], root: Path | None = None) -> int:
     if action not in ACTIONS:
-        raise UserError(f"unknown action {action!r}; actions: {', '.join(ACTIONS)}")
+        raise unknown_action(action, run)
     build_command(action, values)  # bad input is refused before looking for the run
     run_dir = find_run(run, root)
     try:
@@ -167,8 +200,15 @@ def _profile_result(client: sc.Client, run_dir: Path) -> int:
 
 
 def main(args) -> int:
+    if args.run is None or args.action is None:
+        print(f"{USAGE}\nactions: {ACTIONS_HELP}\nRUN: a run directory, or the start of a run's name under ./runs "
+              "(`danlu ls` lists them)", file=sys.stderr)
+        return EXIT_BAD
     try:
         return ctl(args.run, args.action, args.values)
+    except ActionError as e:
+        print(f"danlu ctl {e.action}: {e}", file=sys.stderr)
+        return EXIT_BAD
     except UserError as e:
         print(f"danlu ctl: {e}", file=sys.stderr)
         return EXIT_BAD

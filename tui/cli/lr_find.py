@@ -11,6 +11,8 @@ from pathlib import Path
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("lr-find", help="find a learning rate with an LR range test (Smith) before training",
+                       usage="%(prog)s [CONFIG] [key=value ...] [--start START] [--end END] [--steps STEPS]\n"
+                             "                     [--apply] [--out FILE.json]",
                        description="Train a fresh model from CONFIG for a few steps while the LR grows "
                                    "exponentially from --start to --end; print the loss against the LR and "
                                    "suggest an LR. See docs/techniques.md.")

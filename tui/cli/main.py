@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="train a config with the live dashboard (or --headless)",
+                         usage="%(prog)s [CONFIG] [key=value ...] [--headless] [--detach]\n"
+                               "                 [--resume RUN_DIR | --warm-start RUN_OR_CHECKPOINT]",
                          description="Train CONFIG (default: the packaged configs/default.yaml). "
                                      "Extra key=value words override config keys, e.g. optim.lr=3e-4.")
     run.add_argument("words", nargs="*", metavar="[CONFIG] [key=value ...]")
@@ -53,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="start a new run from a run's newest good checkpoint (or a checkpoint file): "
                             "its config (or CONFIG) plus the overrides; any change allowed")
 
-    check = sub.add_parser("check", help="validate a config and print it resolved")
+    check = sub.add_parser("check", help="validate a config and print it resolved",
+                           usage="%(prog)s [CONFIG] [key=value ...]")
     check.add_argument("words", nargs="*", metavar="[CONFIG] [key=value ...]")
 
     att = sub.add_parser("attach", help="open the dashboard of a live run (started elsewhere, or detached)",
@@ -70,12 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_lr_find(sub)
 
     ctl = sub.add_parser("ctl", help="send one command to a live run (exit 0 applied, 1 rejected, 2 bad input "
-                                     "or not live)",
+                                     "or not live)", usage="%(prog)s RUN ACTION [VALUE ...]",
                          description="One command to a live run over its control socket. RUN is a run directory "
                                      "or a name prefix under ./runs. Prints the engine's answer.")
-    ctl.add_argument("run", metavar="RUN")
-    ctl.add_argument("action", metavar="ACTION", help="pause | resume | save | stop | eval | lr VALUE | set KEY=VALUE | "
-                                                          "profile [N] | freeze REGEX | unfreeze REGEX [LR_MULT]")
+    # optional here so that a missing one gets ctl's own usage line, with the actions (tui/cli/ctl.py)
+    ctl.add_argument("run", nargs="?", metavar="RUN")
+    ctl.add_argument("action", nargs="?", metavar="ACTION", help="pause | resume | save | stop | eval | lr VALUE | "
+                                                                 "set KEY=VALUE | profile [N] | freeze REGEX | "
+                                                                 "unfreeze REGEX [LR_MULT]")
     ctl.add_argument("values", nargs="*", metavar="VALUE")
 
     ls = sub.add_parser("ls", help="list runs as a plain table (state, step, loss, pid)")
@@ -86,22 +91,65 @@ def build_parser() -> argparse.ArgumentParser:
 _DOTTED_KEY = re.compile(r"^[A-Za-z_]\w*(\.\w+)+$")
 
 
+def _is_override(word: str) -> bool:
+    """key=value, or a bare dotted key like `optim.lr` that lost its value (the override parser explains)."""
+    return "=" in word or (_DOTTED_KEY.match(word) is not None and not word.endswith((".yaml", ".yml"))
+                           and not os.path.exists(word))
+
+
 def split_words(words: list[str]) -> tuple[str | None, list[str]]:
-    """The first word is the config unless it is an override (key=value, or a bare dotted key
-    like `optim.lr` that lost its value, which the override parser then explains)."""
-    if not words or "=" in words[0]:
+    """The config and the overrides. The config is the first word unless that is an override; a
+    config file named after overrides (`optim.lr=1e-3 configs/my.yaml`) is found there too."""
+    if not words:
         return None, words
-    first = words[0]
-    if (_DOTTED_KEY.match(first) and not first.endswith((".yaml", ".yml"))
-            and not os.path.exists(first)):
-        return None, words
-    return first, words[1:]
+    if not _is_override(words[0]):
+        return words[0], words[1:]
+    for i, word in enumerate(words):
+        if not _is_override(word) and (word.endswith((".yaml", ".yml")) or os.path.isfile(word)):
+            return word, words[:i] + words[i + 1:]
+    return None, words
+
+
+# The commands whose free words are [CONFIG] [key=value ...]: they may stand before or after options.
+WORD_COMMANDS = ("run", "check", "lr-find")
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """parse_args, except that overrides written after an option (`run CONFIG --headless
+    train.max_steps=5`) join the others instead of being 'unrecognized arguments'."""
+    args, extra = parser.parse_known_args(argv)
+    if not extra:
+        return args
+    sub = _subparser(parser, getattr(args, "command", None))
+    if args.command in WORD_COMMANDS and not any(w.startswith("-") for w in extra):
+        args.words = list(args.words) + extra
+        return args
+    unknown = [w for w in extra if w.startswith("-")] if args.command in WORD_COMMANDS else extra
+    message = f"unrecognized arguments: {' '.join(unknown)}"
+    options = [o for a in (sub or parser)._actions for o in a.option_strings if o.startswith("--")]
+    import difflib
+    close = difflib.get_close_matches(unknown[0].split("=", 1)[0], options, n=1, cutoff=0.6)
+    if close:
+        message += f" (did you mean {close[0]}?)"
+    (sub or parser).error(message)
+    raise AssertionError("unreachable")  # error() exits
+
+
+def _subparser(parser: argparse.ArgumentParser, command: str | None) -> argparse.ArgumentParser | None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices.get(command)
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     try:
-        return _dispatch(args)
+        code = _dispatch(args)
+        sys.stdout.flush()  # a reader that has gone (`danlu ls | head -1`) shows here, not at exit
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
@@ -111,6 +159,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"danlu: {e}", file=sys.stderr)
             return e.exit_code
         raise
+
+
+# The exit status of a process killed by SIGPIPE (128 + 13), what `ls | head -1` tools give.
+EXIT_PIPE = 141
+
+
+def _reader_gone() -> int:
+    """Stdout's reader has closed the pipe: nothing more to say, and no traceback for it."""
+    try:  # what is still buffered goes nowhere, instead of failing again at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return EXIT_PIPE
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -7,12 +7,12 @@ import time
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.events import Resize
+from textual.events import Key, Resize
 from textual.screen import Screen
 
 from danlu.engine.control import events as ev
 
-from ..describe import applied_text, describe, short_path
+from ..describe import applied_text, describe, short_path, state_detail
 from ..pump import EventPump
 from ..widgets.event_log import EventLog
 from ..widgets.grad_panel import GradPanel
@@ -103,6 +103,7 @@ class DashboardScreen(Screen):
         self._last_alert = ""  # the failed status usually repeats it: say it once
         self._spike_toast_at = -SPIKE_TOAST_S
         self._history_logged = None  # the pump's history whose lines are in the event log
+        self._last_saved: str | None = None  # the end-of-run checkpoint, for the end-of-run toast
 
     @property
     def state(self):
@@ -204,6 +205,8 @@ class DashboardScreen(Screen):
             notify(f"{applied_text(e, self.pump.sent.get(e.command_id))} at step {e.step}")
         elif isinstance(e, ev.CommandRejected):
             notify(f"{e.kind} rejected: {e.reason}", severity="warning")
+        elif isinstance(e, ev.CheckpointSaved) and e.reason == ev.CheckpointReason.LAST:
+            self._last_saved = short_path(e.path, run_dir)  # said by the end-of-run toast, one toast for the end
         elif isinstance(e, ev.CheckpointSaved) and e.reason not in QUIET_CHECKPOINTS:
             notify(f"checkpoint saved at step {e.step}: {short_path(e.path, run_dir)}")
         elif isinstance(e, ev.Alert):
@@ -214,7 +217,13 @@ class DashboardScreen(Screen):
             notify(f"step {e.step}: {e.message}", title=e.kind,
                    severity="warning" if e.kind in (ev.AlertKind.SPIKE, ev.AlertKind.NONFINITE) else "error")
         elif isinstance(e, ev.StatusChanged) and e.state in ev.FINAL_STATES:
-            notify(f"run {e.state} at step {e.step}" + (f": {e.detail}" if e.detail else ""),
+            # the toast names the state and the step: "finished at step 40" and "stopped on a fault at
+            # step 7: ..." would say them twice
+            detail = state_detail(e.state, e.detail).replace(f"at step {e.step}", "").strip(" :—-")
+            detail = detail.replace("  ", " ").replace(" :", ":")
+            saved, self._last_saved = self._last_saved, None
+            notify(f"run {e.state} at step {e.step}" + (f": {detail}" if detail else "")
+                   + (f"; saved {saved}" if saved else ""),
                    severity="error" if e.state == ev.State.FAILED else "information")
 
     def redraw(self) -> None:
@@ -244,11 +253,25 @@ class DashboardScreen(Screen):
     # -- commands out ------------------------------------------------------
     def check_action(self, action: str, parameters) -> bool | None:
         if action in LIVE_ACTIONS and self.state.final:
-            return None  # shown dimmed in the Footer: the engine is gone
-        if action == "detach":  # only where the run can go on without this terminal
-            return None if self.state.final and getattr(self.app, "can_detach", False) else \
-                bool(getattr(self.app, "can_detach", False))
+            return False  # left out of the footer and the palette: the engine is gone (on_key says so)
+        if action == "detach":  # only where the run can go on without this terminal, and while it does
+            return bool(getattr(self.app, "can_detach", False)) and not self.state.final
         return True
+
+    def palette_skips(self, action: str) -> bool:
+        """The palette leaves out what the footer left out at the run's end (key_footer.binding_commands)."""
+        return self.state.final and (action in LIVE_ACTIONS or action == "detach")
+
+    def on_key(self, event: Key) -> None:
+        """A key of the live run pressed after its end: say why nothing happens."""
+        if self.state.final and event.key in self._ended_keys():
+            event.stop()
+            self.app.toast(f"the run has {self.state.state}: {event.key} no longer applies; q quits",
+                           severity="warning", timeout=3)
+
+    def _ended_keys(self) -> set[str]:
+        return {k.strip() for b in self.BINDINGS if isinstance(b, Binding)
+                and (b.action in LIVE_ACTIONS or b.action == "detach") for k in b.key.split(",")}
 
     def action_detach(self) -> None:
         self.app.detach()

@@ -1,4 +1,4 @@
-"""`danlu` with no arguments: the configs to run or edit, and recent runs to resume.
+"""`danlu` with no arguments: the configs to run or edit, live runs to attach to, and recent runs to resume.
 
 Every config listed is checked the way `danlu run` would check it (in a thread, cached by
 mtime); a broken one is marked in the list, and Enter on it shows why instead of exiting.
@@ -24,17 +24,18 @@ from danlu.engine.control.events import LIVE_STATES
 
 from ..attach import clean_socket
 from ..format import num
-from ..run_index import ConfigCheck, ConfigEntry, RunEntry, age, check_config, pid_alive, scan_configs, scan_runs
+from ..run_index import (ConfigCheck, ConfigEntry, RunEntry, age, check_config, fresh, pid_alive, scan_configs,
+                         scan_runs)
 
 REFRESH_S = 2.0  # the run list follows running trainers by itself
 CHECK_W = 24     # the Check column: "✗ YAML error, line 123" fits
 
 
 class LauncherScreen(Screen):
-    """Two tables; Enter runs a config or resumes a run, e edits, n makes a new config."""
+    """Two tables; Enter runs a config, attaches to a live run or resumes another, e edits, n makes a new config."""
 
     BINDINGS = [
-        Binding("enter", "open", "Run/Resume", id="launcher-open", priority=False),
+        Binding("enter", "open", "Run/Attach/Resume", id="launcher-open", priority=False),
         Binding("e", "edit", "Edit", id="launcher-edit"),
         Binding("n", "new", "New config", id="launcher-new"),
         Binding("r", "refresh", "Refresh", id="launcher-refresh"),
@@ -72,7 +73,7 @@ class LauncherScreen(Screen):
         self.checks: dict[Path, ConfigCheck] = {}  # by the path as listed; missing while being checked
 
     def compose(self) -> ComposeResult:
-        yield Static("danlu · 丹炉  —  Enter: run a config or resume a run · e: edit · n: new config",
+        yield Static("danlu · 丹炉  —  Enter: run, attach or resume · e: edit · n: new config",
                      id="launcher-title")
         with Vertical(id="configs-box") as box:
             box.border_title = "Configs"
@@ -148,7 +149,8 @@ class LauncherScreen(Screen):
         return all(c.path in self.checks for c in self.configs)
 
     def refresh_runs(self) -> None:
-        self.runs = scan_runs(self.cwd / "runs", self.alive)
+        # live runs first (Enter attaches to them), then the rest, most recently updated first
+        self.runs = [fresh(r) for r in scan_runs(self.cwd / "runs", self.alive, live_first=True)]
         for r in self.runs:
             if r.state == "crashed":
                 clean_socket(r.dir)

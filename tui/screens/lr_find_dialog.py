@@ -18,7 +18,7 @@ from textual.widgets import Button, Input, Static
 
 from danlu.engine.control import events as ev
 
-from ..format import num
+from ..format import nbytes, num
 from ..lr_curve import render_curve, summary
 from ..pump import EventPump
 
@@ -43,9 +43,9 @@ def parse_sweep(text: str) -> tuple[float, float, int]:
 def memory_text(m: dict) -> str:
     """What the copy takes, and whether it fits, in words."""
     def mib(n):
-        if n is None:
+        if not isinstance(n, (int, float)):
             return "unknown"
-        return f"{n / (1 << 30):.2f} GiB" if n >= 1 << 30 else f"{n / (1 << 20):.1f} MiB"
+        return f"{n / (1 << 30):.2f} GiB" if n >= 1 << 30 else nbytes(n)  # a small model: KiB, not "0.0 MiB"
     opt = mib(m.get("optimizer")) + (" (estimated: no state yet)" if m.get("optimizer_estimated") else "")
     lines = [f"memory: a copy of the weights {mib(m.get('weights'))} + grads {mib(m.get('grads'))} "
              f"+ optimizer state {opt} = [b]{mib(m.get('total'))}[/b]",

@@ -1,4 +1,5 @@
-"""Ask how to leave: save and quit (the default, on Enter), quit without saving, or stay."""
+"""Ask how to leave: save and quit (the default, on Enter), quit without saving, or stay; once the
+run has ended, only quit or stay."""
 
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ class QuitDialog(ModalScreen[QuitChoice]):
             if self.running and self.nonfinite:
                 label = "Stop and quit (save if the weights are finite)"
             yield Button(label, variant="primary", id="quit-save")
-            yield Button("Quit without saving", variant="error", id="quit-nosave")
+            if self.running:  # once it has ended there is nothing left to save or not
+                yield Button("Quit without saving", variant="error", id="quit-nosave")
             yield Button("Cancel", id="quit-cancel")
 
     def _compose_attached(self) -> ComposeResult:

@@ -142,9 +142,12 @@ class KeyFooter(Footer):
 
 def binding_commands(screen: Screen) -> Iterator[SystemCommand]:
     """A palette command for each of the screen's own bindings with a description ("Find (ctrl+f)"),
-    so a key the footer leaves out is still a search away. App-level actions the App lists itself."""
+    so a key the footer leaves out is still a search away. App-level actions the App lists itself; those
+    the screen's `palette_skips(action)` names (a dashboard's, once the run has ended) are left out."""
     for b in screen.BINDINGS:
         if not isinstance(b, Binding) or b.action.startswith("app.") or not b.description:
+            continue
+        if getattr(screen, "palette_skips", lambda _action: False)(b.action):  # not any more (the run has ended)
             continue
         keys = ", ".join(k.strip() for k in b.key.split(","))
         yield SystemCommand(f"{b.description} ({keys})", b.tooltip or b.description,

@@ -53,12 +53,18 @@ class StatusLine(Static):
         detail = state_detail(state.state, state.detail)
         if detail:
             parts.append(escape(detail))
-        if state.run:
+        if state.run and state.final:  # where the checkpoints are, before the device the run had
+            parts.append(f"{escape(short_dir(state.run.run_dir))} · {state.run.device} · {state.run.precision}")
+        elif state.run:
             where = [state.run.device, state.run.precision]
-            if not state.final and (mem := memory_summary(state.memory)):
+            if mem := memory_summary(state.memory):
                 where.append(mem)
             parts.append(" · ".join(where) + f" · {escape(short_dir(state.run.run_dir))}")
+        # a reason (a failure, a stop on a fault) may wrap to three rows; a finished run or a plain stop
+        # ("at step N") stays on one, the ellipsis cutting the device first
+        reason = state.state == State.FAILED or (state.state == State.STOPPED and not detail.startswith("at step"))
         self.set_class(state.final, "-final")
+        self.set_class(reason, "-reason")
         self.set_class(state.state == State.FAILED, "-failed")
-        # a final status may wrap to three rows: only then does its height change
-        set_text(self, "  ".join(parts), layout=state.final)
+        # only a status that may wrap changes its height
+        set_text(self, "  ".join(parts), layout=reason)
