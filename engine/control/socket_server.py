@@ -6,8 +6,9 @@ run's owner gets in: the socket is 0600 and each connection's peer uid is checke
 (SO_PEERCRED / LOCAL_PEERCRED); a refused peer is recorded in events.jsonl. No TCP, ever.
 
 Threads. The engine's thread only appends each event to this server's inbox (a Channel tap,
-under the channel's lock) and, when a client is connected, writes one byte to a wake pipe if
-the server is not already awake. Everything else (accepting, JSON, writing to clients) runs
+under the channel's lock) and, when a client is connected and the event is not Metrics, writes
+one byte to a wake pipe if the server is not already awake (Metrics go out at the server's next
+tick, LIVE_S). Everything else (accepting, JSON, writing to clients) runs
 on the `danlu-control` thread. Each client has an outgoing buffer bounded by
 MAX_CLIENT_BACKLOG bytes; a client that lets it fill (it stopped reading) is cut off: its
 buffer is dropped, a `Bye` with the reason is queued in its place, and the cut is recorded.
@@ -43,6 +44,10 @@ CUT_GRACE_S = 30.0
 CLOSE_GRACE_S = 2.0
 # Idle wake-up of the server thread: how often it folds the run's state with no client connected.
 IDLE_S = 0.2
+# With a client connected, Metrics wait for the server's next tick instead of waking it: each wake
+# takes the GIL from the training thread, and a wake per Metrics batch cost a fast loop several
+# percent (docs/performance.md). Answers, status changes and alerts still wake it at once.
+LIVE_S = 0.1
 
 
 class _Client:
@@ -92,7 +97,7 @@ class ControlServer:
         self._inbox.append(event)
         if len(self._inbox) > MAX_INBOX:
             self._overflow = True
-        if self._connected and not self._awake:
+        if self._connected and not self._awake and not isinstance(event, ev.Metrics):
             self._awake = True
             try:
                 os.write(self._wake_w, b"\0")
@@ -154,7 +159,7 @@ class ControlServer:
         sel.register(self._wake_r, selectors.EVENT_READ, "wake")
         try:
             while not self._closing.is_set():
-                for key, mask in sel.select(timeout=IDLE_S):
+                for key, mask in sel.select(timeout=LIVE_S if self._clients else IDLE_S):
                     if key.data == "accept":
                         self._accept(sel)
                     elif key.data == "wake":
