@@ -47,6 +47,23 @@ def join_metrics(batches: list[Metrics]) -> Metrics:
     )
 
 
+def join_runs_of_metrics(batch: list) -> list:
+    """Adjacent Metrics batches joined into one, every point kept (the control server: fewer, longer lines)."""
+    out = []
+    run = []
+    for e in batch:
+        if isinstance(e, Metrics):
+            run.append(e)
+            continue
+        if run:
+            out.append(join_metrics(run))
+            run = []
+        out.append(e)
+    if run:
+        out.append(join_metrics(run))
+    return out
+
+
 def merge_metrics(a: Metrics, b: Metrics) -> Metrics:
     """One batch covering both a and b (b is later); thinned if it grows too long."""
     m = join_metrics([a, b])

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from . import events as ev
-from .channel import Channel, join_metrics
+from .channel import Channel, join_runs_of_metrics
 from .protocol import (MAX_LINE, POINTER_NAME, SOCKET_NAME, ProtocolError, check_hello, decode, encode,
                        hello, peer_credentials, socket_path)
 
@@ -303,7 +303,7 @@ class ControlServer:
         batch = []
         while self._inbox:
             batch.append(self._inbox.popleft())
-        for e in _join_runs_of_metrics(batch):
+        for e in join_runs_of_metrics(batch):
             self._fold(e)
             if self._clients:
                 line = encode(ev.to_dict(e))
@@ -387,23 +387,6 @@ class ControlServer:
                 os.close(fd)
             except OSError:
                 pass
-
-
-def _join_runs_of_metrics(batch: list[Any]) -> list[Any]:
-    """Adjacent Metrics batches joined into one (every point kept): fewer, longer lines."""
-    out: list[Any] = []
-    run: list[Any] = []
-    for e in batch:
-        if isinstance(e, ev.Metrics):
-            run.append(e)
-            continue
-        if run:
-            out.append(join_metrics(run))
-            run = []
-        out.append(e)
-    if run:
-        out.append(join_metrics(run))
-    return out
 
 
 __all__ = ["ControlServer", "MAX_CLIENT_BACKLOG", "SOCKET_NAME", "peer_credentials"]
