@@ -67,6 +67,9 @@ class Fit:
     input_dtype: torch.dtype          # floating inputs are cast to this
     cast_ints: bool = False           # integer inputs become input_dtype (uint8 also / 255)
     notes: list[str] = field(default_factory=list)  # for the run's log
+    # where the starting weights came from (init, pretrained, weights_path): told only for a new run,
+    # since a resume or warm start replaces them with the checkpoint's
+    weight_notes: list[str] = field(default_factory=list)
 
     def inputs(self, x: Any) -> Any:
         """A batch's inputs as the model takes them (on their device; no sync)."""
@@ -158,15 +161,15 @@ def fit_model(cfg: Any, bundle: DataBundle, placement: Placement) -> Fit:
     init = resolve_init(cfg.model.init or "default", cfg.model.name)
     report = init_weights(model, init)
     if report.touched or report.frozen:
-        fit.notes.append(report.describe())
+        fit.weight_notes.append(report.describe())
     if init == "default" and cfg.model.init == "auto" and cfg.model.name not in BUILTIN_MODEL_ARGS:
-        fit.notes.append(f"model.init auto: {cfg.model.name} keeps the weights it was built with "
+        fit.weight_notes.append(f"model.init auto: {cfg.model.name} keeps the weights it was built with "
                          "(model.init=kaiming or xavier re-initialises it)")
     if getattr(model, "pretrained_note", None):
-        fit.notes.append(model.pretrained_note)
+        fit.weight_notes.append(model.pretrained_note)
     if getattr(cfg.model, "weights_path", None):
         from .pretrained import load_weights_path
-        fit.notes += load_weights_path(model, cfg.model.weights_path)
+        fit.weight_notes += load_weights_path(model, cfg.model.weights_path)
     frozen = freeze_at_start(model, list(cfg.model.freeze or []))
     if frozen is not None:
         fit.notes.append(f"model.freeze: {frozen.describe()}; trainable {count_parameters(model, True):,} of "

@@ -79,7 +79,8 @@ class RunParts:
         """The run's info lines for the log, in the order they are told."""
         out = [self.warm.note] if self.warm is not None and self.warm.note else []
         out += self.going_on.notes if self.going_on is not None else []
-        return out + cfg.notes + self.bundle.notes + self.fit.notes
+        fresh = self.resumed_from is None and self.warm is None  # else the checkpoint's weights replaced them
+        return out + cfg.notes + self.bundle.notes + (self.fit.weight_notes if fresh else []) + self.fit.notes
 
     def started(self, cfg: Config, run_dir: Path) -> ev.RunStarted:
         """The RunStarted event: what the screen shows before the first step."""

@@ -390,3 +390,12 @@ def test_a_resumed_stream_goes_on_where_it_stopped(tmp_path, user):
     def losses(run_dir):
         return {r["step"]: r["loss"] for r in read_jsonl(run_dir / "metrics.jsonl") if "loss" in r}
     assert losses(full.run_dir) == losses(resumed.run_dir)  # the same batches, in the same order
+
+
+def test_a_resume_does_not_claim_to_reinitialise_the_weights_it_restores(tiny_config):
+    from danlu.engine.config.files import config_for_resume
+    first, ch = run_trainer(tiny_config({"train": {"max_steps": 4}, "model": {"init": "kaiming"}}))
+    assert "model.init kaiming: re-initialised" in infos(ch)  # a new run says what its init touched
+    resumed, ch = run_trainer(config_for_resume(first.run_dir, ["train.max_steps=6"]), resume=first.run_dir)
+    assert resumed.step == 6 and "the run now ends at step 6" in infos(ch)
+    assert "re-initialised" not in infos(ch)  # the checkpoint's weights replaced whatever the init made
