@@ -257,10 +257,28 @@ def load_config(path: str | None = None, overrides: list[str] | None = None) -> 
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError([f"the file must hold a mapping of sections ({', '.join(SECTIONS)})"], str(file))
-    notes = apply_overrides(raw, parse_overrides(overrides or [], raw))
-    cfg = from_dict(raw, source=str(file))
+    pairs = parse_overrides(overrides or [], raw)
+    notes = apply_overrides(raw, pairs)
+    cfg = _validated(raw, str(file), overrides or [], pairs)
     cfg.notes = notes
     return cfg
+
+
+def _validated(raw: dict, source: str, overrides: list[str], pairs: list[tuple[str, Any]]) -> Config:
+    """from_dict, with each problem in a key the command line set marked as coming from there:
+    the file named in the message does not hold that value, and the person should not look for it."""
+    try:
+        return from_dict(raw, source=source)
+    except ConfigError as e:
+        if not pairs:
+            raise
+        given = {key: item for (key, _), item in zip(pairs, overrides)}
+        marked = []
+        for problem in e.problems:
+            hit = next((item for key, item in given.items()
+                        if problem.startswith((key + ":", key + "[", key + ".")) or f"key {key}" in problem), None)
+            marked.append(f"{problem} (from the command line: {hit})" if hit else problem)
+        raise ConfigError(marked, e.source) from None
 
 
 def config_for_resume(run_dir: str | Path, overrides: list[str] | None = None) -> Config:
@@ -275,7 +293,7 @@ def config_for_resume(run_dir: str | Path, overrides: list[str] | None = None) -
     before = from_dict(copy.deepcopy(raw), source=str(p)).to_dict()
     pairs = parse_overrides(overrides or [], raw)
     notes = apply_overrides(raw, pairs)
-    cfg = from_dict(raw, source=str(p))
+    cfg = _validated(raw, str(p), list(overrides or []), pairs)
     # refused before anything runs (no torch, nothing written): what would make it another run
     found = resume.changes(before, cfg.to_dict())
     refused = [c for c in found if c.kind == resume.Kind.REFUSED]

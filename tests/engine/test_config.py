@@ -271,3 +271,16 @@ def test_config_reference_doc_is_current():
     from danlu.engine.config.reference import render
     doc = Path(__file__).resolve().parents[2] / "docs" / "config.md"
     assert doc.read_text() == render(), "regenerate: python -m danlu.engine.config.reference > docs/config.md"
+
+
+def test_a_bad_value_from_the_command_line_is_named_as_coming_from_there():
+    # the message names the config file; the value is not in it, so say where it came from
+    with pytest.raises(ConfigError) as e:
+        load_config(None, ["optim.lr=-1", "optim.foo=1", "train.epochs=3"])
+    text = str(e.value)
+    assert "optim.lr: must be > 0, got -1 (from the command line: optim.lr=-1)" in text
+    assert "unknown key optim.foo" in text and "(from the command line: optim.foo=1)" in text
+    assert "train.epochs=3" not in text  # a good override is not blamed
+    with pytest.raises(ConfigError) as e:
+        load_config(None, ["optim.betas=[1.5, 0.9]"])
+    assert "optim.betas[0]: must be < 1, got 1.5 (from the command line: optim.betas=[1.5, 0.9])" in str(e.value)
