@@ -99,7 +99,7 @@ CASES = {
     "wrong-type": (["check", str(BAD / "wrong_type.yaml")], "train.epochs: must be a number, got 'three'"),
     "unknown-optimizer": (["check", "optim.name=adamx"], "optim.name: must be one of sgd, adam, adamw, rmsprop, adagrad, adadelta; got 'adamx'"),
     "unknown-scheduler": (["check", "schedule.name=cosin"], "Did you mean 'cosine'?"),
-    "negative-lr": (["check", "optim.lr=-1"], "optim.lr: must be > 0, got -1"),
+    "negative-lr": (["check", "optim.lr=-1"], "optim.lr: must be > 0, got -1 (from the command line: optim.lr=-1)"),
     "nan-lr": (["check", "optim.lr=.nan"], "optim.lr: must be a finite number, got nan"),
     "bad-profile-steps": (["check", "monitor.profile_steps=[0,5]"],
                           "monitor.profile_steps: must be [start, count], two whole numbers >= 1"),
