@@ -325,8 +325,9 @@ def config_for_warm_start(source: str | Path, path: str | None, overrides: list[
         if isinstance(raw.get("run"), dict):
             for k in ("parent", "parent_step"):
                 raw["run"].pop(k, None)
-        notes = apply_overrides(raw, parse_overrides(overrides or [], raw))
-        cfg = from_dict(raw, source=str(p))
+        pairs = parse_overrides(overrides or [], raw)
+        notes = apply_overrides(raw, pairs)
+        cfg = _validated(raw, str(p), list(overrides or []), pairs)
         cfg.notes = notes
     cfg.run.parent = cfg.run.parent_step = None  # the Trainer names the run it starts from
     return cfg

@@ -284,3 +284,12 @@ def test_a_bad_value_from_the_command_line_is_named_as_coming_from_there():
     with pytest.raises(ConfigError) as e:
         load_config(None, ["optim.betas=[1.5, 0.9]"])
     assert "optim.betas[0]: must be < 1, got 1.5 (from the command line: optim.betas=[1.5, 0.9])" in str(e.value)
+
+
+def test_a_warm_starts_bad_override_is_named_as_coming_from_the_command_line(tmp_path):
+    from danlu.engine.config.files import config_for_warm_start
+    run = tmp_path / "runs" / "r"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text((PACKAGED_CONFIGS / "default.yaml").read_text())
+    with pytest.raises(ConfigError, match=r"got -1 \(from the command line: optim\.lr=-1\)"):
+        config_for_warm_start(run, None, ["optim.lr=-1"])
