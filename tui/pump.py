@@ -12,7 +12,7 @@ import time
 from typing import Any, Callable
 
 from danlu.engine.control import events as ev
-from danlu.engine.control.channel import Channel, join_metrics
+from danlu.engine.control.channel import Channel, join_runs_of_metrics
 
 from .run_state import RunState
 
@@ -102,21 +102,4 @@ def _coalesce(events: list[Any]) -> list[Any]:
     training loop under the GIL. The last batch stays whole because the grad panel shows
     its clipped fraction ("last batch").
     """
-    out: list[Any] = []
-    run: list[ev.Metrics] = []
-
-    def flush():
-        if len(run) > 2:
-            out.extend((join_metrics(run[:-1]), run[-1]))
-        else:
-            out.extend(run)
-        run.clear()
-
-    for e in events:
-        if isinstance(e, ev.Metrics):
-            run.append(e)
-        else:
-            flush()
-            out.append(e)
-    flush()
-    return out
+    return join_runs_of_metrics(events, keep_last=True)

@@ -47,20 +47,29 @@ def join_metrics(batches: list[Metrics]) -> Metrics:
     )
 
 
-def join_runs_of_metrics(batch: list) -> list:
-    """Adjacent Metrics batches joined into one, every point kept (the control server: fewer, longer lines)."""
-    out = []
-    run = []
-    for e in batch:
+def join_runs_of_metrics(events: list, keep_last: bool = False) -> list:
+    """Each run of adjacent Metrics batches joined into one, every point kept; other events stay
+    where they are. With `keep_last`, a run's last batch stays whole after the joined rest (the
+    dashboard shows the last batch's clipped fraction)."""
+    out: list = []
+    run: list[Metrics] = []
+
+    def flush() -> None:
+        if not run:
+            return
+        if keep_last and len(run) > 1:
+            out.extend((join_metrics(run[:-1]), run[-1]))
+        else:
+            out.append(join_metrics(run))  # a run of one is that batch itself
+        run.clear()
+
+    for e in events:
         if isinstance(e, Metrics):
             run.append(e)
-            continue
-        if run:
-            out.append(join_metrics(run))
-            run = []
-        out.append(e)
-    if run:
-        out.append(join_metrics(run))
+        else:
+            flush()
+            out.append(e)
+    flush()
     return out
 
 
