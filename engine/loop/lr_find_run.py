@@ -25,6 +25,7 @@ from ..build.data import DataBundle, loader_workers, stream_batches
 from ..build.device import Placement
 from ..build.fit import Fit
 from .lr_find import LrFindResult, Sweep, sweep
+from . import step
 
 if TYPE_CHECKING:
     from .trainer import Trainer
@@ -145,7 +146,7 @@ def make_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, fit: Fit
     first = float(groups[0]["lr"]) or 1.0
     ratios = [float(g["lr"]) / first if first > 0 else 1.0 for g in groups]
     params = [p for g in groups for p in g["params"] if p.requires_grad]
-    device = placement.device
+    move_to = placement.device if placement.device.type != "cpu" else None
     model.train()
 
     def train_step(lr: float) -> float:
@@ -154,22 +155,10 @@ def make_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, fit: Fit
         total = 0.0
         for _ in range(accum):
             x, y = next(batches)
-            if device.type != "cpu":
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with placement.autocast():
-                loss = fit.loss(fit.output(model(fit.inputs(x))), y) / accum
-            (scaler.scale(loss) if scaler is not None else loss).backward()
+            loss = step.forward_backward(model, fit, placement, scaler, x, y, accum, move_to)
             total += float(loss.detach())  # one sync per micro-batch: the sweep reads every loss
-        if scaler is not None:
-            scaler.unscale_(optimizer)
-        if grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(params, grad_clip, foreach=None)
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        step.clip_grads(optimizer, scaler, params, grad_clip, None)
+        step.update_weights(optimizer, scaler)
         return total
 
     return train_step
